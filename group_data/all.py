@@ -1,0 +1,148 @@
+"""Every default of every component, each documented.
+
+Environments (group_data/prod.py, staging.py, sandbox.py) override only what differs.
+Keys are namespaced by component; ``orchestra-infra check ENV`` validates the result
+against orchestra_infra/schema.py before any host is touched. Secrets never live here:
+templates read them by name from the environment's secrets file.
+"""
+
+# --- base --------------------------------------------------------------------------------------
+
+# Name of the environment; each group_data/<env>.py sets its own.
+environment = "prod"
+# System time zone (a name from the tz database).
+timezone = "UTC"
+# System locale, generated and set as the default LANG.
+locale = "en_US.UTF-8"
+# Seconds an `apt-get update` stays fresh; a converged run then performs none.
+apt_cache_time = 86400
+# Packages every host gets. Keep this short: each component installs its own.
+base_packages = [
+    "acl",
+    "apt-transport-https",
+    "ca-certificates",
+    "curl",
+    "gnupg",
+    "locales",
+    "logrotate",
+    "nftables",
+    "rsync",
+    "tzdata",
+    "unattended-upgrades",
+]
+# Install security updates automatically (unattended-upgrades, security origins only).
+unattended_upgrades = True
+# Let unattended-upgrades reboot the host when an update needs it. Off: a GPU server's
+# jobs should not vanish at 2 am; the operator reboots in a maintenance window.
+unattended_upgrades_reboot = False
+# System user that owns and runs the Orchestra services (no login shell, no password).
+service_user = "orchestra"
+# Application releases, virtualenvs and built assets.
+install_root = "/opt/orchestra"
+# Configuration and per-app env files (mode 0750, root:orchestra).
+config_root = "/etc/orchestra"
+# Application logs (Supervisor, PM2), rotated by logrotate.
+log_root = "/var/log/orchestra"
+# Facts the deploy records on the host (GPU inventory, masked copies of secret files).
+state_root = "/var/lib/orchestra-infra"
+# journald: persistent storage, capped in total size, per file and in age.
+journald_max_use = "1G"
+journald_max_file_size = "128M"
+journald_max_retention = "1month"
+# PEM files on the control machine to add to every host's trust store (a corporate
+# TLS-inspecting proxy, a private CA). pip, npm and uv on the host use that store.
+extra_ca_certificates = []
+# Stop the deploy when no NVIDIA GPU is found (nvidia-smi). Off: the absence is noted.
+require_gpu = False
+
+# --- security ----------------------------------------------------------------------------------
+
+# Port sshd listens on. The firewall always allows it, whatever else is configured.
+sshd_port = 22
+# Only these users may log in over SSH (empty: any user with a key). The user pyinfra
+# connects as must be listed, or the deploy refuses to lock the operator out.
+sshd_allow_users = ["ubuntu"]
+# Authentication attempts per connection.
+sshd_max_auth_tries = 3
+# Crypto as in dev-sec's ssh-hardening baseline for OpenSSH >= 8.5 (Ubuntu 22.04, Debian 12).
+sshd_ciphers = [
+    "chacha20-poly1305@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-gcm@openssh.com",
+    "aes256-ctr",
+    "aes192-ctr",
+    "aes128-ctr",
+]
+sshd_kex_algorithms = [
+    "sntrup761x25519-sha512@openssh.com",
+    "curve25519-sha256@libssh.org",
+    "diffie-hellman-group16-sha512",
+    "diffie-hellman-group18-sha512",
+    "diffie-hellman-group-exchange-sha256",
+]
+sshd_macs = [
+    "hmac-sha2-512-etm@openssh.com",
+    "hmac-sha2-256-etm@openssh.com",
+    "umac-128-etm@openssh.com",
+    "hmac-sha2-512",
+    "hmac-sha2-256",
+]
+# Inbound firewall (nftables, its own table so Docker's rules survive): deny by default,
+# allow sshd_port, nginx_http_port, nginx_https_port and these extra TCP ports.
+firewall_enabled = True
+firewall_allow_tcp_ports = []
+# Networks allowed to reach every port (the private peers of a multi-host layout).
+# Example: ["10.0.0.0/24"]
+firewall_trusted_networks = []
+# Kernel settings (/etc/sysctl.d/60-orchestra.conf). Conservative: nothing here breaks
+# Postgres, Redis or nginx. In containers only the net.* keys can be applied.
+sysctl_settings = {
+    "net.ipv4.conf.all.accept_redirects": 0,
+    "net.ipv4.conf.default.accept_redirects": 0,
+    "net.ipv4.conf.all.send_redirects": 0,
+    "net.ipv4.conf.all.accept_source_route": 0,
+    "net.ipv4.conf.all.log_martians": 1,
+    "net.ipv4.conf.all.rp_filter": 1,
+    "net.ipv4.icmp_echo_ignore_broadcasts": 1,
+    "net.ipv4.tcp_syncookies": 1,
+    "net.ipv6.conf.all.accept_redirects": 0,
+    "net.ipv6.conf.default.accept_redirects": 0,
+    "net.core.somaxconn": 4096,
+    "kernel.kptr_restrict": 2,
+    "kernel.dmesg_restrict": 1,
+    "kernel.yama.ptrace_scope": 1,
+    "fs.protected_hardlinks": 1,
+    "fs.protected_symlinks": 1,
+    "vm.swappiness": 10,
+}
+
+# --- port table: the one place every port is defined ---------------------------------------------
+# nginx, Supervisor, PM2, Monit and the firewall all read these. Validation rejects
+# duplicates and ports outside 1-65535.
+
+nginx_http_port = 80
+nginx_https_port = 443
+# First API instance; instance i listens on api_port + i.
+api_port = 8000
+api_instances = 2
+admin_port = 3000
+postgres_port = 5432
+redis_port = 6379
+weaviate_port = 8080
+weaviate_grpc_port = 50051
+monit_port = 2812
+# One entry per MCP server; adding a server is one entry here.
+mcp_servers = {
+    "memory": {"port": 8003},
+    "task": {"port": 8006},
+    "agent": {"port": 8007},
+    "data": {"port": 8008},
+    "monitor": {"port": 8009},
+}
+
+# --- connection (read by pyinfra itself) -------------------------------------------------------
+
+# Lambda Labs instances log in as `ubuntu`, which has passwordless sudo.
+ssh_user = "ubuntu"
+# Every operation runs through sudo.
+_sudo = True

@@ -1,0 +1,3 @@
+"""Production: overrides of group_data/all.py."""
+
+environment = "prod"

@@ -1,0 +1,180 @@
+"""Render configuration files: atomically, validated before they count, secrets masked.
+
+pyinfra's ``files.template`` prints secret values in ``--diff`` and, with sudo, lets a
+new file exist for a moment with default permissions. This operation renders the
+template twice, once for real and once with every ``secret(name)`` masked, shows
+only the masked diff, and keeps a masked copy on the host so the next diff has a
+secret-free "before". New content lands in a sibling file created with its final
+owner and mode, optionally validated in place (``sshd -t``, ``nginx -t``), and is
+rolled back when validation fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from io import StringIO
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from pyinfra import host, logger, state
+from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
+from pyinfra.facts.files import File, FileContents, Sha256File
+from pyinfra.facts.server import Home
+from pyinfra.operations.util.files import generate_color_diff
+
+from orchestra_infra import secrets as secrets_module
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+MASKED_ROOT = "/var/lib/orchestra-infra/masked"
+
+_jinja = Environment(
+    loader=FileSystemLoader(str(TEMPLATES)),
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+_active: secrets_module.Secrets | None = None
+
+
+def use_secrets(values: secrets_module.Secrets) -> None:
+    """Make the environment's secrets available to ``secret(name)`` in templates."""
+    global _active
+    _active = values
+
+
+def _real_secret(name: str) -> str:
+    if _active is None or name not in _active:
+        raise OperationError(f"template asks for secret {name!r}, which is not loaded")
+    return _active[name]
+
+
+def _masked_secret(name: str) -> str:
+    return f"{secrets_module.MASK}({name})"
+
+
+def render(src: str, context: dict, masked: bool = False) -> str:
+    """Render ``templates/<src>`` with ``secret()`` real or masked."""
+    lookup = _masked_secret if masked else _real_secret
+    return _jinja.get_template(src).render(**context, secret=lookup)
+
+
+def masked_copy_path(dest: str) -> str:
+    return posixpath.join(MASKED_ROOT, dest.lstrip("/").replace("/", "%"))
+
+
+_diffs_shown: set[tuple[str, str]] = set()
+
+
+def _show_diff(dest: str, existed: bool, current: list[str] | None, desired: str) -> None:
+    # `op.will_change` runs this generator again: print each file's diff once.
+    if (host.name, dest) in _diffs_shown:
+        return
+    _diffs_shown.add((host.name, dest))
+    host.log(f"Will {'modify' if existed else 'create'} {dest}", logger.info)
+    if existed and current is None:
+        logger.info("  (previous contents not recorded: secret-bearing file)")
+    current_lines = [line + "\n" for line in current or []]
+    for line in generate_color_diff(current_lines, desired.splitlines(keepends=True)):
+        logger.info("  %s", line)
+    logger.info("")
+
+
+def _private_temp_dir() -> str:
+    # Uploads go to the SSH user's own 0700 directory first: a default /tmp upload is
+    # world-readable until sudo copies it into place (pyinfra issue #691).
+    home = host.get_fact(Home, _sudo=False)
+    return f"{home}/.cache/orchestra-infra"
+
+
+def _place(content: str, dest: str, user: str, group: str, mode: str, existed: bool = False,
+           validate: str | None = None):
+    """Upload next to dest with the final owner and mode, then rename over dest."""
+    temp_dir = _private_temp_dir()
+    new = f"{dest}.orchestra-new"
+    yield StringCommand("mkdir", "-p", "-m", "700", temp_dir, _sudo=False)
+    if not existed:
+        yield StringCommand("mkdir", "-p", posixpath.dirname(dest))
+    # `cp` over an existing file keeps that file's owner and mode: create it private first.
+    yield StringCommand("install", "-m", mode, "-o", user, "-g", group, "/dev/null", new)
+    yield FileUploadCommand(
+        StringIO(content),
+        new,
+        remote_temp_filename=host.get_temp_filename(new, temp_directory=temp_dir),
+    )
+    yield _swap_in(new, dest, existed, validate)
+
+
+def _swap_in(new: str, dest: str, existed: bool, validate: str | None) -> StringCommand:
+    if not validate:
+        return StringCommand("mv", "-f", new, dest)
+    old = f"{dest}.orchestra-old"
+    restore = f"mv -f {old} {dest}" if existed else f"rm -f {dest}"
+    script = (
+        f"{'ln -f ' + dest + ' ' + old + ' && ' if existed else ''}mv -f {new} {dest} && "
+        f"if {validate}; then rm -f {old}; "
+        f"else {restore}; echo 'validation failed ({validate}): {dest} restored' >&2; exit 1; fi"
+    )
+    return StringCommand("sh", "-c", QuoteString(script))
+
+
+@operation()
+def template(
+    src: str,
+    dest: str,
+    context: dict | None = None,
+    user: str = "root",
+    group: str = "root",
+    mode: str = "644",
+    secret: bool = False,
+    validate: str | None = None,
+):
+    """
+    Render a Jinja2 template to a file, atomically, with masked secrets in diffs.
+
+    + src: template path below ``templates/``
+    + dest: remote file path
+    + context: template variables (never secret values: use ``secret(name)`` instead)
+    + user, group, mode: owner and permissions, applied before any content is written
+    + secret: the file holds secrets; its previous contents are never read back
+    + validate: shell command that must succeed with the new file in place, else it is rolled back
+
+    **Example:**
+
+    .. code:: python
+
+        render.template(
+            name="Render sshd drop-in",
+            src="security/etc/ssh/sshd_config.d/00-orchestra.conf.j2",
+            dest="/etc/ssh/sshd_config.d/00-orchestra.conf",
+            context={"config": config},
+            validate="sshd -t",
+        )
+    """
+    context = context or {}
+    desired = render(src, context)
+    digest = hashlib.sha256(desired.encode()).hexdigest()
+    current = host.get_fact(File, path=dest)
+
+    if current and host.get_fact(Sha256File, path=dest) == digest:
+        if current["user"] != user or current["group"] != group:
+            yield StringCommand("chown", f"{user}:{group}", dest)
+        if current["mode"] != int(mode):
+            yield StringCommand("chmod", mode, dest)
+        return
+
+    existed = bool(current)
+    if state.config.DIFF:
+        # A secret-bearing file is never read back: its "before" is the masked copy.
+        before_path = masked_copy_path(dest) if secret else dest
+        before = host.get_fact(FileContents, path=before_path) if existed else None
+        shown = render(src, context, masked=True) if secret else desired
+        _show_diff(dest, existed, before, shown)
+
+    yield from _place(desired, dest, user, group, mode, existed, validate)
+    if secret:
+        yield StringCommand("install", "-d", "-m", "700", MASKED_ROOT)
+        masked_copy = masked_copy_path(dest)
+        yield from _place(render(src, context, masked=True), masked_copy, "root", "root", "600")

@@ -1,0 +1,74 @@
+"""The ``orchestra-infra`` command line."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from . import config as config_module
+from . import secrets as secrets_module
+from .schema import ConfigError
+
+EXIT_INVALID = 2
+
+
+@click.group()
+def main():
+    """Provision and operate the Orchestra AI platform (pyinfra deploys in deploy.py)."""
+
+
+@main.command()
+@click.argument("env")
+@click.option("--data", "pairs", multiple=True, metavar="KEY=VALUE",
+              help="Override a data value, exactly as `pyinfra --data` would.")
+def check(env: str, pairs: tuple[str, ...]):
+    """Validate ENV's data and secrets without connecting to any host."""
+    try:
+        config, loaded = config_module.check(env, config_module.parse_overrides(list(pairs)))
+    except ConfigError as e:
+        for problem in e.problems:
+            click.echo(problem, err=True)
+        sys.exit(EXIT_INVALID)
+    ports = config.port_table()
+    click.echo(f"{env}: valid ({len(type(config).model_fields)} settings, {len(ports)} ports, "
+               f"{len(loaded)} secrets)")
+
+
+@main.group()
+def secrets():
+    """Per-environment secrets, kept outside git (secrets/ENV.yaml, mode 0600)."""
+
+
+@secrets.command("init")
+@click.argument("env")
+@click.option("--rotate", multiple=True, metavar="NAME", help="Generate NAME anew.")
+def secrets_init(env: str, rotate: tuple[str, ...]):
+    """Create ENV's secrets file, or add what it lacks; existing values are kept."""
+    try:
+        path, written = secrets_module.init(env, rotate)
+    except ConfigError as e:
+        raise click.ClickException("\n".join(e.problems)) from None
+    what = ", ".join(written) if written else "nothing new"
+    click.echo(f"{path}: generated {what}")
+
+
+@secrets.command("list")
+@click.argument("env")
+def secrets_list(env: str):
+    """Show which secrets ENV has and where each comes from (never the values)."""
+    try:
+        loaded = secrets_module.load(env)
+    except ConfigError as e:
+        raise click.ClickException("\n".join(e.problems)) from None
+    import os
+
+    for spec in secrets_module.SPECS:
+        if secrets_module.env_var(spec.name) in os.environ:
+            source = secrets_module.env_var(spec.name)
+        elif spec.name in loaded:
+            source = "file"
+        else:
+            source = "unset"
+        click.echo(f"{spec.name:24} {source:32} {spec.description}")
+

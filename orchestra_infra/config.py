@@ -1,0 +1,80 @@
+"""Load an environment's data the way ``pyinfra inventories/ENV.py`` does, and validate it."""
+
+from __future__ import annotations
+
+import os
+import runpy
+from pathlib import Path
+from typing import Any
+
+from pyinfra_cli.inventory import _get_imported_names
+from pyinfra_cli.util import parse_cli_arg
+
+from . import schema, secrets
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def project_root() -> Path:
+    """The folder holding inventories/ and group_data/ (the repository, or ORCHESTRA_ROOT)."""
+    return Path(os.environ.get("ORCHESTRA_ROOT", REPO_ROOT))
+
+
+def environments(root: Path | None = None) -> list[str]:
+    """Environments are the inventories that have a group_data file of the same name."""
+    root = root or project_root()
+    inventories = {p.stem for p in (root / "inventories").glob("*.py")}
+    data = {p.stem for p in (root / "group_data").glob("*.py")}
+    return sorted(inventories & data)
+
+
+def read_group_data(path: Path) -> dict[str, Any]:
+    """A group data file's values, as pyinfra's CLI reads them (imports and dunders dropped)."""
+    names = runpy.run_path(str(path))
+    imported = _get_imported_names(str(path))
+    return {k: v for k, v in names.items() if not k.startswith("__") and k not in imported}
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs, with values parsed exactly as ``pyinfra --data`` parses them."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise schema.ConfigError([f"--data {pair!r}: expected key=value"])
+        overrides[key] = parse_cli_arg(value)
+    return overrides
+
+
+def environment_data(env: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """group_data/all.py, then group_data/ENV.py, then the overrides."""
+    root = project_root()
+    known = environments(root)
+    if env not in known:
+        raise schema.ConfigError(
+            [f"environment: unknown environment {env!r} (known: {', '.join(known)})"]
+        )
+    data = read_group_data(root / "group_data" / "all.py")
+    data.update(read_group_data(root / "group_data" / f"{env}.py"))
+    data.update(overrides or {})
+    return data
+
+
+def check(env: str, overrides: dict[str, Any] | None = None):
+    """Validate an environment's data and secrets; raise ConfigError with every problem."""
+    problems: list[str] = []
+    config = None
+    try:
+        config = schema.validate(environment_data(env, overrides))
+    except schema.ConfigError as e:
+        problems.extend(e.problems)
+        if e.problems[0].startswith("environment: unknown"):
+            raise
+    try:
+        loaded = secrets.load(env)
+    except schema.ConfigError as e:
+        problems.extend(e.problems)
+        loaded = None
+    if problems:
+        raise schema.ConfigError(problems)
+    return config, loaded

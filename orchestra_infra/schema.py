@@ -1,0 +1,275 @@
+"""The typed schema of all deploy data, and the checks that span several keys.
+
+The schema holds types and constraints only; every default lives, documented, in
+``group_data/all.py``. A key missing there is a bug this module reports.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import zoneinfo
+from difflib import get_close_matches
+from pathlib import PurePosixPath
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+# Keys pyinfra itself reads from host data (connection settings, global operation
+# arguments) and keys the inventories attach to hosts: not ours to validate.
+PYINFRA_DATA_PREFIXES = ("ssh_", "_")
+INVENTORY_KEYS = {"sandbox_name"}
+
+_SIZE = re.compile(r"^(\d+)([KMGT])$")
+_SIZE_FACTORS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_TIMESPAN = re.compile(r"^\d+(s|min|h|day|week|month|year)$")
+_LOCALE = re.compile(r"^(C|[a-z]{2,3}_[A-Z]{2})\.UTF-8$")
+
+
+class ConfigError(Exception):
+    """Raised with one line per problem, each starting with the key path."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def parse_size(value: str) -> int:
+    """``"512M"`` -> bytes. Sizes are whole numbers with a K, M, G or T suffix."""
+    match = _SIZE.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a size (use a whole number and K, M, G or T: 512M, 2G)")
+    number, unit = match.groups()
+    return int(number) * _SIZE_FACTORS[unit]
+
+
+def _size(value: str) -> str:
+    parse_size(value)
+    return value
+
+
+def _absolute_path(value: str) -> str:
+    if not PurePosixPath(value).is_absolute():
+        raise ValueError(f"{value!r} is not an absolute path")
+    return value
+
+
+def _posix_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(f"{value!r} is not a valid user or group name")
+    return value
+
+
+def _timezone(value: str) -> str:
+    if value not in zoneinfo.available_timezones():
+        raise ValueError(f"{value!r} is not a known time zone (e.g. UTC, Europe/Berlin)")
+    return value
+
+
+def _locale(value: str) -> str:
+    if not _LOCALE.match(value):
+        raise ValueError(f"{value!r} is not a UTF-8 locale (e.g. en_US.UTF-8, C.UTF-8)")
+    return value
+
+
+def _timespan(value: str) -> str:
+    if not _TIMESPAN.match(value):
+        raise ValueError(f"{value!r} is not a time span (e.g. 2week, 1month)")
+    return value
+
+
+def _network(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or network") from None
+    return value
+
+
+def _ca_file(value: str) -> str:
+    try:
+        with open(value, encoding="ascii") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else "not a text file"
+        raise ValueError(f"cannot read {value}: {reason}") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ValueError(f"{value} holds no PEM certificate")
+    return value
+
+
+Port = Annotated[int, Field(strict=True, ge=1, le=65535)]
+Size = Annotated[str, AfterValidator(_size)]
+AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
+PosixName = Annotated[str, AfterValidator(_posix_name)]
+Network = Annotated[str, AfterValidator(_network)]
+CaFile = Annotated[str, AfterValidator(_ca_file)]
+
+
+class _Block(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class BaseData(_Block):
+    environment: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*$")]
+    timezone: Annotated[str, AfterValidator(_timezone)]
+    locale: Annotated[str, AfterValidator(_locale)]
+    apt_cache_time: Annotated[int, Field(ge=0)]
+    base_packages: list[str]
+    unattended_upgrades: bool
+    unattended_upgrades_reboot: bool
+    service_user: PosixName
+    install_root: AbsolutePath
+    config_root: AbsolutePath
+    log_root: AbsolutePath
+    state_root: AbsolutePath
+    journald_max_use: Size
+    journald_max_file_size: Size
+    journald_max_retention: Annotated[str, AfterValidator(_timespan)]
+    extra_ca_certificates: list[CaFile]
+    require_gpu: bool
+
+
+class SecurityData(_Block):
+    sshd_port: Port
+    sshd_allow_users: list[PosixName]
+    sshd_max_auth_tries: Annotated[int, Field(ge=1, le=10)]
+    sshd_ciphers: list[str]
+    sshd_kex_algorithms: list[str]
+    sshd_macs: list[str]
+    firewall_enabled: bool
+    firewall_allow_tcp_ports: list[Port]
+    firewall_trusted_networks: list[Network]
+    sysctl_settings: dict[str, int | str]
+
+
+class McpServer(_Block):
+    port: Port
+
+
+class PortsData(_Block):
+    nginx_http_port: Port
+    nginx_https_port: Port
+    api_port: Port
+    api_instances: Annotated[int, Field(ge=1, le=32)]
+    admin_port: Port
+    postgres_port: Port
+    redis_port: Port
+    weaviate_port: Port
+    weaviate_grpc_port: Port
+    monit_port: Port
+    mcp_servers: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*$")], McpServer]
+
+
+class Config(BaseData, SecurityData, PortsData):
+    """Everything a deploy reads. Field order follows ``group_data/all.py``."""
+
+    def port_table(self) -> dict[str, int]:
+        """Every port the stack uses, keyed by the data path that sets it."""
+        ports = {
+            "sshd_port": self.sshd_port,
+            "nginx_http_port": self.nginx_http_port,
+            "nginx_https_port": self.nginx_https_port,
+        }
+        for i in range(self.api_instances):
+            ports["api_port" if i == 0 else f"api_port+{i}"] = self.api_port + i
+        for key in ("admin_port", "postgres_port", "redis_port", "weaviate_port",
+                    "weaviate_grpc_port", "monit_port"):
+            ports[key] = getattr(self, key)
+        for name, server in self.mcp_servers.items():
+            ports[f"mcp_servers.{name}"] = server.port
+        return ports
+
+    def public_tcp_ports(self) -> list[int]:
+        """Ports the firewall opens to everyone; SSH is always among them."""
+        ports = {self.sshd_port, self.nginx_http_port, self.nginx_https_port}
+        ports.update(self.firewall_allow_tcp_ports)
+        return sorted(ports)
+
+
+def _port_conflicts(config: Config) -> list[str]:
+    seen: dict[int, str] = {}
+    problems = []
+    for key, port in config.port_table().items():
+        if port > 65535:
+            problems.append(f"{key}: {port} is above 65535 (api_port + api_instances overflows)")
+        elif port in seen:
+            path = f"{key}.port" if key.startswith("mcp_servers.") else key
+            problems.append(f"{path}: {port} is already used by {seen[port]}")
+        else:
+            seen[port] = key
+    return problems
+
+
+def _describe(error: dict[str, Any], known_keys: list[str]) -> str:
+    path = _format_path(error["loc"])
+    kind, value = error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        parent = error["loc"][:-1]
+        candidates = known_keys if not parent else []
+        hint = get_close_matches(str(error["loc"][-1]), candidates, n=1)
+        suffix = f" (did you mean {hint[0]}?)" if hint else ""
+        return f"{path}: unknown key{suffix}"
+    if kind == "missing":
+        return f"{path}: missing (every key needs a value in group_data/all.py)"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        if "port" in path.rsplit(".", 1)[-1]:
+            return f"{path}: {value} is not a valid port (1-65535)"
+        bound = error["ctx"].get("ge", error["ctx"].get("le"))
+        relation = "at least" if kind == "greater_than_equal" else "at most"
+        return f"{path}: {value!r} must be {relation} {bound}"
+    if kind == "string_pattern_mismatch":
+        return f"{path}: {value!r} does not match {error['ctx']['pattern']}"
+    if kind == "value_error":
+        return f"{path}: {error['ctx']['error']}"
+    expected = _EXPECTED.get(kind)
+    if expected:
+        return f"{path}: expected {expected}, got {type(value).__name__} {value!r}"
+    return f"{path}: {error['msg']}"
+
+
+_EXPECTED = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+}
+
+
+def _format_path(loc: tuple) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("int", "str"):  # pydantic names the arm of a union: noise here
+            continue
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(top level)"
+
+
+def validate(data: dict[str, Any]) -> Config:
+    """Validate deploy data; raise ConfigError listing every problem with its key path."""
+    ours = {
+        key: value
+        for key, value in data.items()
+        if not key.startswith(PYINFRA_DATA_PREFIXES) and key not in INVENTORY_KEYS
+    }
+    try:
+        config = Config(**ours)
+    except ValidationError as e:
+        known = list(Config.model_fields)
+        problems = [_describe(error, known) for error in e.errors()]
+        raise ConfigError(_unique(problems)) from None
+    problems = _port_conflicts(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _unique(lines: list[str]) -> list[str]:
+    return list(dict.fromkeys(lines))

@@ -1,0 +1,202 @@
+"""Per-environment secrets: generated, kept outside git, validated, never printed.
+
+A secrets file is ``secrets/ENV.yaml`` (mode 0600, gitignored) or, age-encrypted,
+``secrets/ENV.yaml.age`` decrypted with the identity in ``ORCHESTRA_AGE_IDENTITY``.
+``ORCHESTRA_SECRET_<NAME>`` environment variables override single values.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets as _random
+import subprocess
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from difflib import get_close_matches
+from pathlib import Path
+
+import yaml
+
+from .schema import ConfigError
+
+MIN_LENGTH = 16
+MASK = "********"
+
+
+@dataclass(frozen=True)
+class SecretSpec:
+    name: str
+    description: str
+    generate: bool = True  # `secrets init` creates a random value
+    required: bool = True  # a deploy stops when it is missing
+
+
+SPECS = (
+    SecretSpec("postgres_app_password", "password of the app's PostgreSQL role"),
+    SecretSpec("redis_app_password", "password of the Redis ACL user the app connects as"),
+    SecretSpec("redis_admin_password", "password of the administrative Redis ACL user"),
+    SecretSpec("weaviate_api_key", "API key the app presents to Weaviate"),
+    SecretSpec("monit_password", "basic-auth password of Monit's web interface"),
+    SecretSpec("restic_password", "encryption password of the restic backup repository"),
+    SecretSpec("alert_webhook_url", "Slack-compatible alert webhook", generate=False,
+               required=False),
+    SecretSpec("lambda_api_key", "Lambda Cloud API key", generate=False, required=False),
+)
+SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
+
+
+class Secrets(Mapping):
+    """Secret values by name. Its repr never shows a value."""
+
+    def __init__(self, env: str, values: dict[str, str]):
+        self.env = env
+        self._values = dict(values)
+
+    def __getitem__(self, name: str) -> str:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"<Secrets {self.env}: {', '.join(sorted(self._values))}>"
+
+    def mask(self, text: str) -> str:
+        """Replace every secret value in text by a mask (longest first, so no prefix leaks)."""
+        for value in sorted(self._values.values(), key=len, reverse=True):
+            if value:
+                text = text.replace(value, MASK)
+        return text
+
+
+def secrets_dir() -> Path:
+    from .config import project_root
+
+    return Path(os.environ.get("ORCHESTRA_SECRETS_DIR", project_root() / "secrets"))
+
+
+def secrets_path(env: str) -> Path:
+    return secrets_dir() / f"{env}.yaml"
+
+
+def env_var(name: str) -> str:
+    return f"ORCHESTRA_SECRET_{name.upper()}"
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _read_file(env: str) -> tuple[Path | None, str | None]:
+    plain, encrypted = secrets_path(env), secrets_path(env).with_suffix(".yaml.age")
+    if encrypted.exists():
+        return encrypted, _decrypt(encrypted)
+    if plain.exists():
+        mode = plain.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise ConfigError([
+                f"{_display(plain)}: mode {mode:04o} is too open "
+                f"(run: chmod 600 {_display(plain)})"
+            ])
+        return plain, plain.read_text()
+    return None, None
+
+
+def _decrypt(path: Path) -> str:
+    identity = os.environ.get("ORCHESTRA_AGE_IDENTITY")
+    if not identity:
+        raise ConfigError([f"{_display(path)}: encrypted; set ORCHESTRA_AGE_IDENTITY to the "
+                           "age identity file that decrypts it"])
+    result = subprocess.run(["age", "--decrypt", "-i", identity, str(path)],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ConfigError([f"{_display(path)}: age could not decrypt it: "
+                           f"{result.stderr.strip()}"])
+    return result.stdout
+
+
+def _parse(path: Path, text: str) -> dict:
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError([f"{_display(path)}: not valid YAML{where}"]) from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError([f"{_display(path)}: expected a mapping of secret names to values"])
+    return values
+
+
+def load(env: str, environ: Mapping[str, str] | None = None) -> Secrets:
+    """Read and check an environment's secrets; raise ConfigError naming every problem."""
+    environ = os.environ if environ is None else environ
+    path, text = _read_file(env)
+    values = _parse(path, text) if path else {}
+    problems = []
+    for name, value in values.items():
+        if name not in SPEC_BY_NAME:
+            hint = get_close_matches(str(name), list(SPEC_BY_NAME), n=1)
+            problems.append(f"secrets.{name}: unknown secret"
+                            + (f" (did you mean {hint[0]}?)" if hint else ""))
+        elif not isinstance(value, str):
+            problems.append(f"secrets.{name}: expected a string, got {type(value).__name__}")
+    for spec in SPECS:
+        if env_var(spec.name) in environ:
+            values[spec.name] = environ[env_var(spec.name)]
+        value = values.get(spec.name)
+        if value is None and spec.required:
+            problems.append(f"secrets.{spec.name}: missing (run 'orchestra-infra secrets init "
+                            f"{env}' or set {env_var(spec.name)})")
+        elif isinstance(value, str) and spec.generate and len(value) < MIN_LENGTH:
+            problems.append(f"secrets.{spec.name}: too short ({MIN_LENGTH} characters at least)")
+    if problems:
+        raise ConfigError(problems)
+    return Secrets(env, {k: v for k, v in values.items() if isinstance(v, str) and v})
+
+
+def generate() -> str:
+    """A random value safe in env files, URLs, SQL literals and Redis ACL rules."""
+    return _random.token_urlsafe(32)
+
+
+def init(env: str, rotate: tuple[str, ...] = ()) -> tuple[Path, list[str]]:
+    """Create or complete ``secrets/ENV.yaml``; keep existing values except those rotated.
+
+    Returns the path and the names of the values written anew.
+    """
+    for name in rotate:
+        if name not in SPEC_BY_NAME or not SPEC_BY_NAME[name].generate:
+            raise ConfigError([f"secrets.{name}: not a generated secret"])
+    path = secrets_path(env)
+    if path.with_suffix(".yaml.age").exists():
+        raise ConfigError([f"{_display(path.with_suffix('.yaml.age'))}: encrypted; edit it "
+                           "with age, `secrets init` only writes plain files"])
+    current = _parse(path, _read_file(env)[1]) if path.exists() else {}
+    written = []
+    for spec in SPECS:
+        if spec.generate and (spec.name not in current or spec.name in rotate):
+            current[spec.name] = generate()
+            written.append(spec.name)
+    if written or not path.exists():
+        _write_private(path, current)
+    return path, written
+
+
+def _write_private(path: Path, values: dict) -> None:
+    """Write with mode 0600 from the first byte, then rename into place."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("# orchestra-infra secrets: never commit, never share. Mode 0600.\n")
+        yaml.safe_dump(values, f, default_flow_style=False, sort_keys=True)
+    os.replace(tmp, path)
