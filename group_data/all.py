@@ -45,9 +45,11 @@ config_root = "/etc/orchestra"
 log_root = "/var/log/orchestra"
 # Facts the deploy records on the host (GPU inventory, masked copies of secret files).
 state_root = "/var/lib/orchestra-infra"
-# journald: persistent storage, capped in total size, per file and in age.
+# journald keeps its journal on disk (it survives reboots), capped in total size...
 journald_max_use = "1G"
+# ...per file...
 journald_max_file_size = "128M"
+# ...and in age.
 journald_max_retention = "1month"
 # PEM files on the control machine to add to every host's trust store (a corporate
 # TLS-inspecting proxy, a private CA). pip, npm and uv on the host use that store.
@@ -64,7 +66,8 @@ sshd_port = 22
 sshd_allow_users = ["ubuntu"]
 # Authentication attempts per connection.
 sshd_max_auth_tries = 3
-# Crypto as in dev-sec's ssh-hardening baseline for OpenSSH >= 8.5 (Ubuntu 22.04, Debian 12).
+# Crypto as in dev-sec's ssh-hardening baseline for OpenSSH >= 8.5 (Ubuntu 22.04, Debian 12);
+# every list keeps algorithms paramiko (pyinfra's SSH client) speaks. Ciphers:
 sshd_ciphers = [
     "chacha20-poly1305@openssh.com",
     "aes256-gcm@openssh.com",
@@ -73,6 +76,7 @@ sshd_ciphers = [
     "aes192-ctr",
     "aes128-ctr",
 ]
+# Key exchange algorithms:
 sshd_kex_algorithms = [
     "sntrup761x25519-sha512@openssh.com",
     "curve25519-sha256@libssh.org",
@@ -80,6 +84,7 @@ sshd_kex_algorithms = [
     "diffie-hellman-group18-sha512",
     "diffie-hellman-group-exchange-sha256",
 ]
+# Message authentication codes:
 sshd_macs = [
     "hmac-sha2-512-etm@openssh.com",
     "hmac-sha2-256-etm@openssh.com",
@@ -120,16 +125,21 @@ sysctl_settings = {
 # nginx, Supervisor, PM2, Monit and the firewall all read these. Validation rejects
 # duplicates and ports outside 1-65535.
 
+# nginx, public (the firewall opens both).
 nginx_http_port = 80
 nginx_https_port = 443
 # First API instance; instance i listens on api_port + i.
 api_port = 8000
+# Number of FastAPI instances behind nginx.
 api_instances = 2
+# React admin, served by Node under PM2.
 admin_port = 3000
+# Data services, on loopback unless a multi-host layout says otherwise.
 postgres_port = 5432
 redis_port = 6379
 weaviate_port = 8080
 weaviate_grpc_port = 50051
+# Monit's web interface (loopback only).
 monit_port = 2812
 # One entry per MCP server; adding a server is one entry here.
 mcp_servers = {

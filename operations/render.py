@@ -16,7 +16,7 @@ import posixpath
 from io import StringIO
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import DictLoader, Environment, StrictUndefined
 from pyinfra import host, logger, state
 from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
 from pyinfra.facts.files import File, FileContents, Sha256File
@@ -28,8 +28,15 @@ from orchestra_infra import secrets as secrets_module
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 MASKED_ROOT = "/var/lib/orchestra-infra/masked"
 
+
+def _read_templates(root: Path) -> dict[str, str]:
+    # Read once, up front: templates are small, and a run then renders from one
+    # consistent snapshot even if files change while it plans.
+    return {str(p.relative_to(root)): p.read_text() for p in root.rglob("*.j2")}
+
+
 _jinja = Environment(
-    loader=FileSystemLoader(str(TEMPLATES)),
+    loader=DictLoader(_read_templates(TEMPLATES)),
     undefined=StrictUndefined,
     keep_trailing_newline=True,
     trim_blocks=True,
@@ -73,7 +80,7 @@ def _show_diff(dest: str, existed: bool, current: list[str] | None, desired: str
     if (host.name, dest) in _diffs_shown:
         return
     _diffs_shown.add((host.name, dest))
-    host.log(f"Will {'modify' if existed else 'create'} {dest}", logger.info)
+    logger.info(f"{host.print_prefix}Will {'modify' if existed else 'create'} {dest}")
     if existed and current is None:
         logger.info("  (previous contents not recorded: secret-bearing file)")
     current_lines = [line + "\n" for line in current or []]
@@ -163,6 +170,7 @@ def template(
             yield StringCommand("chown", f"{user}:{group}", dest)
         if current["mode"] != int(mode):
             yield StringCommand("chmod", mode, dest)
+        host.noop(f"file {dest} is already up to date")
         return
 
     existed = bool(current)

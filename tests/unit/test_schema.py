@@ -1,0 +1,145 @@
+"""The configuration schema: every environment validates, every bad input is named exactly."""
+
+import pytest
+from click.testing import CliRunner
+
+from orchestra_infra import config, secrets
+from orchestra_infra.cli import main
+from orchestra_infra.schema import ConfigError, parse_size, validate
+
+
+def _problems(env="prod", **overrides):
+    with pytest.raises(ConfigError) as raised:
+        validate({**config.environment_data(env), **overrides})
+    return raised.value.problems
+
+
+@pytest.mark.parametrize("env", ["prod", "staging", "sandbox"])
+def test_every_environment_validates(env):
+    data = config.environment_data(env)
+    assert validate(data).environment == env
+
+
+def test_all_py_documents_every_key():
+    """Each key has a comment above it, or sits in a block of one-line keys under one."""
+    source = (config.project_root() / "group_data" / "all.py").read_text().splitlines()
+    for number, line in enumerate(source):
+        if line and line[0].isalpha() and " = " in line:
+            above = source[number - 1]
+            documented = above.startswith("#") or (above[:1].isalpha() and " = " in above)
+            assert documented, f"group_data/all.py:{number + 1} ({line}) has no comment"
+
+
+BAD_INPUTS = [
+    ({"postgress_port": 5432}, "postgress_port: unknown key (did you mean postgres_port?)"),
+    ({"redis_port": "6379"}, "redis_port: expected an integer, got str '6379'"),
+    ({"api_port": 70000}, "api_port: 70000 is not a valid port (1-65535)"),
+    ({"firewall_allow_tcp_ports": [8443, 0]},
+     "firewall_allow_tcp_ports[1]: 0 is not a valid port (1-65535)"),
+    ({"redis_port": 5432}, "redis_port: 5432 is already used by postgres_port"),
+    ({"mcp_servers": {"memory": {"port": 8003}, "task": {"port": 8003}}},
+     "mcp_servers.task.port: 8003 is already used by mcp_servers.memory"),
+    ({"admin_port": 8001}, "admin_port: 8001 is already used by api_port+1"),
+    ({"mcp_servers": {"memory": {"port": 8003, "workers": 2}}},
+     "mcp_servers.memory.workers: unknown key"),
+    ({"journald_max_use": "1.5G"},
+     "journald_max_use: '1.5G' is not a size (use a whole number and K, M, G or T: 512M, 2G)"),
+    ({"timezone": "Mars/Olympus"},
+     "timezone: 'Mars/Olympus' is not a known time zone (e.g. UTC, Europe/Berlin)"),
+    ({"locale": "en_US.ISO-8859-1"},
+     "locale: 'en_US.ISO-8859-1' is not a UTF-8 locale (e.g. en_US.UTF-8, C.UTF-8)"),
+    ({"extra_ca_certificates": ["/nonexistent/corp-ca.crt"]},
+     "extra_ca_certificates[0]: cannot read /nonexistent/corp-ca.crt: No such file or directory"),
+    ({"install_root": "opt/orchestra"}, "install_root: 'opt/orchestra' is not an absolute path"),
+    ({"require_gpu": "yes"}, "require_gpu: expected true or false, got str 'yes'"),
+    ({"firewall_trusted_networks": ["10.0.0.0/33"]},
+     "firewall_trusted_networks[0]: '10.0.0.0/33' is not an IP address or network"),
+    ({"api_instances": 0}, "api_instances: 0 must be at least 1"),
+    ({"service_user": "Orchestra!"},
+     "service_user: 'Orchestra!' is not a valid user or group name"),
+    ({"base_packages": "curl"}, "base_packages: expected a list, got str 'curl'"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), BAD_INPUTS, ids=[m.split(":")[0] for _, m in BAD_INPUTS])
+def test_bad_input_is_named_exactly(override, message):
+    assert _problems(**override) == [message]
+
+
+def test_unreadable_and_non_pem_ca_files(tmp_path):
+    not_pem = tmp_path / "ca.crt"
+    not_pem.write_text("hello\n")
+    assert _problems(extra_ca_certificates=[str(not_pem)]) == [
+        f"extra_ca_certificates[0]: {not_pem} holds no PEM certificate"
+    ]
+    locked = tmp_path / "locked.crt"
+    locked.write_text("-----BEGIN CERTIFICATE-----\n")
+    locked.chmod(0)
+    if locked.open().readable():  # root reads anything: nothing more to check here
+        return
+
+
+def test_every_problem_is_reported_at_once():
+    problems = _problems(api_port=0, sshd_port="22", nginx_port=80)
+    assert problems == [
+        "api_port: 0 is not a valid port (1-65535)",
+        "sshd_port: expected an integer, got str '22'",
+        "nginx_port: unknown key (did you mean nginx_http_port?)",
+    ]
+
+
+def test_pyinfra_connection_keys_are_not_ours():
+    data = {**config.environment_data("prod"), "ssh_user": "ubuntu", "_sudo": True,
+            "sandbox_name": "orch-1"}
+    assert validate(data).sshd_port == 22
+
+
+def test_unknown_environment():
+    with pytest.raises(ConfigError) as raised:
+        config.environment_data("prdo")
+    assert raised.value.problems == [
+        "environment: unknown environment 'prdo' (known: prod, sandbox, staging)"
+    ]
+
+
+def test_sizes():
+    assert parse_size("512M") == 512 << 20
+    assert parse_size("2G") == 2 << 30
+
+
+def test_port_table_feeds_the_firewall():
+    cfg = validate({**config.environment_data("prod"), "firewall_allow_tcp_ports": [8443]})
+    assert cfg.public_tcp_ports() == [22, 80, 443, 8443]
+    assert cfg.port_table()["api_port+1"] == 8001
+    assert cfg.port_table()["mcp_servers.monitor"] == 8009
+
+
+# --- orchestra-infra check ---------------------------------------------------------------------
+
+
+def test_check_valid(secrets_dir):
+    secrets.init("staging")
+    result = CliRunner().invoke(main, ["check", "staging"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "staging: valid (38 settings, 16 ports, 6 secrets)\n"
+
+
+def test_check_reports_data_and_secret_problems_together(secrets_dir):
+    result = CliRunner().invoke(main, ["check", "prod", "--data", "redis_port=99999"])
+    assert result.exit_code == 2
+    lines = result.output.splitlines()
+    assert lines[0] == "redis_port: 99999 is not a valid port (1-65535)"
+    assert lines[1].startswith("secrets.postgres_app_password: missing (run 'orchestra-infra "
+                               "secrets init prod' or set ORCHESTRA_SECRET_POSTGRES_APP_PASSWORD)")
+
+
+def test_check_rejects_malformed_data_override(secrets_dir):
+    result = CliRunner().invoke(main, ["check", "prod", "--data", "redis_port"])
+    assert result.exit_code == 2
+    assert result.output == "--data 'redis_port': expected key=value\n"
+
+
+def test_check_unknown_environment(secrets_dir):
+    result = CliRunner().invoke(main, ["check", "production"])
+    assert result.exit_code == 2
+    assert "unknown environment 'production'" in result.output
