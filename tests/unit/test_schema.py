@@ -61,7 +61,8 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize(("override", "message"), BAD_INPUTS, ids=[m.split(":")[0] for _, m in BAD_INPUTS])
+@pytest.mark.parametrize(("override", "message"), BAD_INPUTS,
+                         ids=[m.split(":")[0] for _, m in BAD_INPUTS])
 def test_bad_input_is_named_exactly(override, message):
     assert _problems(**override) == [message]
 

@@ -19,7 +19,10 @@ DEST = "/etc/orchestra/app.env"
 
 @pytest.fixture
 def secret_template(monkeypatch):
-    extra = DictLoader({TEMPLATE: "DATABASE_URL=postgresql://app:{{ secret('postgres_app_password') }}@127.0.0.1/app\nLOG_LEVEL={{ level }}\n"})
+    extra = DictLoader({TEMPLATE: (
+        "DATABASE_URL=postgresql://app:{{ secret('postgres_app_password') }}@127.0.0.1/app\n"
+        "LOG_LEVEL={{ level }}\n"
+    )})
     monkeypatch.setattr(render._jinja, "loader", ChoiceLoader([render._jinja.loader, extra]))
     render.use_secrets(Secrets("test", {"postgres_app_password": CANARY}))
     render._diffs_shown.clear()
