@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from pyinfra.api import FactBase
 
 
@@ -45,3 +47,29 @@ class ContainerType(FactBase):
     def process(self, output):
         value = "".join(output).strip()
         return None if value in ("", "none") else value
+
+
+class FileState(FactBase):
+    """
+    Owner, group, mode and SHA-256 of a regular file in one command (pyinfra's File and
+    Sha256File facts cost two), ``None`` when it does not exist.
+
+    .. code:: python
+
+        {"user": "root", "group": "orchestra", "mode": 640, "sha256": "9f86d0…"}
+    """
+
+    def command(self, path: str) -> str:
+        quoted = shlex.quote(path)
+        return (
+            f"if [ -f {quoted} ]; then stat -c '%U %G %a' {quoted} && sha256sum {quoted}; "
+            f"elif [ -e {quoted} ]; then echo not-a-file; fi"
+        )
+
+    def process(self, output):
+        if not output:
+            return None
+        if output[0] == "not-a-file":
+            raise ValueError("exists and is not a regular file")
+        user, group, mode = output[0].split()
+        return {"user": user, "group": group, "mode": int(mode), "sha256": output[1].split()[0]}

@@ -19,10 +19,11 @@ from pathlib import Path
 from jinja2 import DictLoader, Environment, StrictUndefined
 from pyinfra import host, logger, state
 from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
-from pyinfra.facts.files import File, FileContents, Sha256File
+from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Home
 from pyinfra.operations.util.files import generate_color_diff
 
+from operations.facts import FileState
 from orchestra_infra import secrets as secrets_module
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -163,9 +164,9 @@ def template(
     context = context or {}
     desired = render(src, context)
     digest = hashlib.sha256(desired.encode()).hexdigest()
-    current = host.get_fact(File, path=dest)
+    current = host.get_fact(FileState, path=dest)
 
-    if current and host.get_fact(Sha256File, path=dest) == digest:
+    if current and current["sha256"] == digest:
         if current["user"] != user or current["group"] != group:
             yield StringCommand("chown", f"{user}:{group}", dest)
         if current["mode"] != int(mode):

@@ -48,8 +48,8 @@ def test_diff_of_changed_secret_file_shows_masks_only(secret_template, caplog):
         "LOG_LEVEL=info",
     ]
     facts = {
-        "files.File": {f"path={DEST}": {"user": "root", "group": "orchestra", "mode": 640}},
-        "files.Sha256File": {f"path={DEST}": "sha-of-the-old-file-with-" + OLD_CANARY},
+        "facts.FileState": {f"path={DEST}": {"user": "root", "group": "orchestra", "mode": 640,
+                                               "sha256": "old-" + OLD_CANARY}},
         "files.FileContents": {f"path={render.masked_copy_path(DEST)}": masked_before},
         "server.Home": "/home/ubuntu",
     }
@@ -73,7 +73,7 @@ def test_diff_of_changed_secret_file_shows_masks_only(secret_template, caplog):
 
 
 def test_first_write_of_secret_file_is_masked(secret_template, caplog):
-    facts = {"files.File": {f"path={DEST}": None}, "server.Home": "/home/ubuntu"}
+    facts = {"facts.FileState": {f"path={DEST}": None}, "server.Home": "/home/ubuntu"}
     with caplog.at_level(logging.DEBUG):
         _run(facts, context={"level": "info"}, secret=True)
     assert "Will create /etc/orchestra/app.env" in caplog.text
@@ -82,8 +82,8 @@ def test_first_write_of_secret_file_is_masked(secret_template, caplog):
 
 def test_missing_masked_copy_hides_previous_contents(secret_template, caplog):
     facts = {
-        "files.File": {f"path={DEST}": {"user": "root", "group": "root", "mode": 600}},
-        "files.Sha256File": {f"path={DEST}": "0"},
+        "facts.FileState": {f"path={DEST}": {"user": "root", "group": "root", "mode": 600,
+                                             "sha256": "0"}},
         "files.FileContents": {f"path={render.masked_copy_path(DEST)}": None},
         "server.Home": "/home/ubuntu",
     }
