@@ -6,6 +6,8 @@ against orchestra_infra/schema.py before any host is touched. Secrets never live
 templates read them by name from the environment's secrets file.
 """
 
+from orchestra_infra.ssh import nodelay_transport
+
 # --- base --------------------------------------------------------------------------------------
 
 # Name of the environment; each group_data/<env>.py sets its own.
@@ -151,8 +153,6 @@ mcp_servers = {
 }
 
 # --- connection (read by pyinfra itself) -------------------------------------------------------
-
-from orchestra_infra.ssh import nodelay_transport  # noqa: E402
 
 
 # Lambda Labs instances log in as `ubuntu`, which has passwordless sudo.
