@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from . import config as config_module
 from . import secrets as secrets_module
+from .sandbox_cli import sandbox
 from .schema import ConfigError
 
 EXIT_INVALID = 2
@@ -61,8 +63,6 @@ def secrets_list(env: str):
         loaded = secrets_module.load(env)
     except ConfigError as e:
         raise click.ClickException("\n".join(e.problems)) from None
-    import os
-
     for spec in secrets_module.SPECS:
         if secrets_module.env_var(spec.name) in os.environ:
             source = secrets_module.env_var(spec.name)
@@ -72,3 +72,18 @@ def secrets_list(env: str):
             source = "unset"
         click.echo(f"{spec.name:24} {source:32} {spec.description}")
 
+
+@main.command()
+@click.option("--keep", is_flag=True, help="Leave the two benchmark hosts running.")
+def bench(keep: bool):
+    """Time a bare-host first run against a plain install script, then a no-op run."""
+    from . import bench as bench_module
+
+    try:
+        figures = bench_module.run(keep=keep)
+    except (RuntimeError, ConfigError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(figures.report())
+
+
+main.add_command(sandbox)

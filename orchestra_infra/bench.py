@@ -1,0 +1,88 @@
+"""Provisioning benchmark on sandbox hosts: first run against its floor, then a no-op run.
+
+The floor is what one plain shell script takes to install the same packages on another
+bare host; the deploy's first run is compared to it in the same invocation, so both
+see the same mirror, cache and machine load.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from . import config as config_module
+from . import sandbox, secrets
+from .schema import validate
+
+DEPLOY_HOST, FLOOR_HOST = "bench-deploy", "bench-floor"
+NOOP_TARGET_SECONDS = 5.0
+FIRST_RUN_TARGET_RATIO = 1.5
+
+
+@dataclass
+class Figures:
+    floor_seconds: float
+    first_run_seconds: float
+    noop_seconds: float
+    operations: int
+    noop_remote_commands: int
+
+    def report(self) -> str:
+        ratio = self.first_run_seconds / self.floor_seconds
+        return "\n".join([
+            f"plain install script (floor):  {self.floor_seconds:7.1f} s",
+            f"first run on a bare host:      {self.first_run_seconds:7.1f} s  "
+            f"({ratio:.2f}x the floor; target <= {FIRST_RUN_TARGET_RATIO}x)",
+            f"no-op re-run:                  {self.noop_seconds:7.1f} s  "
+            f"(target <= {NOOP_TARGET_SECONDS:.0f} s)",
+            f"operations:                    {self.operations:7d}",
+            f"remote commands, no-op run:    {self.noop_remote_commands:7d}",
+        ])
+
+
+def floor_packages() -> list[str]:
+    """Every package the deploy installs, for the plain script to install too."""
+    config = validate(config_module.environment_data("sandbox"))
+    return list(config.base_packages)
+
+
+def floor_script(packages: list[str]) -> str:
+    return (
+        "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; "
+        f"apt-get install -y -qq {' '.join(shlex.quote(p) for p in packages)} >/dev/null"
+    )
+
+
+def _pyinfra(host: sandbox.SandboxHost, *args: str) -> tuple[float, str]:
+    argv = [sys.executable, "-m", "pyinfra", "-y", "inventories/sandbox.py", "deploy.py",
+            "--limit", host.address, *args]
+    started = time.monotonic()
+    result = subprocess.run(argv, cwd=config_module.project_root(), capture_output=True,
+                            text=True, stdin=subprocess.DEVNULL, check=False)
+    elapsed = time.monotonic() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"deploy failed on {host.name}:\n{result.stderr[-4000:]}")
+    return elapsed, result.stdout + result.stderr
+
+
+def run(keep: bool = False) -> Figures:
+    secrets.init("sandbox")
+    hosts = {h.name: h for h in sandbox.up(names=[DEPLOY_HOST, FLOOR_HOST])}
+    try:
+        started = time.monotonic()
+        floor = sandbox.run(FLOOR_HOST, floor_script(floor_packages()), timeout=1800)
+        floor_seconds = time.monotonic() - started
+        if floor.returncode != 0:
+            raise RuntimeError(f"plain install failed: {floor.stderr[-2000:]}")
+        first_seconds, _ = _pyinfra(hosts[DEPLOY_HOST])
+        noop_seconds, _ = _pyinfra(hosts[DEPLOY_HOST])
+        _, verbose = _pyinfra(hosts[DEPLOY_HOST], "-vv")
+        operations = verbose.count("--> Starting operation:")
+        commands = sum(1 for line in verbose.splitlines() if ">>> " in line)
+        return Figures(floor_seconds, first_seconds, noop_seconds, operations, commands)
+    finally:
+        if not keep:
+            sandbox.down([DEPLOY_HOST, FLOOR_HOST])

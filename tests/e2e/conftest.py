@@ -1,0 +1,112 @@
+"""End-to-end fixtures: real sandbox hosts, the real pyinfra CLI, pytest-testinfra checks.
+
+One session boots the hosts once and provisions them once; every test module reads
+the same converged host (provisioning is minutes, a check is milliseconds).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from orchestra_infra import sandbox, secrets
+
+REPO = Path(__file__).resolve().parents[2]
+TARGET, PEER = "t-e2e-target", "t-e2e-peer"
+# Ubuntu cloud images ship this drop-in; the hardening must win over it.
+CLOUD_INIT_DROPIN = "/etc/ssh/sshd_config.d/50-cloud-init.conf"
+
+
+@dataclass
+class PyinfraRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def totals(self) -> dict:
+        return json.loads(self.stdout)["results"]["totals"]
+
+    @property
+    def changed(self) -> list[str]:
+        operations = json.loads(self.stdout)["results"]["operations"]
+        return [op["name"] for op in operations if op["success"]]
+
+
+def pyinfra(host: sandbox.SandboxHost, *args: str, timeout: float = 1800) -> PyinfraRun:
+    """Run the real pyinfra CLI on the sandbox inventory, limited to one host."""
+    argv = [sys.executable, "-m", "pyinfra", "inventories/sandbox.py", "deploy.py",
+            "--limit", host.address, *args]
+    result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                            stdin=subprocess.DEVNULL)
+    return PyinfraRun(result.returncode, result.stdout, result.stderr)
+
+
+def converge(host: sandbox.SandboxHost, *args: str) -> PyinfraRun:
+    run = pyinfra(host, "-y", "--json", *args)
+    assert run.returncode == 0, f"deploy failed:\n{run.stderr[-6000:]}"
+    assert run.totals["error"] == 0
+    return run
+
+
+def on(host: sandbox.SandboxHost, command: str, sudo: bool = True) -> str:
+    """Run a command on a sandbox host over SSH; fail the test with its stderr if it fails."""
+    result = sandbox.run(host.name, command, sudo=sudo, timeout=120)
+    assert result.returncode == 0, f"{command!r} failed on {host.name}: {result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def hosts():
+    if os.geteuid() != 0:
+        pytest.skip("end-to-end tests need root (network namespaces, systemd-nspawn)")
+    missing = sandbox.missing_tools()
+    if missing:
+        pytest.skip(f"missing tools: {', '.join(missing)}")
+    secrets.init("sandbox")
+    booted = {h.name: h for h in sandbox.up(names=[TARGET, PEER])}
+    yield booted
+    if not os.environ.get("ORCHESTRA_KEEP_SANDBOX"):
+        sandbox.down([TARGET, PEER])
+
+
+@pytest.fixture(scope="session")
+def target(hosts):
+    return hosts[TARGET]
+
+
+@pytest.fixture(scope="session")
+def peer(hosts):
+    return hosts[PEER]
+
+
+@pytest.fixture(scope="session")
+def provisioned(target):
+    """The target provisioned from bare, then provisioned again: (first run, second run)."""
+    # Look like a Lambda instance: cloud-init lets passwords in.
+    on(target, f"printf 'PasswordAuthentication yes\\n' > {CLOUD_INIT_DROPIN}")
+    first = converge(target)
+    second = converge(target)
+    return first, second
+
+
+@pytest.fixture(scope="session")
+def testinfra_host(target, provisioned, tmp_path_factory):
+    import testinfra
+
+    config = tmp_path_factory.mktemp("ssh") / "config"
+    config.write_text(
+        "Host *\n"
+        "  User ubuntu\n"
+        f"  IdentityFile {target.ssh_key}\n"
+        "  StrictHostKeyChecking no\n"
+        "  UserKnownHostsFile /dev/null\n"
+        "  LogLevel ERROR\n"
+    )
+    return testinfra.get_host(f"ssh://{target.address}", ssh_config=str(config), sudo=True)
