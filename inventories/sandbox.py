@@ -1,0 +1,27 @@
+"""pyinfra inventory of the running local sandbox hosts (`orchestra-infra sandbox up`).
+
+Every host is in all three groups: the single-instance layout.
+"""
+
+import sys as _sys
+from pathlib import Path as _Path
+
+# pyinfra executes this file; from another folder the repository would not be importable.
+_REPO_ROOT = str(_Path(__file__).resolve().parent.parent)
+if _REPO_ROOT not in _sys.path:
+    _sys.path.insert(0, _REPO_ROOT)
+
+from pyinfra.api.exceptions import InventoryError as _InventoryError  # noqa: E402
+
+from orchestra_infra.sandbox import inventory_hosts as _inventory_hosts  # noqa: E402
+
+_hosts = _inventory_hosts()
+if not _hosts:
+    # An InventoryError is shown by pyinfra as a plain message, without a traceback.
+    raise _InventoryError(
+        "no sandbox host is running: start them with `orchestra-infra sandbox up`"
+    )
+
+edge = list(_hosts)
+app = list(_hosts)
+data = list(_hosts)
