@@ -22,6 +22,9 @@ class GpuInfo(FactBase):
             "--query-gpu=name,driver_version,memory.total --format=csv,noheader,nounits || true"
         )
 
+    def default(self):
+        return []
+
     def process(self, output):
         gpus = []
         for line in output:

@@ -639,6 +639,10 @@ def nspawn_command(entry: Mapping[str, Any]) -> list[str]:
         "--console=read-only",
         # Keep the container's journal inside the container, never linked into this machine.
         "--link-journal=no",
+        # A cloud instance owns its /etc/localtime and /etc/resolv.conf; by default nspawn
+        # rewrites both at every boot, which a deploy would then see as drift.
+        "--timezone=off",
+        "--resolv-conf=off",
     ]
 
 
