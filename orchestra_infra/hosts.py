@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import os
 
+from pyinfra.api.exceptions import InventoryError
+
 from .config import project_root
 
 GROUPS = ("edge", "app", "data")
 
 
-class HostsError(Exception):
-    pass
+class HostsError(InventoryError):
+    """pyinfra prints it as one line, no traceback."""
 
 
 def hosts_path(env: str):
