@@ -7,7 +7,7 @@
 
 from pyinfra import host
 
-from operations import base, render, security
+from operations import base, postgres, redis, render, security
 from orchestra_infra.preflight import validate_host
 
 config, secret_values = validate_host(host)
@@ -17,3 +17,7 @@ gpus = base.check_gpu(config)
 
 base.configure(config, gpus)
 security.configure(config)
+
+if "data" in host.groups:
+    postgres.configure(config)
+    redis.configure(config)

@@ -28,6 +28,7 @@ base_packages = [
     "locales",
     "logrotate",
     "nftables",
+    "procps",
     "rsync",
     "tzdata",
     "unattended-upgrades",
@@ -122,6 +123,72 @@ sysctl_settings = {
     "fs.protected_symlinks": 1,
     "vm.swappiness": 10,
 }
+
+# --- postgres ----------------------------------------------------------------------------------
+
+# Major version. None: the distro's own (Ubuntu 22.04: 14, Debian 12: 15). Pinning another one
+# needs the PostgreSQL apt repository below.
+postgres_version = None
+# PostgreSQL apt repository (deb URL) and the URL of its signing key, for a pinned version.
+# The key lands in /etc/apt/keyrings and the source names it with signed-by.
+postgres_apt_repository = None
+postgres_apt_key_url = None
+# Addresses PostgreSQL listens on: loopback; add the private interface's address when the
+# app hosts are separate (and list their network in postgres_allowed_networks).
+postgres_listen_addresses = ["127.0.0.1", "::1"]
+# Networks allowed to connect (scram-sha-256), besides loopback.
+postgres_allowed_networks = []
+postgres_max_connections = 100
+# Memory settings; None computes them from the host's memory (shared_buffers 25 %,
+# effective_cache_size 75 %, maintenance_work_mem 1/16 up to 2G, work_mem from the rest).
+postgres_shared_buffers = None
+postgres_effective_cache_size = None
+postgres_work_mem = None
+postgres_maintenance_work_mem = None
+# Install pgvector when the distro packages it (Debian 12 does not; the PostgreSQL apt
+# repository does).
+postgres_pgvector = True
+# Login roles; each password comes from the named secret. Example item:
+# {"name": "orchestra", "password_secret": "postgres_app_password", "connect": ["orchestra"]}
+postgres_roles = [
+    {"name": "orchestra", "password_secret": "postgres_app_password", "connect": ["orchestra"]},
+]
+# Databases and their owners (roles above). Nobody else may connect to them.
+postgres_databases = [{"name": "orchestra", "owner": "orchestra"}]
+
+# --- redis -------------------------------------------------------------------------------------
+
+# Addresses Redis binds (protected mode stays on).
+redis_bind = ["127.0.0.1", "-::1"]
+# Memory cap and what to evict when it is reached.
+redis_maxmemory = "512M"
+redis_maxmemory_policy = "allkeys-lru"
+# ACL user the app connects as (password: secret redis_app_password); it may not run
+# dangerous commands (FLUSHALL, CONFIG, KEYS, ...). The default user is disabled; `admin`
+# (secret redis_admin_password) can do everything.
+redis_app_user = "orchestra"
+
+# --- weaviate ----------------------------------------------------------------------------------
+
+# The release to run, where to get it and its checksum (from the release's .sha256 asset).
+weaviate_version = "1.38.2"
+weaviate_url = (
+    "https://github.com/weaviate/weaviate/releases/download/"
+    "v{version}/weaviate-v{version}-linux-amd64.tar.gz"
+)
+weaviate_sha256 = None
+# "download": each host fetches weaviate_url and checks it. "upload": the control machine
+# sends weaviate_local_tarball (air-gapped hosts, the sandbox); the same checksum applies.
+weaviate_source = "download"
+weaviate_local_tarball = None
+# Objects and indexes; backups written by the backup-filesystem module.
+weaviate_data_dir = "/var/lib/weaviate"
+weaviate_backup_dir = "/var/backups/weaviate"
+# systemd limits for the weaviate unit.
+weaviate_memory_max = "8G"
+weaviate_limit_nofile = 65536
+# Installed versions kept under /opt/weaviate for a rollback (the running one included).
+weaviate_keep_versions = 2
 
 # --- port table: the one place every port is defined ---------------------------------------------
 # nginx, Supervisor, PM2, Monit and the firewall all read these. Validation rejects

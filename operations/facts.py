@@ -76,3 +76,72 @@ class FileState(FactBase):
             raise ValueError("exists and is not a regular file")
         user, group, mode = output[0].split()
         return {"user": user, "group": group, "mode": int(mode), "sha256": output[1].split()[0]}
+
+
+class AptCandidate(FactBase):
+    """
+    The version apt would install for a package, or ``None`` when no source offers it.
+
+    .. code:: python
+
+        "0.5.1-1"
+    """
+
+    def command(self, package: str) -> str:
+        return f"apt-cache policy {shlex.quote(package)} 2>/dev/null | sed -n 's/^ *Candidate: //p'"
+
+    def process(self, output):
+        value = "".join(output).strip()
+        return None if value in ("", "(none)") else value
+
+
+class PostgresRoleVerifiers(FactBase):
+    """
+    Login roles with their superuser flag and SCRAM verifier (not the password), read
+    as the postgres superuser over the local socket.
+
+    .. code:: python
+
+        {"orchestra": {"superuser": False, "verifier": "SCRAM-SHA-256$4096:..."}}
+    """
+
+    def command(self) -> str:
+        return (
+            "cd / && runuser -u postgres -- psql -X -A -t -F '|' -c "
+            "'SELECT rolname, rolsuper, coalesce(rolpassword, $$$$) FROM pg_authid "
+            "WHERE rolcanlogin'"
+        )
+
+    def process(self, output):
+        roles = {}
+        for line in output:
+            name, superuser, verifier = line.split("|", 2)
+            roles[name] = {"superuser": superuser == "t", "verifier": verifier or None}
+        return roles
+
+
+class DatabaseConnectGrants(FactBase):
+    """
+    Who may connect to a database (``PUBLIC`` for everyone), sorted; ``[]`` when the
+    database does not exist.
+
+    .. code:: python
+
+        ["orchestra"]
+    """
+
+    def command(self, database: str) -> str:
+        name = database.replace("'", "''")
+        query = (
+            "SELECT DISTINCT CASE WHEN a.grantee = 0 THEN $$PUBLIC$$ "
+            "ELSE pg_get_userbyid(a.grantee) END AS who FROM pg_database d, "
+            "aclexplode(coalesce(d.datacl, acldefault($$d$$, d.datdba))) a "
+            f"WHERE d.datname = $${name}$$ AND a.privilege_type = $$CONNECT$$ ORDER BY who"
+        )
+        return f"cd / && runuser -u postgres -- psql -X -A -t -c {shlex.quote(query)}"
+
+    def default(self):
+        return []
+
+    def process(self, output):
+        return sorted(line.strip() for line in output if line.strip())

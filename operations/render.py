@@ -25,6 +25,7 @@ from pyinfra.operations.util.files import generate_color_diff
 
 from operations.facts import FileState
 from orchestra_infra import secrets as secrets_module
+from orchestra_infra.schema import parse_size
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 MASKED_ROOT = "/var/lib/orchestra-infra/masked"
@@ -44,6 +45,8 @@ _jinja = Environment(
     lstrip_blocks=True,
 )
 
+_jinja.filters["bytes"] = parse_size
+
 _active: secrets_module.Secrets | None = None
 
 
@@ -53,7 +56,8 @@ def use_secrets(values: secrets_module.Secrets) -> None:
     _active = values
 
 
-def _real_secret(name: str) -> str:
+def secret_value(name: str) -> str:
+    """A secret's value, for operations that never put it in a command."""
     if _active is None or name not in _active:
         raise OperationError(f"template asks for secret {name!r}, which is not loaded")
     return _active[name]
@@ -63,10 +67,22 @@ def _masked_secret(name: str) -> str:
     return f"{secrets_module.MASK}({name})"
 
 
+def _real_sha256(name: str) -> str:
+    return hashlib.sha256(secret_value(name).encode()).hexdigest()
+
+
+def _masked_sha256(name: str) -> str:
+    return f"{secrets_module.MASK}(sha256 of {name})"
+
+
 def render(src: str, context: dict, masked: bool = False) -> str:
-    """Render ``templates/<src>`` with ``secret()`` real or masked."""
-    lookup = _masked_secret if masked else _real_secret
-    return _jinja.get_template(src).render(**context, secret=lookup)
+    """Render ``templates/<src>``; ``secret(name)`` and ``secret_sha256(name)`` are real
+    values, or masks when ``masked``."""
+    return _jinja.get_template(src).render(
+        **context,
+        secret=_masked_secret if masked else secret_value,
+        secret_sha256=_masked_sha256 if masked else _real_sha256,
+    )
 
 
 def masked_copy_path(dest: str) -> str:
@@ -97,7 +113,7 @@ def _private_temp_dir() -> str:
     return f"{home}/.cache/orchestra-infra"
 
 
-def _place(content: str, dest: str, user: str, group: str, mode: str, existed: bool = False,
+def place(content: str, dest: str, user: str, group: str, mode: str, existed: bool = False,
            validate: str | None = None):
     """Upload next to dest with the final owner and mode, then rename over dest."""
     temp_dir = _private_temp_dir()
@@ -182,8 +198,8 @@ def template(
         shown = render(src, context, masked=True) if secret else desired
         _show_diff(dest, existed, before, shown)
 
-    yield from _place(desired, dest, user, group, mode, existed, validate)
+    yield from place(desired, dest, user, group, mode, existed, validate)
     if secret:
         yield StringCommand("install", "-d", "-m", "700", MASKED_ROOT)
         masked_copy = masked_copy_path(dest)
-        yield from _place(render(src, context, masked=True), masked_copy, "root", "root", "600")
+        yield from place(render(src, context, masked=True), masked_copy, "root", "root", "600")

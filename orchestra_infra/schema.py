@@ -11,7 +11,7 @@ import re
 import zoneinfo
 from difflib import get_close_matches
 from pathlib import PurePosixPath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -162,7 +162,62 @@ class PortsData(_Block):
     mcp_servers: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*$")], McpServer]
 
 
-class Config(BaseData, SecurityData, PortsData):
+_SQL_NAME = r"^[a-z_][a-z0-9_]{0,62}$"
+SqlName = Annotated[str, Field(pattern=_SQL_NAME)]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class PostgresRole(_Block):
+    name: SqlName
+    password_secret: str
+    connect: list[SqlName] = []
+
+
+class PostgresDatabase(_Block):
+    name: SqlName
+    owner: SqlName
+
+
+class PostgresData(_Block):
+    postgres_version: Annotated[int, Field(ge=12, le=18)] | None
+    postgres_apt_repository: str | None
+    postgres_apt_key_url: str | None
+    postgres_listen_addresses: list[str]
+    postgres_allowed_networks: list[Network]
+    postgres_max_connections: Annotated[int, Field(ge=10, le=10000)]
+    postgres_shared_buffers: Size | None
+    postgres_effective_cache_size: Size | None
+    postgres_work_mem: Size | None
+    postgres_maintenance_work_mem: Size | None
+    postgres_pgvector: bool
+    postgres_roles: list[PostgresRole]
+    postgres_databases: list[PostgresDatabase]
+
+
+class RedisData(_Block):
+    redis_bind: list[str]
+    redis_maxmemory: Size
+    redis_maxmemory_policy: Literal[
+        "noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random",
+        "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
+    ]
+    redis_app_user: PosixName
+
+
+class WeaviateData(_Block):
+    weaviate_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")]
+    weaviate_url: str
+    weaviate_sha256: Sha256 | None
+    weaviate_source: Literal["download", "upload"]
+    weaviate_local_tarball: str | None
+    weaviate_data_dir: AbsolutePath
+    weaviate_backup_dir: AbsolutePath
+    weaviate_memory_max: Size
+    weaviate_limit_nofile: Annotated[int, Field(ge=1024)]
+    weaviate_keep_versions: Annotated[int, Field(ge=1, le=10)]
+
+
+class Config(BaseData, SecurityData, PortsData, PostgresData, RedisData, WeaviateData):
     """Everything a deploy reads. Field order follows ``group_data/all.py``."""
 
     def port_table(self) -> dict[str, int]:
@@ -202,6 +257,46 @@ def _port_conflicts(config: Config) -> list[str]:
     return problems
 
 
+def _data_service_problems(config: Config, secret_names: set[str]) -> list[str]:
+    problems = []
+    roles = [role.name for role in config.postgres_roles]
+    databases = [db.name for db in config.postgres_databases]
+    problems += _duplicates("postgres_roles", roles)
+    problems += _duplicates("postgres_databases", databases)
+    for i, role in enumerate(config.postgres_roles):
+        if role.password_secret not in secret_names:
+            problems.append(f"postgres_roles[{i}].password_secret: {role.password_secret!r} is "
+                            "not a secret orchestra-infra knows")
+        for db in role.connect:
+            if db not in databases:
+                problems.append(f"postgres_roles[{i}].connect: database {db!r} is not in "
+                                "postgres_databases")
+    for i, db in enumerate(config.postgres_databases):
+        if db.owner not in roles:
+            problems.append(f"postgres_databases[{i}].owner: role {db.owner!r} is not in "
+                            "postgres_roles")
+    if config.postgres_version is not None and config.postgres_apt_repository is None:
+        problems.append("postgres_version: pinning a major version needs "
+                        "postgres_apt_repository (the distro ships one version)")
+    if config.weaviate_source == "download" and config.weaviate_sha256 is None:
+        problems.append(f"weaviate_sha256: required to download Weaviate "
+                        f"{config.weaviate_version}: copy it from the release's "
+                        f"weaviate-v{config.weaviate_version}-linux-amd64.tar.gz.sha256")
+    if config.weaviate_source == "upload" and config.weaviate_local_tarball is None:
+        problems.append("weaviate_local_tarball: required when weaviate_source is 'upload'")
+    return problems
+
+
+def _duplicates(key: str, names: list[str]) -> list[str]:
+    seen: set[str] = set()
+    problems = []
+    for i, name in enumerate(names):
+        if name in seen:
+            problems.append(f"{key}[{i}].name: {name!r} is defined twice")
+        seen.add(name)
+    return problems
+
+
 def _describe(error: dict[str, Any], known_keys: list[str]) -> str:
     path = _format_path(error["loc"])
     kind, value = error["type"], error.get("input")
@@ -219,6 +314,8 @@ def _describe(error: dict[str, Any], known_keys: list[str]) -> str:
         bound = error["ctx"].get("ge", error["ctx"].get("le"))
         relation = "at least" if kind == "greater_than_equal" else "at most"
         return f"{path}: {value!r} must be {relation} {bound}"
+    if kind == "literal_error":
+        return f"{path}: {value!r} is not one of {error['ctx']['expected']}"
     if kind == "string_pattern_mismatch":
         return f"{path}: {value!r} does not match {error['ctx']['pattern']}"
     if kind == "value_error":
@@ -265,7 +362,9 @@ def validate(data: dict[str, Any]) -> Config:
         known = list(Config.model_fields)
         problems = [_describe(error, known) for error in e.errors()]
         raise ConfigError(_unique(problems)) from None
-    problems = _port_conflicts(config)
+    from .secrets import SPEC_BY_NAME
+
+    problems = _port_conflicts(config) + _data_service_problems(config, set(SPEC_BY_NAME))
     if problems:
         raise ConfigError(problems)
     return config

@@ -1,0 +1,192 @@
+"""PostgreSQL: package, locked-down access, tuning from the host's memory, roles and databases."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import DeployError, OperationError, StringCommand, deploy, operation
+from pyinfra.facts.hardware import Memory
+from pyinfra.facts.server import LinuxDistribution
+from pyinfra.operations import apt, files, postgres, server, systemd
+
+from operations import render
+from operations.facts import AptCandidate, DatabaseConnectGrants, PostgresRoleVerifiers
+from orchestra_infra import scram
+from orchestra_infra.schema import parse_size
+
+# The version each supported distro ships.
+DISTRO_VERSIONS = {("Ubuntu", 22): 14, ("Debian", 12): 15}
+KEYRING = "/etc/apt/keyrings/postgresql.asc"
+PRIVATE_DIR = "/var/lib/orchestra-infra/private"
+
+
+def major_version(config) -> int:
+    if config.postgres_version:
+        return config.postgres_version
+    distro = host.get_fact(LinuxDistribution)
+    version = DISTRO_VERSIONS.get((distro["name"], distro["major"]))
+    if version is None:
+        raise DeployError(f"{host.name}: no default PostgreSQL for {distro['name']} "
+                          f"{distro['major']}; set postgres_version")
+    return version
+
+
+def tuning(config, memory_mb: int) -> dict[str, str]:
+    """Memory settings: each from the data when set, else computed from the host's memory."""
+    computed = {
+        "shared_buffers": memory_mb // 4,
+        "effective_cache_size": memory_mb * 3 // 4,
+        "maintenance_work_mem": min(memory_mb // 16, 2048),
+        # What is left after shared buffers, spread over the connections, a few sorts each.
+        "work_mem": max(4, memory_mb * 3 // 4 // (config.postgres_max_connections * 3)),
+    }
+    settings = {}
+    for key, megabytes in computed.items():
+        override = getattr(config, f"postgres_{key}")
+        settings[key] = (f"{parse_size(override) // (1 << 20)}MB" if override
+                         else f"{megabytes}MB")
+    return settings
+
+
+@deploy("PostgreSQL")
+def configure(config):
+    version = major_version(config)
+    etc = f"/etc/postgresql/{version}/main"
+    unit = f"postgresql@{version}-main"
+
+    if config.postgres_apt_repository:
+        distro = host.get_fact(LinuxDistribution)
+        repository(
+            name="Add the PostgreSQL apt repository",
+            url=config.postgres_apt_repository,
+            key_url=config.postgres_apt_key_url,
+            codename=distro["release_meta"].get("VERSION_CODENAME", ""),
+        )
+    packages = [f"postgresql-{version}", f"postgresql-client-{version}"]
+    pgvector = f"postgresql-{version}-pgvector"
+    if config.postgres_pgvector and host.get_fact(AptCandidate, package=pgvector):
+        packages.append(pgvector)
+    apt.packages(name="Install PostgreSQL", packages=packages,
+                 update=True, cache_time=config.apt_cache_time)
+
+    restart_policy = render.template(
+        name="Restart PostgreSQL when it dies",
+        src="postgres/etc/systemd/system/postgresql@.service.d/10-orchestra.conf.j2",
+        dest="/etc/systemd/system/postgresql@.service.d/10-orchestra.conf",
+    )
+    settings = render.template(
+        name="Configure PostgreSQL (listen, auth, memory)",
+        src="postgres/etc/postgresql/main/conf.d/orchestra.conf.j2",
+        dest=f"{etc}/conf.d/orchestra.conf",
+        context={"config": config, "tuning": tuning(config, host.get_fact(Memory))},
+        user="postgres", group="postgres",
+    )
+    hba = render.template(
+        name="Allow only scram-sha-256 logins (pg_hba.conf)",
+        src="postgres/etc/postgresql/main/pg_hba.conf.j2",
+        dest=f"{etc}/pg_hba.conf",
+        context={"config": config},
+        user="postgres", group="postgres", mode="640",
+    )
+    restarted = systemd.service(
+        name=f"Run {unit}",
+        service=unit,
+        running=True,
+        enabled=True,
+        restarted=settings.will_change,
+        reloaded=hba.will_change and not settings.will_change,
+        daemon_reload=restart_policy.will_change,
+    )
+    server.shell(
+        name="Wait for PostgreSQL",
+        commands=[f"for i in $(seq 60); do pg_isready -q -h 127.0.0.1 -p {config.postgres_port}"
+                  " && exit 0; sleep 1; done; exit 1"],
+        _if=restarted.did_change,
+    )
+
+    for role_data in config.postgres_roles:
+        role(name=f"Create PostgreSQL role {role_data.name}",
+             role=role_data.name, password_secret=role_data.password_secret)
+    for db in config.postgres_databases:
+        postgres.database(name=f"Create database {db.name}", database=db.name, owner=db.owner,
+                          _sudo_user="postgres", _use_sudo_login=True)
+        allowed = [r.name for r in config.postgres_roles if db.name in r.connect]
+        database_access(name=f"Allow only {', '.join(allowed) or 'its owner'} into {db.name}",
+                        database=db.name, roles=[db.owner, *allowed])
+
+
+def _psql_file(sql: str, label: str):
+    """Run SQL as the postgres superuser from a root-only file: no value reaches a command
+    line, a process list or pyinfra's output."""
+    path = f"{PRIVATE_DIR}/{label}.sql"
+    yield StringCommand("install", "-d", "-m", "700", PRIVATE_DIR)
+    yield from render.place(sql, path, "root", "root", "600")
+    yield StringCommand("sh", "-c", f"'cd / && runuser -u postgres -- psql -X -q "
+                        f"-v ON_ERROR_STOP=1 -d postgres < {path}; rc=$?; rm -f {path}; "
+                        "exit $rc'")
+
+
+@operation()
+def role(role: str, password_secret: str):
+    """
+    Create a login role, or rotate its password when the secret changed.
+
+    PostgreSQL only ever receives a SCRAM verifier computed here; an existing role's
+    verifier is checked against the secret, so a changed secret rotates the password on
+    the next run and an unchanged one changes nothing. The role is never a superuser.
+
+    + role: role name
+    + password_secret: name of the secret holding its password
+    """
+    password = render.secret_value(password_secret)
+    existing = host.get_fact(PostgresRoleVerifiers).get(role)
+    if existing and not existing["superuser"] and scram.matches(password, existing["verifier"]):
+        host.noop(f"role {role} exists with the current password")
+        return
+    if existing and existing["superuser"]:
+        raise OperationError(f"role {role} is a superuser; orchestra-infra will not manage it")
+    verb = "ALTER" if existing else "CREATE"
+    sql = (f'{verb} ROLE "{role}" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE '
+           f"PASSWORD '{scram.verifier(password)}';\n")
+    yield from _psql_file(sql, f"role-{role}")
+
+
+@operation()
+def database_access(database: str, roles: list[str]):
+    """
+    Revoke CONNECT on a database from PUBLIC and grant it to the given roles only.
+
+    + database: database name
+    + roles: roles allowed to connect
+    """
+    grants = host.get_fact(DatabaseConnectGrants, database=database)
+    wanted = sorted(set(roles))
+    if grants == wanted:
+        host.noop(f"only {', '.join(wanted)} may connect to {database}")
+        return
+    sql = f'REVOKE CONNECT, TEMPORARY ON DATABASE "{database}" FROM PUBLIC;\n'
+    for name in grants or []:
+        if name not in wanted and name != "PUBLIC":
+            sql += f'REVOKE CONNECT ON DATABASE "{database}" FROM "{name}";\n'
+    for name in wanted:
+        sql += f'GRANT CONNECT ON DATABASE "{database}" TO "{name}";\n'
+    yield from _psql_file(sql, f"access-{database}")
+
+
+@operation()
+def repository(url: str, key_url: str | None, codename: str):
+    """
+    Add the PostgreSQL apt repository with its key in a keyring (``signed-by``).
+
+    + url: the repository's deb URL
+    + key_url: URL of its ASCII-armoured signing key
+    + codename: the distro codename (``jammy``, ``bookworm``)
+    """
+    if not key_url:
+        raise OperationError("postgres_apt_key_url is required with postgres_apt_repository")
+    yield from files.directory._inner(path="/etc/apt/keyrings", mode="755")
+    yield from files.download._inner(src=key_url, dest=KEYRING, mode="644")
+    yield from apt.repo._inner(
+        src=f"deb [signed-by={KEYRING}] {url} {codename}-pgdg main",
+        filename="pgdg",
+    )
+
