@@ -7,7 +7,7 @@
 
 from pyinfra import host
 
-from operations import base, postgres, redis, render, security
+from operations import base, postgres, redis, render, security, weaviate
 from orchestra_infra.preflight import validate_host
 
 config, secret_values = validate_host(host)
@@ -21,3 +21,4 @@ security.configure(config)
 if "data" in host.groups:
     postgres.configure(config)
     redis.configure(config)
+    weaviate.configure(config)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pyinfra import host
-from pyinfra.api import DeployError, OperationError, StringCommand, deploy, operation
+from pyinfra.api import DeployError, OperationError, QuoteString, StringCommand, deploy, operation
 from pyinfra.facts.hardware import Memory
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import apt, files, postgres, server, systemd
@@ -120,9 +120,9 @@ def _psql_file(sql: str, label: str):
     path = f"{PRIVATE_DIR}/{label}.sql"
     yield StringCommand("install", "-d", "-m", "700", PRIVATE_DIR)
     yield from render.place(sql, path, "root", "root", "600")
-    yield StringCommand("sh", "-c", f"'cd / && runuser -u postgres -- psql -X -q "
-                        f"-v ON_ERROR_STOP=1 -d postgres < {path}; rc=$?; rm -f {path}; "
-                        "exit $rc'")
+    script = (f"cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres "
+              f"< {path}; rc=$?; rm -f {path}; exit $rc")
+    yield StringCommand("sh", "-c", QuoteString(script))
 
 
 @operation()

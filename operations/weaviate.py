@@ -1,0 +1,154 @@
+"""Weaviate: a pinned, checksum-verified release in a versioned directory, run by systemd."""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+
+from pyinfra import host
+from pyinfra.api import (
+    FileUploadCommand,
+    OperationError,
+    QuoteString,
+    StringCommand,
+    deploy,
+    operation,
+)
+from pyinfra.facts.files import FileContents, Link
+from pyinfra.operations import files, server, systemd
+
+from operations import render
+
+ROOT = "/opt/weaviate"
+CURRENT = f"{ROOT}/current"
+ENV_FILE = "/etc/weaviate/weaviate.env"
+
+
+def release_dir(version: str) -> str:
+    return f"{ROOT}/v{version}"
+
+
+@deploy("Weaviate")
+def configure(config):
+    server.group(name="Create group weaviate", group="weaviate", system=True)
+    server.user(name="Create system user weaviate", user="weaviate", group="weaviate",
+                system=True, shell="/usr/sbin/nologin", home=config.weaviate_data_dir,
+                create_home=False, ensure_home=False)
+    for path, owner, mode in (
+        (ROOT, "root", "755"),
+        ("/etc/weaviate", "root", "750"),
+        (config.weaviate_data_dir, "weaviate", "750"),
+        (config.weaviate_backup_dir, "weaviate", "750"),
+    ):
+        files.directory(name=f"Create {path}", path=path, user=owner, group="weaviate",
+                        mode=mode)
+
+    installed = release(
+        name=f"Install Weaviate {config.weaviate_version} (sha256-checked)",
+        version=config.weaviate_version,
+        sha256=config.weaviate_sha256,
+        url=config.weaviate_url.format(version=config.weaviate_version),
+        local_tarball=config.weaviate_local_tarball if config.weaviate_source == "upload"
+        else None,
+        keep=config.weaviate_keep_versions,
+    )
+    env = render.template(
+        name="Configure Weaviate (env file)",
+        src="weaviate/etc/weaviate/weaviate.env.j2",
+        dest=ENV_FILE,
+        context={"config": config},
+        group="weaviate", mode="640",
+        secret=True,
+    )
+    unit = render.template(
+        name="Install the weaviate unit",
+        src="weaviate/etc/systemd/system/weaviate.service.j2",
+        dest="/etc/systemd/system/weaviate.service",
+        context={"config": config, "binary": f"{CURRENT}/weaviate", "env_file": ENV_FILE},
+    )
+    service = systemd.service(
+        name="Run Weaviate",
+        service="weaviate",
+        running=True,
+        enabled=True,
+        restarted=installed.will_change or env.will_change or unit.will_change,
+        daemon_reload=unit.will_change,
+    )
+    ready = f"http://127.0.0.1:{config.weaviate_port}/v1/.well-known/ready"
+    server.shell(
+        name="Wait until Weaviate is ready",
+        commands=[f"for i in $(seq 120); do curl -fsS -o /dev/null {ready} && exit 0; "
+                  f"sleep 1; done; echo 'Weaviate not ready at {ready}' >&2; "
+                  "journalctl -u weaviate -n 30 --no-pager >&2; exit 1"],
+        _if=service.did_change,
+    )
+
+
+def _sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@operation()
+def release(version: str, sha256: str, url: str, local_tarball: str | None = None,
+            keep: int = 2):
+    """
+    Install a Weaviate release tarball beside the others and point ``current`` at it.
+
+    The tarball is checked against ``sha256`` in a staging directory before anything is
+    extracted; a mismatch fails with the running version untouched. Older versions are
+    kept for a rollback (``keep`` in all, the running one included).
+
+    + version: Weaviate version, e.g. ``1.38.2``
+    + sha256: the release tarball's SHA-256
+    + url: where the host downloads it (when no ``local_tarball``)
+    + local_tarball: a tarball on the control machine to upload instead
+    + keep: how many versions to keep installed
+    """
+    target = release_dir(version)
+    marker = f"{target}/.sha256"
+    if local_tarball:
+        actual = _sha256_of(local_tarball)
+        if actual != sha256:
+            raise OperationError(f"sha256 mismatch for {local_tarball}: expected {sha256}, got "
+                                 f"{actual}; nothing was installed")
+
+    installed = (host.get_fact(FileContents, path=marker) or [""])[0] == sha256
+    if not installed:
+        staging = f"{ROOT}/.staging-v{version}"
+        tarball = f"{staging}/weaviate-v{version}-linux-amd64.tar.gz"
+        yield StringCommand("rm", "-rf", staging)
+        yield StringCommand("install", "-d", "-m", "755", f"{staging}/extract")
+        fetch = ""
+        if local_tarball:
+            yield FileUploadCommand(local_tarball, tarball,
+                                    remote_temp_filename=host.get_temp_filename(tarball))
+        else:
+            fetch = f"curl -fsSL --retry 3 -o {tarball} {url}\n"
+        # One script, so any failure removes the staging directory and nothing else.
+        script = (
+            f"set -e\ntrap 'rm -rf {staging}' EXIT\n{fetch}"
+            f"if ! echo '{sha256}  {tarball}' | sha256sum -c --quiet - >/dev/null 2>&1; then\n"
+            f"  echo 'sha256 mismatch for Weaviate {version}: expected {sha256}; "
+            "the running version is untouched' >&2; exit 1\nfi\n"
+            f"tar -xzf {tarball} -C {staging}/extract --no-same-owner\n"
+            f"test -x {staging}/extract/weaviate\n"
+            f"echo {sha256} > {staging}/extract/.sha256\n"
+            # A reinstall of the same version (new checksum) replaces the directory whole.
+            f"rm -rf {target}\nmv {staging}/extract {target}\n"
+        )
+        yield StringCommand("sh", "-c", QuoteString(script))
+
+    link = host.get_fact(Link, path=CURRENT)
+    if not installed or not link or posixpath.basename(link.get("link_target", "")) != \
+            f"v{version}":
+        # Atomic switch: a new link renamed over the old one.
+        yield StringCommand("ln", "-sfn", target, f"{CURRENT}.new")
+        yield StringCommand("mv", "-T", f"{CURRENT}.new", CURRENT)
+        prune = f"ls -1dt {ROOT}/v* | grep -vx {target} | tail -n +{keep} | xargs -r rm -rf"
+        yield StringCommand("sh", "-c", QuoteString(prune))
+    else:
+        host.noop(f"Weaviate {version} is installed and current")
