@@ -176,6 +176,7 @@ weaviate_url = (
     "https://github.com/weaviate/weaviate/releases/download/"
     "v{version}/weaviate-v{version}-linux-amd64.tar.gz"
 )
+# REQUIRED before the first real deploy: the sha256 of that tarball, from the release page.
 weaviate_sha256 = None
 # "download": each host fetches weaviate_url and checks it. "upload": the control machine
 # sends weaviate_local_tarball (air-gapped hosts, the sandbox); the same checksum applies.

@@ -7,17 +7,28 @@ from orchestra_infra import config, secrets
 from orchestra_infra.cli import main
 from orchestra_infra.schema import ConfigError, parse_size, validate
 
+PINNED = {"weaviate_sha256": "0" * 64}  # real environments pin the release's checksum
+
 
 def _problems(env="prod", **overrides):
     with pytest.raises(ConfigError) as raised:
-        validate({**config.environment_data(env), **overrides})
+        validate({**config.environment_data(env), **PINNED, **overrides})
     return raised.value.problems
 
 
 @pytest.mark.parametrize("env", ["prod", "staging", "sandbox"])
 def test_every_environment_validates(env):
-    data = config.environment_data(env)
+    data = {**config.environment_data(env), **(PINNED if env != "sandbox" else {})}
     assert validate(data).environment == env
+
+
+def test_weaviate_download_needs_a_pinned_checksum():
+    with pytest.raises(ConfigError) as raised:
+        validate(config.environment_data("prod"))
+    assert raised.value.problems == [
+        "weaviate_sha256: required to download Weaviate 1.38.2: copy it from the release's "
+        "weaviate-v1.38.2-linux-amd64.tar.gz.sha256"
+    ]
 
 
 def test_all_py_documents_every_key():
@@ -58,6 +69,31 @@ BAD_INPUTS = [
     ({"service_user": "Orchestra!"},
      "service_user: 'Orchestra!' is not a valid user or group name"),
     ({"base_packages": "curl"}, "base_packages: expected a list, got str 'curl'"),
+    ({"redis_maxmemory": "lots"},
+     "redis_maxmemory: 'lots' is not a size (use a whole number and K, M, G or T: 512M, 2G)"),
+    ({"redis_maxmemory_policy": "lru"},
+     "redis_maxmemory_policy: 'lru' is not one of 'noeviction', 'allkeys-lru', 'allkeys-lfu', "
+     "'allkeys-random', 'volatile-lru', 'volatile-lfu', 'volatile-random' or 'volatile-ttl'"),
+    ({"postgres_databases": [{"name": "orchestra", "owner": "orchestra"},
+                             {"name": "orchestra", "owner": "orchestra"}]},
+     "postgres_databases[1].name: 'orchestra' is defined twice"),
+    ({"postgres_roles": [
+        {"name": "orchestra", "password_secret": "postgres_app_password"},
+        {"name": "orchestra", "password_secret": "postgres_app_password"}]},
+     "postgres_roles[1].name: 'orchestra' is defined twice"),
+    ({"postgres_roles": [{"name": "orchestra", "password_secret": "postgres_app_password",
+                          "connect": ["analytics"]}]},
+     "postgres_roles[0].connect: database 'analytics' is not in postgres_databases"),
+    ({"postgres_databases": [{"name": "orchestra", "owner": "ghost"}]},
+     "postgres_databases[0].owner: role 'ghost' is not in postgres_roles"),
+    ({"postgres_roles": [{"name": "orchestra", "password_secret": "db_password"}]},
+     "postgres_roles[0].password_secret: 'db_password' is not a secret orchestra-infra knows"),
+    ({"postgres_version": 16},
+     "postgres_version: pinning a major version needs postgres_apt_repository "
+     "(the distro ships one version)"),
+    ({"weaviate_sha256": "ABC"}, "weaviate_sha256: 'ABC' does not match ^[0-9a-f]{64}$"),
+    ({"weaviate_source": "upload", "weaviate_local_tarball": None},
+     "weaviate_local_tarball: required when weaviate_source is 'upload'"),
 ]
 
 
@@ -90,7 +126,7 @@ def test_every_problem_is_reported_at_once():
 
 
 def test_pyinfra_connection_keys_are_not_ours():
-    data = {**config.environment_data("prod"), "ssh_user": "ubuntu", "_sudo": True,
+    data = {**config.environment_data("prod"), **PINNED, "ssh_user": "ubuntu", "_sudo": True,
             "sandbox_name": "orch-1"}
     assert validate(data).sshd_port == 22
 
@@ -109,7 +145,8 @@ def test_sizes():
 
 
 def test_port_table_feeds_the_firewall():
-    cfg = validate({**config.environment_data("prod"), "firewall_allow_tcp_ports": [8443]})
+    cfg = validate({**config.environment_data("prod"), **PINNED,
+                    "firewall_allow_tcp_ports": [8443]})
     assert cfg.public_tcp_ports() == [22, 80, 443, 8443]
     assert cfg.port_table()["api_port+1"] == 8001
     assert cfg.port_table()["mcp_servers.monitor"] == 8009
@@ -120,9 +157,10 @@ def test_port_table_feeds_the_firewall():
 
 def test_check_valid(secrets_dir):
     secrets.init("staging")
-    result = CliRunner().invoke(main, ["check", "staging"])
+    pinned = f"weaviate_sha256={'ab' * 32}"
+    result = CliRunner().invoke(main, ["check", "staging", "--data", pinned])
     assert result.exit_code == 0, result.output
-    assert result.output == "staging: valid (38 settings, 16 ports, 6 secrets)\n"
+    assert result.output == "staging: valid (65 settings, 16 ports, 6 secrets)\n"
 
 
 def test_check_reports_data_and_secret_problems_together(secrets_dir):
