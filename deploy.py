@@ -15,10 +15,20 @@ render.use_secrets(secret_values)
 security.check_ssh_access(config, host.data.get("ssh_user"))
 gpus = base.check_gpu(config)
 
+data_host = "data" in host.groups
+
+packages = list(config.base_packages)
+new_sources = False
+if data_host:
+    repository = postgres.add_repository(config)
+    new_sources = bool(repository and repository.will_change)
+    packages += postgres.packages(config) + redis.PACKAGES
+base.install(config, packages, new_sources)
+
 base.configure(config, gpus)
 security.configure(config)
 
-if "data" in host.groups:
+if data_host:
     postgres.configure(config)
     redis.configure(config)
     weaviate.configure(config)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import posixpath
-from io import StringIO
 from pathlib import Path
 
 from pyinfra import host, logger
 from pyinfra.api import DeployError, deploy
-from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations import apt, files, server
 from pyinfra.operations.util import any_changed
 
-from operations import render
+from operations import render, system
 from operations.facts import GpuInfo
 
 CA_DIR = "/usr/local/share/ca-certificates/orchestra"
@@ -32,15 +31,22 @@ def check_gpu(config) -> list[dict]:
     return gpus
 
 
-@deploy("Base system")
-def configure(config, gpus: list[dict]):
+@deploy("Install")
+def install(config, packages: list[str], new_sources: bool = False):
+    """Every package of every component in one apt transaction: one dependency solve and
+    one download pass on a bare host, one `dpkg -l` on a converged one. A source added in
+    this run (``new_sources``) forces an `apt-get update` whatever its age."""
     _trust_extra_cas(config)
     apt.packages(
-        name="Install base packages",
-        packages=config.base_packages,
+        name="Install packages",
+        packages=sorted(set(packages)),
         update=True,
-        cache_time=config.apt_cache_time,
+        cache_time=None if new_sources else config.apt_cache_time,
     )
+
+
+@deploy("Base system")
+def configure(config, gpus: list[dict]):
     _time_and_locale(config)
     _unattended_upgrades(config)
     _service_user_and_directories(config)
@@ -56,13 +62,13 @@ def configure(config, gpus: list[dict]):
 def _trust_extra_cas(config):
     # Before any download: a TLS-inspecting proxy breaks apt/pip/npm over HTTPS until
     # its CA is trusted. pip, npm and uv are later pointed at this same system store.
-    files.directory(name="Create extra CA directory", path=CA_DIR, mode="755")
+    system.directory(name="Create extra CA directory", path=CA_DIR, mode="755")
     installed = [
-        files.put(
+        render.template(
             name=f"Install CA certificate {Path(path).name}",
-            src=path,
+            src=None,
+            text=Path(path).read_text(),
             dest=posixpath.join(CA_DIR, Path(path).stem + ".crt"),
-            mode="644",
         )
         for path in config.extra_ca_certificates
     ]
@@ -80,11 +86,8 @@ def _time_and_locale(config):
         path="/etc/localtime",
         target=f"/usr/share/zoneinfo/{config.timezone}",
     )
-    files.put(
-        name="Write /etc/timezone",
-        src=StringIO(config.timezone + "\n"),
-        dest="/etc/timezone",
-    )
+    render.template(name="Write /etc/timezone", src=None, text=config.timezone + "\n",
+                    dest="/etc/timezone")
     if config.locale != "C.UTF-8":
         locale_gen = files.line(
             name=f"Enable locale {config.locale}",
@@ -131,7 +134,7 @@ def _service_user_and_directories(config):
         (config.log_root, user, user, "750"),
         (config.state_root, "root", "root", "755"),
     ):
-        files.directory(name=f"Create {path}", path=path, user=owner, group=group, mode=mode)
+        system.directory(name=f"Create {path}", path=path, user=owner, group=group, mode=mode)
 
 
 def _journald(config):
@@ -141,9 +144,5 @@ def _journald(config):
         dest="/etc/systemd/journald.conf.d/00-orchestra.conf",
         context={"config": config},
     )
-    systemd.service(
-        name="Restart journald",
-        service="systemd-journald",
-        restarted=conf.will_change,
-    )
+    system.service(name="Run journald", unit="systemd-journald", restart_when=[conf])
 

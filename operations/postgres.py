@@ -6,9 +6,9 @@ from pyinfra import host
 from pyinfra.api import DeployError, OperationError, QuoteString, StringCommand, deploy, operation
 from pyinfra.facts.hardware import Memory
 from pyinfra.facts.server import LinuxDistribution
-from pyinfra.operations import apt, files, postgres, server, systemd
+from pyinfra.operations import apt, files, postgres, server
 
-from operations import render
+from operations import render, system
 from operations.facts import AptCandidate, DatabaseConnectGrants, PostgresRoleVerifiers
 from orchestra_infra import scram
 from orchestra_infra.schema import parse_size
@@ -47,26 +47,38 @@ def tuning(config, memory_mb: int) -> dict[str, str]:
     return settings
 
 
-@deploy("PostgreSQL")
-def configure(config):
-    version = major_version(config)
-    etc = f"/etc/postgresql/{version}/main"
-    unit = f"postgresql@{version}-main"
+def package_names(version: int, pgvector: bool) -> list[str]:
+    names = [f"postgresql-{version}", f"postgresql-client-{version}"]
+    return names + [f"postgresql-{version}-pgvector"] if pgvector else names
 
+
+def packages(config) -> list[str]:
+    """The server, its client and pgvector when asked for and a source offers it."""
+    version = major_version(config)
+    pgvector = config.postgres_pgvector and bool(
+        host.get_fact(AptCandidate, package=f"postgresql-{version}-pgvector")
+    )
+    return package_names(version, pgvector)
+
+
+def add_repository(config):
+    """The PostgreSQL apt repository, before any install, when a version is pinned."""
     if config.postgres_apt_repository:
         distro = host.get_fact(LinuxDistribution)
-        repository(
+        return repository(
             name="Add the PostgreSQL apt repository",
             url=config.postgres_apt_repository,
             key_url=config.postgres_apt_key_url,
             codename=distro["release_meta"].get("VERSION_CODENAME", ""),
         )
-    packages = [f"postgresql-{version}", f"postgresql-client-{version}"]
-    pgvector = f"postgresql-{version}-pgvector"
-    if config.postgres_pgvector and host.get_fact(AptCandidate, package=pgvector):
-        packages.append(pgvector)
-    apt.packages(name="Install PostgreSQL", packages=packages,
-                 update=True, cache_time=config.apt_cache_time)
+    return None
+
+
+@deploy("PostgreSQL")
+def configure(config):
+    version = major_version(config)
+    etc = f"/etc/postgresql/{version}/main"
+    unit = f"postgresql@{version}-main"
 
     restart_policy = render.template(
         name="Restart PostgreSQL when it dies",
@@ -87,14 +99,14 @@ def configure(config):
         context={"config": config},
         user="postgres", group="postgres", mode="640",
     )
-    restarted = systemd.service(
+    restarted = system.service(
         name=f"Run {unit}",
-        service=unit,
+        unit=unit,
         running=True,
         enabled=True,
-        restarted=settings.will_change,
-        reloaded=hba.will_change and not settings.will_change,
-        daemon_reload=restart_policy.will_change,
+        restart_when=[settings],
+        reload_when=[hba],
+        daemon_reload_when=[restart_policy],
     )
     server.shell(
         name="Wait for PostgreSQL",

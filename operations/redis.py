@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from pyinfra.api import deploy
-from pyinfra.operations import apt, systemd
 
-from operations import render
+from operations import render, system
+
+PACKAGES = ["redis-server"]
 
 
 @deploy("Redis")
 def configure(config):
-    apt.packages(name="Install Redis", packages=["redis-server"],
-                 update=True, cache_time=config.apt_cache_time)
     restart_policy = render.template(
         name="Restart Redis when it dies",
         src="redis/etc/systemd/system/redis-server.service.d/10-orchestra.conf.j2",
@@ -32,11 +31,11 @@ def configure(config):
         group="redis", mode="640",
         secret=True,
     )
-    systemd.service(
+    system.service(
         name="Run Redis",
-        service="redis-server",
+        unit="redis-server",
         running=True,
         enabled=True,
-        restarted=conf.will_change or users.will_change,
-        daemon_reload=restart_policy.will_change,
+        restart_when=[conf, users],
+        daemon_reload_when=[restart_policy],
     )

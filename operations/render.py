@@ -23,7 +23,7 @@ from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Home
 from pyinfra.operations.util.files import generate_color_diff
 
-from operations.facts import FileState
+from operations import snapshot
 from orchestra_infra import secrets as secrets_module
 from orchestra_infra.schema import parse_size
 
@@ -144,9 +144,10 @@ def _swap_in(new: str, dest: str, existed: bool, validate: str | None) -> String
     return StringCommand("sh", "-c", QuoteString(script))
 
 
+@snapshot.registers("files", "dest")
 @operation()
 def template(
-    src: str,
+    src: str | None,
     dest: str,
     context: dict | None = None,
     user: str = "root",
@@ -154,16 +155,18 @@ def template(
     mode: str = "644",
     secret: bool = False,
     validate: str | None = None,
+    text: str | None = None,
 ):
     """
     Render a Jinja2 template to a file, atomically, with masked secrets in diffs.
 
-    + src: template path below ``templates/``
+    + src: template path below ``templates/`` (``None`` with ``text``)
     + dest: remote file path
     + context: template variables (never secret values: use ``secret(name)`` instead)
     + user, group, mode: owner and permissions, applied before any content is written
     + secret: the file holds secrets; its previous contents are never read back
     + validate: shell command that must succeed with the new file in place, else it is rolled back
+    + text: literal content instead of a template (CA certificates, one-line files)
 
     **Example:**
 
@@ -178,9 +181,9 @@ def template(
         )
     """
     context = context or {}
-    desired = render(src, context)
+    desired = text if src is None else render(src, context)
     digest = hashlib.sha256(desired.encode()).hexdigest()
-    current = host.get_fact(FileState, path=dest)
+    current = snapshot.lookup("files", dest)
 
     if current and current["sha256"] == digest:
         if current["user"] != user or current["group"] != group:
@@ -195,7 +198,7 @@ def template(
         # A secret-bearing file is never read back: its "before" is the masked copy.
         before_path = masked_copy_path(dest) if secret else dest
         before = host.get_fact(FileContents, path=before_path) if existed else None
-        shown = render(src, context, masked=True) if secret else desired
+        shown = render(src, context, masked=True) if secret and src else desired
         _show_diff(dest, existed, before, shown)
 
     yield from place(desired, dest, user, group, mode, existed, validate)

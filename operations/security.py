@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api import DeployError, deploy
-from pyinfra.operations import server, systemd
+from pyinfra.operations import server
 
-from operations import render
+from operations import render, system
 from operations.facts import ContainerType
 
 FIREWALL_RULES = "/etc/nftables.d/orchestra.nft"
@@ -38,7 +38,7 @@ def _sshd(config):
         validate="sshd -t",
     )
     # Reload, never restart: open sessions (this one included) survive.
-    systemd.service(name="Reload sshd", service="ssh", reloaded=dropin.will_change)
+    system.service(name="Run sshd", unit="ssh", reload_when=[dropin])
 
 
 def _firewall(config):
@@ -57,13 +57,13 @@ def _firewall(config):
         context={"rules": FIREWALL_RULES},
     )
     enabled = config.firewall_enabled
-    systemd.service(
+    system.service(
         name="Enable firewall" if enabled else "Disable firewall",
-        service="orchestra-firewall",
+        unit="orchestra-firewall",
         running=enabled,
         enabled=enabled,
-        reloaded=enabled and rules.will_change,
-        daemon_reload=unit.will_change,
+        reload_when=[rules] if enabled else [],
+        daemon_reload_when=[unit],
     )
 
 

@@ -15,9 +15,9 @@ from pyinfra.api import (
     operation,
 )
 from pyinfra.facts.files import FileContents, Link
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import server
 
-from operations import render
+from operations import render, system
 
 ROOT = "/opt/weaviate"
 CURRENT = f"{ROOT}/current"
@@ -40,8 +40,8 @@ def configure(config):
         (config.weaviate_data_dir, "weaviate", "750"),
         (config.weaviate_backup_dir, "weaviate", "750"),
     ):
-        files.directory(name=f"Create {path}", path=path, user=owner, group="weaviate",
-                        mode=mode)
+        system.directory(name=f"Create {path}", path=path, user=owner, group="weaviate",
+                         mode=mode)
 
     installed = release(
         name=f"Install Weaviate {config.weaviate_version} (sha256-checked)",
@@ -66,13 +66,13 @@ def configure(config):
         dest="/etc/systemd/system/weaviate.service",
         context={"config": config, "binary": f"{CURRENT}/weaviate", "env_file": ENV_FILE},
     )
-    service = systemd.service(
+    service = system.service(
         name="Run Weaviate",
-        service="weaviate",
+        unit="weaviate",
         running=True,
         enabled=True,
-        restarted=installed.will_change or env.will_change or unit.will_change,
-        daemon_reload=unit.will_change,
+        restart_when=[installed, env, unit],
+        daemon_reload_when=[unit],
     )
     ready = f"http://127.0.0.1:{config.weaviate_port}/v1/.well-known/ready"
     server.shell(

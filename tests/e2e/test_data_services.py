@@ -1,0 +1,225 @@
+"""PostgreSQL, Redis and Weaviate on the provisioned sandbox host: locked down, self-restarting."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+from functools import partial
+from pathlib import Path
+
+import pytest
+from orchestra_infra.standins import build_weaviate_tarball
+
+from orchestra_infra import sandbox, secrets
+
+from .conftest import converge, on, pyinfra
+
+pytestmark = pytest.mark.e2e
+
+SERVICES = {
+    "postgres": "postgresql@15-main",
+    "redis": "redis-server",
+    "weaviate": "weaviate",
+}
+
+
+@pytest.fixture(scope="module")
+def secret():
+    return secrets.load("sandbox")
+
+
+def _psql(target, password: str, sql: str, user="orchestra", db="orchestra") -> str:
+    return on(target, f"PGPASSWORD={password} psql -h 127.0.0.1 -U {user} -d {db} -XAtc "
+                      f"\"{sql}\" 2>&1; true", sudo=False).strip()
+
+
+def _redis(target, user: str, password: str, command: str) -> str:
+    return on(target, f"REDISCLI_AUTH={password} redis-cli --no-auth-warning --user {user} "
+                      f"{command} 2>&1; true", sudo=False).strip()
+
+
+def _weaviate(target, path: str, key: str | None = None, method="GET", body=None) -> str:
+    auth = f"-H 'Authorization: Bearer {key}' " if key else ""
+    data = f"-H 'Content-Type: application/json' -d '{json.dumps(body)}' " if body else ""
+    return on(target, f"curl -s -o /dev/stderr -w '%{{http_code}}' -X {method} {auth}{data}"
+                      f"http://127.0.0.1:8080{path} 2>/dev/null", sudo=False).strip()
+
+
+def test_postgres_needs_the_password(target, provisioned, secret):
+    assert _psql(target, secret["postgres_app_password"], "select current_user") == "orchestra"
+    assert "password authentication failed" in _psql(target, "wrong-password", "select 1")
+    # Not a superuser, and the only role (with the owner) allowed into its database.
+    assert _psql(target, secret["postgres_app_password"],
+                 "select rolsuper from pg_roles where rolname = current_user") == "f"
+    hba = on(target, "cat /etc/postgresql/15/main/pg_hba.conf")
+    assert "trust" not in hba.split("# TYPE")[1] and "md5" not in hba
+
+
+def test_redis_app_user_cannot_run_dangerous_commands(target, provisioned, secret):
+    app = secret["redis_app_password"]
+    assert _redis(target, "orchestra", app, "SET probe 1") == "OK"
+    assert _redis(target, "orchestra", app, "GET probe") == "1"
+    assert "NOPERM" in _redis(target, "orchestra", app, "FLUSHALL")
+    assert "NOPERM" in _redis(target, "orchestra", app, "CONFIG GET maxmemory")
+    assert "NOPERM" in _redis(target, "orchestra", app, "KEYS *")
+    assert "NOAUTH" in on(target, "redis-cli PING 2>&1; true", sudo=False)
+    assert "WRONGPASS" in _redis(target, "orchestra", "wrong", "PING")
+    admin = secret["redis_admin_password"]
+    assert _redis(target, "admin", admin, "CONFIG GET maxmemory-policy").endswith("allkeys-lru")
+    assert _redis(target, "admin", admin, "CONFIG GET appendonly").endswith("yes")
+
+
+def test_weaviate_needs_the_api_key(target, provisioned, secret):
+    key = secret["weaviate_api_key"]
+    assert _weaviate(target, "/v1/.well-known/ready") == "200"
+    assert _weaviate(target, "/v1/meta") == "401"
+    assert _weaviate(target, "/v1/meta", key="wrong-key") == "401"
+    assert _weaviate(target, "/v1/meta", key=key) == "200"
+    body = {"class": "Probe", "properties": {"text": "kept across restarts"}}
+    assert _weaviate(target, "/v1/objects", key=key, method="POST", body=body) == "200"
+
+
+def test_secret_files_are_private(target, provisioned, secret):
+    listing = on(target, "stat -c '%a %U %G %n' /etc/weaviate/weaviate.env /etc/redis/users.acl")
+    assert listing.splitlines() == [
+        "640 root weaviate /etc/weaviate/weaviate.env",
+        "640 root redis /etc/redis/users.acl",
+    ]
+    # Redis keeps only hashes of its passwords; no process shows a secret.
+    assert secret["redis_app_password"] not in on(target, "cat /etc/redis/users.acl")
+    processes = on(target, "ps -eo args")
+    for value in secret.values():
+        assert value not in processes
+
+
+def test_data_ports_are_closed_to_other_hosts(target, peer, provisioned):
+    probe = ("python3 -c \"import socket; socket.create_connection(('{addr}', {port}), 3)\" "
+             "2>/dev/null && echo open || echo closed")
+    for port in (5432, 6379, 8080, 50051):
+        assert on(peer, probe.format(addr=target.address, port=port), sudo=False).strip() == \
+            "closed", f"port {port} is reachable from another host"
+    listening = on(target, "ss -Htln")
+    for port in (5432, 6379, 8080, 50051):
+        for line in listening.splitlines():
+            if line.split()[3].endswith(f":{port}"):
+                assert line.split()[3].startswith(("127.0.0.1:", "[::1]:")), line
+
+
+def _main_pid(target, unit: str) -> int:
+    return int(on(target, f"systemctl show -p MainPID --value {unit}").strip())
+
+
+def _wait_active(target, unit: str, old_pid: int, timeout: float = 30) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        pid = _main_pid(target, unit)
+        if pid not in (0, old_pid) and on(target, f"systemctl is-active {unit} || true").strip() \
+                == "active":
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise AssertionError(f"{unit} not back within {timeout} s")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_killed_service_is_back_within_10_s(target, provisioned, service):
+    unit = SERVICES[service]
+    pid = _main_pid(target, unit)
+    on(target, f"kill -9 {pid}")
+    recovery = _wait_active(target, unit, pid)
+    print(f"{service}: back {recovery:.1f} s after kill -9")
+    assert recovery < 10
+
+
+def test_ten_kills_in_a_row_do_not_hit_the_start_limit(target, provisioned):
+    unit = SERVICES["redis"]
+    for _ in range(10):
+        pid = _main_pid(target, unit)
+        on(target, f"kill -9 {pid}")
+        _wait_active(target, unit, pid)
+    assert on(target, f"systemctl is-active {unit}").strip() == "active"
+
+
+def _start_times(target) -> dict[str, str]:
+    return {name: on(target, f"systemctl show -p ExecMainStartTimestampMonotonic --value {u}")
+            for name, u in SERVICES.items()}
+
+
+def test_a_tuning_change_restarts_only_its_service(target, provisioned):
+    before = _start_times(target)
+    changed = converge(target, "--data", "redis_maxmemory=256M")
+    assert "Redis | Run Redis" in changed.changed
+    after = _start_times(target)
+    assert after["redis"] != before["redis"]
+    assert after["postgres"] == before["postgres"] and after["weaviate"] == before["weaviate"]
+    converge(target)  # back to the defaults
+
+
+@pytest.fixture
+def release_server(target, tmp_path):
+    """Serve stand-in release tarballs to the sandbox host from this machine's veth end."""
+    gateway = on(target, "ip -4 route show default").split()[2]
+    directory = tmp_path / "releases"
+    directory.mkdir()
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer((gateway, 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield directory, f"http://{gateway}:{server.server_port}"
+    server.shutdown()
+
+
+def test_sha256_mismatch_leaves_the_running_version_serving(target, provisioned,
+                                                             release_server):
+    directory, base_url = release_server
+    tarball, _ = build_weaviate_tarball("1.99.0", Path(directory))
+    running = on(target, "readlink /opt/weaviate/current").strip()
+    pid = _main_pid(target, "weaviate")
+    run = pyinfra(target, "-y", "--data", "weaviate_source=download",
+                  "--data", "weaviate_version=1.99.0",
+                  "--data", f"weaviate_url={base_url}/{tarball.name}",
+                  "--data", f"weaviate_sha256={'ab' * 32}")
+    assert run.returncode != 0
+    assert "sha256 mismatch for Weaviate 1.99.0" in run.stdout + run.stderr
+    assert on(target, "readlink /opt/weaviate/current").strip() == running
+    assert _main_pid(target, "weaviate") == pid
+    assert "1.99.0" not in on(target, "ls -a /opt/weaviate")
+
+
+def test_upgrade_keeps_the_previous_version_for_rollback(target, provisioned, release_server,
+                                                         secret):
+    directory, base_url = release_server
+    tarball, digest = build_weaviate_tarball("1.99.1", Path(directory))
+    previous = on(target, "readlink /opt/weaviate/current").strip()
+    upgrade = ["--data", "weaviate_source=download", "--data", "weaviate_version=1.99.1",
+               "--data", f"weaviate_url={base_url}/{tarball.name}",
+               "--data", f"weaviate_sha256={digest}"]
+    converge(target, *upgrade)
+    assert on(target, "readlink /opt/weaviate/current").strip() == "/opt/weaviate/v1.99.1"
+    assert on(target, f"test -x {previous}/weaviate && echo kept").strip() == "kept"
+    meta = on(target, f"curl -s -H 'Authorization: Bearer {secret['weaviate_api_key']}' "
+                      "http://127.0.0.1:8080/v1/meta", sudo=False)
+    assert json.loads(meta)["version"] == "1.99.1"
+    assert converge(target, *upgrade).totals["success"] == 0
+    converge(target)  # back to the pinned version: a rollback is the same operation
+    assert on(target, "readlink /opt/weaviate/current").strip() == previous
+
+
+def test_data_survives_a_reboot(target, provisioned, secret):
+    key = secret["weaviate_api_key"]
+    _psql(target, secret["postgres_app_password"],
+          "create table if not exists probe (v text); insert into probe values ('kept')")
+    _redis(target, "orchestra", secret["redis_app_password"], "SET reboot-probe kept")
+    sandbox.reboot(target.name)
+    for unit in SERVICES.values():
+        on(target, f"for i in $(seq 60); do systemctl is-active -q {unit} && exit 0; sleep 1; "
+                   "done; exit 1")
+    on(target, "for i in $(seq 60); do curl -fs localhost:8080/v1/.well-known/ready && exit 0;"
+               " sleep 1; done; exit 1", sudo=False)
+    assert "kept" in _psql(target, secret["postgres_app_password"], "select v from probe")
+    assert _redis(target, "orchestra", secret["redis_app_password"], "GET reboot-probe") == \
+        "kept"
+    objects = on(target, f"curl -s -H 'Authorization: Bearer {key}' "
+                         "'http://127.0.0.1:8080/v1/objects?class=Probe'", sudo=False)
+    assert "kept across restarts" in objects
