@@ -10,7 +10,7 @@ from pyinfra.api import DeployError, deploy
 from pyinfra.operations import apt, files, server
 from pyinfra.operations.util import any_changed
 
-from operations import render, system
+from operations import render, snapshot, system
 from operations.facts import GpuInfo
 
 CA_DIR = "/usr/local/share/ca-certificates/orchestra"
@@ -43,6 +43,8 @@ def install(config, packages: list[str], new_sources: bool = False):
         update=True,
         cache_time=None if new_sources else config.apt_cache_time,
     )
+    # Packages bring files and units: what was read before the install is stale after it.
+    snapshot.new_generation()
 
 
 @deploy("Base system")

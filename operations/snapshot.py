@@ -6,6 +6,8 @@ system.py register the path or unit they manage when they are planned; the first
 ask reads all registered ones in one command (``HostSnapshot``) and later ones look the
 answer up. The snapshot is taken again when execution starts (what planning saw may have
 changed since), and an operation that manages a path is the only one that changes it.
+Installing packages changes files and units wholesale: ``new_generation()`` after the
+install makes everything planned later read a snapshot taken after it.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from pyinfra.api import FactBase
 from operations.facts import FileState
 
 KINDS = ("files", "dirs", "units")
-_registered: dict[str, dict[str, set[str]]] = defaultdict(lambda: {k: set() for k in KINDS})
-_snapshots: dict[tuple[str, bool], dict] = {}
+# host -> generation -> kind -> keys
+_registered: dict[str, list[dict[str, set[str]]]] = defaultdict(
+    lambda: [{k: set() for k in KINDS}]
+)
+_snapshots: dict[tuple[str, bool, int], dict] = {}
 
 
 class HostSnapshot(FactBase):
@@ -89,7 +94,7 @@ def registers(kind: str, argument: str):
     def decorate(op):
         @wraps(op)
         def planned(*args, **kwargs):
-            _registered[host.name][kind].add(kwargs[argument])
+            _registered[host.name][-1][kind].add(kwargs[argument])
             return op(*args, **kwargs)
 
         planned._inner = op._inner
@@ -98,12 +103,20 @@ def registers(kind: str, argument: str):
     return decorate
 
 
+def new_generation() -> None:
+    """Operations planned from now on read state taken after the ones planned before."""
+    _registered[host.name].append({k: set() for k in KINDS})
+
+
 def lookup(kind: str, key: str):
     """The state of a registered path or unit; one remote command serves all of them."""
-    registered = _registered[host.name]
-    if key not in registered[kind]:
+    generations = _registered[host.name]
+    found = [i for i, registered in enumerate(generations) if key in registered[kind]]
+    if not found:
         return _single(kind, key)  # called through _inner: nothing was registered
-    cache_key = (host.name, bool(getattr(state, "is_executing", False)))
+    generation = found[-1]
+    registered = generations[generation]
+    cache_key = (host.name, bool(getattr(state, "is_executing", False)), generation)
     snapshot = _snapshots.get(cache_key)
     if snapshot is None or key not in snapshot[kind]:
         snapshot = host.get_fact(HostSnapshot, **{k: tuple(sorted(v)) for k, v in

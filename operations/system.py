@@ -74,12 +74,14 @@ def service(unit: str, running: bool = True, enabled: bool = True, restart_when=
     reloaded = not restarted and changed(reload_when)
     if daemon_reload:
         yield "systemctl daemon-reload"
-    if running and not current["active"]:
-        yield StringCommand("systemctl", "start", unit)
-    elif running and restarted:
+    # restart and reload-or-restart also start a stopped unit; a unit seen stopped may have
+    # been started since the snapshot (a package's postinst), so what was asked for wins.
+    if running and restarted:
         yield StringCommand("systemctl", "restart", unit)
     elif running and reloaded:
-        yield StringCommand("systemctl", "reload", unit)
+        yield StringCommand("systemctl", "reload-or-restart", unit)
+    elif running and not current["active"]:
+        yield StringCommand("systemctl", "start", unit)
     elif not running and current["active"]:
         yield StringCommand("systemctl", "stop", unit)
     if enabled and not current["enabled"]:

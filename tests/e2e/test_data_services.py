@@ -10,9 +10,9 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from orchestra_infra.standins import build_weaviate_tarball
 
 from orchestra_infra import sandbox, secrets
+from orchestra_infra.standins import build_weaviate_tarball
 
 from .conftest import converge, on, pyinfra
 
@@ -53,8 +53,10 @@ def test_postgres_needs_the_password(target, provisioned, secret):
     # Not a superuser, and the only role (with the owner) allowed into its database.
     assert _psql(target, secret["postgres_app_password"],
                  "select rolsuper from pg_roles where rolname = current_user") == "f"
-    hba = on(target, "cat /etc/postgresql/15/main/pg_hba.conf")
-    assert "trust" not in hba.split("# TYPE")[1] and "md5" not in hba
+    rules = [line.split() for line in on(target, "cat /etc/postgresql/15/main/pg_hba.conf")
+             .splitlines() if line.strip() and not line.startswith("#")]
+    assert {rule[-1] for rule in rules} == {"peer", "scram-sha-256"}
+    assert [rule for rule in rules if rule[-1] == "peer"] == [["local", "all", "postgres", "peer"]]
 
 
 def test_redis_app_user_cannot_run_dangerous_commands(target, provisioned, secret):
