@@ -44,9 +44,11 @@ class Figures:
 
 
 def floor_packages() -> list[str]:
-    """Every package the deploy installs, for the plain script to install too."""
+    """Every package the deploy installs on a Debian 12 sandbox host, for the plain script."""
+    from operations import postgres, redis
+
     config = validate(config_module.environment_data("sandbox"))
-    return list(config.base_packages)
+    return [*config.base_packages, *postgres.package_names(15, pgvector=False), *redis.PACKAGES]
 
 
 def floor_script(packages: list[str]) -> str:

@@ -39,17 +39,19 @@ class PyinfraRun:
         return [op["name"] for op in operations if op["success"]]
 
 
-def pyinfra(host: sandbox.SandboxHost, *args: str, timeout: float = 1800) -> PyinfraRun:
+def pyinfra(host: sandbox.SandboxHost, *args: str, timeout: float = 1800,
+            env: dict[str, str] | None = None) -> PyinfraRun:
     """Run the real pyinfra CLI on the sandbox inventory, limited to one host."""
     argv = [sys.executable, "-m", "pyinfra", "inventories/sandbox.py", "deploy.py",
             "--limit", host.address, *args]
     result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     return PyinfraRun(result.returncode, result.stdout, result.stderr)
 
 
-def converge(host: sandbox.SandboxHost, *args: str) -> PyinfraRun:
-    run = pyinfra(host, "-y", "--json", *args)
+def converge(host: sandbox.SandboxHost, *args: str,
+             env: dict[str, str] | None = None) -> PyinfraRun:
+    run = pyinfra(host, "-y", "--json", *args, env=env)
     assert run.returncode == 0, f"deploy failed:\n{run.stderr[-6000:]}"
     assert run.totals["error"] == 0
     return run

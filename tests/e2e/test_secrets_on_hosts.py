@@ -1,0 +1,43 @@
+"""Secrets on a real host: previews mask them, rotation works, nothing prints them."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestra_infra import secrets
+
+from .conftest import converge, on, pyinfra
+
+pytestmark = pytest.mark.e2e
+
+CANARY = "canary-e2e-5d1f0c7b9a3e4f2a8c6b0d1e2f3a4b5c"
+
+
+def test_preview_of_a_rotated_secret_masks_old_and_new_values(target, provisioned):
+    current = secrets.load("sandbox")["weaviate_api_key"]
+    run = pyinfra(target, "--dry", "--diff", "-vvv",
+                  env={"ORCHESTRA_SECRET_WEAVIATE_API_KEY": CANARY})
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-3000:]
+    assert "Will modify /etc/weaviate/weaviate.env" in output
+    assert "AUTHENTICATION_APIKEY_ALLOWED_KEYS=********(weaviate_api_key)" in output
+    assert CANARY not in output
+    assert current not in output
+    # A preview changes nothing.
+    assert CANARY not in on(target, "cat /etc/weaviate/weaviate.env")
+
+
+def test_changed_password_rotates_the_postgres_role(target, provisioned):
+    old = secrets.load("sandbox")["postgres_app_password"]
+    new = "rotated-" + "x" * 40
+    login = ("PGPASSWORD={} psql -h 127.0.0.1 -U orchestra -d orchestra -XAtc 'select 1' "
+             "2>&1; true")
+    run = converge(target, "-vvv", env={"ORCHESTRA_SECRET_POSTGRES_APP_PASSWORD": new})
+    assert "PostgreSQL | Create PostgreSQL role orchestra" in run.changed
+    assert new not in run.stdout + run.stderr and old not in run.stdout + run.stderr
+    assert on(target, login.format(new), sudo=False).strip() == "1"
+    assert "password authentication failed" in on(target, login.format(old), sudo=False)
+    converge(target)  # back to the secret in the file
+    assert on(target, login.format(old), sudo=False).strip() == "1"
+    processes = on(target, "ps -eo args")
+    assert old not in processes and new not in processes
