@@ -153,7 +153,9 @@ postgres_pgvector = True
 postgres_roles = [
     {"name": "orchestra", "password_secret": "postgres_app_password", "connect": ["orchestra"]},
 ]
-# Databases and their owners (roles above). Nobody else may connect to them.
+# Databases, their owners (roles above) and extensions to create in them. Nobody else may
+# connect to them. Example item: {"name": "orchestra", "owner": "orchestra",
+# "extensions": ["vector"]}  (vector needs pgvector from an apt source)
 postgres_databases = [{"name": "orchestra", "owner": "orchestra"}]
 
 # --- redis -------------------------------------------------------------------------------------

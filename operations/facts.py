@@ -145,3 +145,23 @@ class DatabaseConnectGrants(FactBase):
 
     def process(self, output):
         return sorted(line.strip() for line in output if line.strip())
+
+
+class PostgresExtensions(FactBase):
+    """
+    Extensions created in a database (``[]`` when it does not exist yet).
+
+    .. code:: python
+
+        ["plpgsql", "vector"]
+    """
+
+    def command(self, database: str) -> str:
+        return (f"cd / && runuser -u postgres -- psql -X -A -t -d {shlex.quote(database)} "
+                "-c 'SELECT extname FROM pg_extension ORDER BY 1' 2>/dev/null || true")
+
+    def default(self):
+        return []
+
+    def process(self, output):
+        return [line.strip() for line in output if line.strip()]

@@ -9,7 +9,12 @@ from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import apt, files, postgres, server
 
 from operations import render, system
-from operations.facts import AptCandidate, DatabaseConnectGrants, PostgresRoleVerifiers
+from operations.facts import (
+    AptCandidate,
+    DatabaseConnectGrants,
+    PostgresExtensions,
+    PostgresRoleVerifiers,
+)
 from orchestra_infra import scram
 from orchestra_infra.schema import parse_size
 
@@ -58,6 +63,13 @@ def packages(config) -> list[str]:
     pgvector = config.postgres_pgvector and bool(
         host.get_fact(AptCandidate, package=f"postgresql-{version}-pgvector")
     )
+    for i, db in enumerate(config.postgres_databases):
+        if "vector" in db.extensions and not pgvector:
+            raise DeployError(
+                f"postgres_databases[{i}].extensions: 'vector' needs pgvector "
+                f"(postgresql-{version}-pgvector), which no apt source of {host.name} offers; "
+                "add postgres_apt_repository or drop the extension"
+            )
     return package_names(version, pgvector)
 
 
@@ -124,6 +136,9 @@ def configure(config):
         allowed = [r.name for r in config.postgres_roles if db.name in r.connect]
         database_access(name=f"Allow only {', '.join(allowed) or 'its owner'} into {db.name}",
                         database=db.name, roles=[db.owner, *allowed])
+        if db.extensions:
+            extensions(name=f"Create extensions in {db.name}", database=db.name,
+                       names=db.extensions)
 
 
 def _psql_file(sql: str, label: str):
@@ -182,6 +197,25 @@ def database_access(database: str, roles: list[str]):
     for name in wanted:
         sql += f'GRANT CONNECT ON DATABASE "{database}" TO "{name}";\n'
     yield from _psql_file(sql, f"access-{database}")
+
+
+@operation()
+def extensions(database: str, names: list[str]):
+    """
+    Create extensions in a database (as the superuser: the app's role may not).
+
+    + database: database name
+    + names: extensions that must exist, e.g. ``["vector"]``
+    """
+    existing = host.get_fact(PostgresExtensions, database=database)
+    missing = [name for name in names if name not in existing]
+    if not missing:
+        host.noop(f"extensions {', '.join(names)} exist in {database}")
+        return
+    script = f"cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d {database}"
+    for name in missing:
+        script += f' -c "CREATE EXTENSION IF NOT EXISTS \\"{name}\\""'
+    yield StringCommand("sh", "-c", QuoteString(script))
 
 
 @operation()

@@ -176,6 +176,7 @@ class PostgresRole(_Block):
 class PostgresDatabase(_Block):
     name: SqlName
     owner: SqlName
+    extensions: list[SqlName] = []
 
 
 class PostgresData(_Block):

@@ -59,6 +59,16 @@ def test_postgres_needs_the_password(target, provisioned, secret):
     assert [rule for rule in rules if rule[-1] == "peer"] == [["local", "all", "postgres", "peer"]]
 
 
+def test_extensions_are_created_by_the_superuser(target, provisioned, secret):
+    with_trgm = json.dumps([{"name": "orchestra", "owner": "orchestra",
+                             "extensions": ["pg_trgm"]}])
+    run = converge(target, "--data", f"postgres_databases={with_trgm}")
+    assert "PostgreSQL | Create extensions in orchestra" in run.changed
+    assert _psql(target, secret["postgres_app_password"],
+                 "select extname from pg_extension where extname = 'pg_trgm'") == "pg_trgm"
+    assert converge(target, "--data", f"postgres_databases={with_trgm}").totals["success"] == 0
+
+
 def test_redis_app_user_cannot_run_dangerous_commands(target, provisioned, secret):
     app = secret["redis_app_password"]
     assert _redis(target, "orchestra", app, "SET probe 1") == "OK"
