@@ -80,6 +80,11 @@ def _trust_extra_cas(config):
             commands=["update-ca-certificates"],
             _if=any_changed(*installed),
         )
+    # pip, npm and uv ship their own CA lists; point them at the system store.
+    for src, dest in (("pip.conf", "/etc/pip.conf"), ("npmrc", "/etc/npmrc"),
+                      ("uv/uv.toml", "/etc/uv/uv.toml")):
+        render.template(name=f"Point {dest} at the system trust store",
+                        src=f"base/etc/{src}.j2", dest=dest)
 
 
 def _time_and_locale(config):

@@ -87,6 +87,10 @@ def test_extra_ca_certificates_are_trusted(testinfra_host):
         assert installed.exists
         body = installed.content_string.split("-----BEGIN CERTIFICATE-----")[1][:200]
         assert body in bundle, f"{name} is not in the trust store"
+    store = "/etc/ssl/certs/ca-certificates.crt"
+    assert testinfra_host.file("/etc/pip.conf").contains(f"cert = {store}")
+    assert testinfra_host.file("/etc/npmrc").contains(f"cafile={store}")
+    assert testinfra_host.file("/etc/uv/uv.toml").contains("native-tls = true")
 
 
 def test_base_settings(testinfra_host):
