@@ -7,7 +7,7 @@
 
 from pyinfra import host
 
-from operations import base, postgres, redis, render, security, weaviate
+from operations import base, nginx, postgres, redis, render, security, weaviate
 from orchestra_infra.preflight import validate_host
 
 config, secret_values = validate_host(host)
@@ -16,6 +16,7 @@ security.check_ssh_access(config, host.data.get("ssh_user"))
 gpus = base.check_gpu(config)
 
 data_host = "data" in host.groups
+edge_host = "edge" in host.groups
 
 packages = list(config.base_packages)
 new_sources = False
@@ -23,6 +24,8 @@ if data_host:
     repository = postgres.add_repository(config)
     new_sources = bool(repository and repository.will_change)
     packages += postgres.packages(config) + redis.PACKAGES
+if edge_host:
+    packages += nginx.packages(config)
 base.install(config, packages, new_sources)
 
 base.configure(config, gpus)
@@ -32,3 +35,6 @@ if data_host:
     postgres.configure(config)
     redis.configure(config)
     weaviate.configure(config)
+
+if edge_host:
+    nginx.configure(config)

@@ -193,6 +193,22 @@ weaviate_limit_nofile = 65536
 # Installed versions kept under /opt/weaviate for a rollback (the running one included).
 weaviate_keep_versions = 2
 
+# --- nginx -------------------------------------------------------------------------------------
+
+# The site's DNS name ("_": any name, e.g. an instance reached by its address).
+nginx_server_name = "_"
+# TLS: "letsencrypt" (certbot, needs nginx_server_name and an email), "selfsigned" (a
+# certificate made on the host), or "none" (plain HTTP only: behind another TLS proxy).
+nginx_tls = "selfsigned"
+nginx_letsencrypt_email = None
+# Requests per second (or minute) each client may send to /api/, and the burst allowed.
+nginx_api_rate = "20r/s"
+nginx_api_burst = 40
+# Largest request body (uploads).
+nginx_client_max_body_size = "10m"
+# stub_status for the metrics exporter, on loopback.
+nginx_stub_status_port = 8088
+
 # --- port table: the one place every port is defined ---------------------------------------------
 # nginx, Supervisor, PM2, Monit and the firewall all read these. Validation rejects
 # duplicates and ports outside 1-65535.

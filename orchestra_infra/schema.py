@@ -218,7 +218,18 @@ class WeaviateData(_Block):
     weaviate_keep_versions: Annotated[int, Field(ge=1, le=10)]
 
 
-class Config(BaseData, SecurityData, PortsData, PostgresData, RedisData, WeaviateData):
+class NginxData(_Block):
+    nginx_server_name: Annotated[str, Field(pattern=r"^(_|[A-Za-z0-9.-]+)$")]
+    nginx_tls: Literal["selfsigned", "letsencrypt", "none"]
+    nginx_letsencrypt_email: str | None
+    nginx_api_rate: Annotated[str, Field(pattern=r"^\d+r/[sm]$")]
+    nginx_api_burst: Annotated[int, Field(ge=0)]
+    nginx_client_max_body_size: Annotated[str, Field(pattern=r"^\d+[kmg]?$")]
+    nginx_stub_status_port: Port
+
+
+class Config(BaseData, SecurityData, PortsData, PostgresData, RedisData, WeaviateData,
+             NginxData):
     """Everything a deploy reads. Field order follows ``group_data/all.py``."""
 
     def port_table(self) -> dict[str, int]:
@@ -231,7 +242,7 @@ class Config(BaseData, SecurityData, PortsData, PostgresData, RedisData, Weaviat
         for i in range(self.api_instances):
             ports["api_port" if i == 0 else f"api_port+{i}"] = self.api_port + i
         for key in ("admin_port", "postgres_port", "redis_port", "weaviate_port",
-                    "weaviate_grpc_port", "monit_port"):
+                    "weaviate_grpc_port", "monit_port", "nginx_stub_status_port"):
             ports[key] = getattr(self, key)
         for name, server in self.mcp_servers.items():
             ports[f"mcp_servers.{name}"] = server.port
@@ -283,6 +294,10 @@ def _data_service_problems(config: Config, secret_names: set[str]) -> list[str]:
         problems.append(f"weaviate_sha256: required to download Weaviate "
                         f"{config.weaviate_version}: copy it from the release's "
                         f"weaviate-v{config.weaviate_version}-linux-amd64.tar.gz.sha256")
+    if config.nginx_tls == "letsencrypt" and (config.nginx_server_name == "_" or
+                                              not config.nginx_letsencrypt_email):
+        problems.append("nginx_tls: 'letsencrypt' needs nginx_server_name (a DNS name) and "
+                        "nginx_letsencrypt_email")
     if config.weaviate_source == "upload" and config.weaviate_local_tarball is None:
         problems.append("weaviate_local_tarball: required when weaviate_source is 'upload'")
     return problems

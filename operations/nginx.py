@@ -1,0 +1,139 @@
+"""nginx at the edge: TLS, one site routing to every app host, rate limits, reload only."""
+
+from __future__ import annotations
+
+from pyinfra import host, inventory
+from pyinfra.api import StringCommand, deploy, operation
+from pyinfra.operations import files
+
+from operations import render, snapshot, system
+from operations.facts import FileState
+
+
+def packages(config) -> list[str]:
+    return ["nginx", "openssl"] + (["certbot"] if config.nginx_tls == "letsencrypt" else [])
+
+SITE = "/etc/nginx/sites-available/orchestra.conf"
+SELFSIGNED_DIR = "/etc/orchestra/tls"
+ACME_WEBROOT = "/var/www/letsencrypt"
+
+
+def _address(app_host) -> str:
+    """How the edge reaches an app host: loopback when it is this host."""
+    if app_host.name == host.name:
+        return "127.0.0.1"
+    return app_host.data.get("ssh_hostname") or app_host.name
+
+
+def upstreams(config) -> dict:
+    """Every API instance, admin and MCP server on every host of group `app`."""
+    addresses = [_address(h) for h in inventory.get_group("app", [])] or ["127.0.0.1"]
+    return {
+        "api_servers": [f"{a}:{config.api_port + i}" for a in addresses
+                        for i in range(config.api_instances)],
+        "admin_servers": [f"{a}:{config.admin_port}" for a in addresses],
+        "mcp_servers": {name: [f"{a}:{server.port}" for a in addresses]
+                        for name, server in config.mcp_servers.items()},
+    }
+
+
+def certificate_paths(config) -> tuple[str, str]:
+    if config.nginx_tls == "letsencrypt":
+        live = f"/etc/letsencrypt/live/{config.nginx_server_name}"
+        return f"{live}/fullchain.pem", f"{live}/privkey.pem"
+    return f"{SELFSIGNED_DIR}/orchestra.crt", f"{SELFSIGNED_DIR}/orchestra.key"
+
+
+@deploy("nginx")
+def configure(config):
+    certificate, key = certificate_paths(config)
+    context = {"config": config, "certificate": certificate, "certificate_key": key,
+               **upstreams(config)}
+    # Each file is validated by `nginx -t` on the whole configuration with it in place,
+    # and rolled back if that fails; the site comes last, as it uses the upstreams.
+    http_level = render.template(
+        name="Configure nginx (upstreams, rate limit)",
+        src="nginx/etc/nginx/conf.d/orchestra.conf.j2",
+        dest="/etc/nginx/conf.d/orchestra.conf",
+        context=context,
+        validate="nginx -t -q",
+    )
+    default = files.link(name="Remove the default site",
+                         path="/etc/nginx/sites-enabled/default", present=False)
+    enabled = files.link(name="Enable the orchestra site",
+                         path="/etc/nginx/sites-enabled/orchestra.conf", target=SITE)
+    system.directory(name=f"Create {ACME_WEBROOT}", path=ACME_WEBROOT, mode="755")
+    if config.nginx_tls == "selfsigned":
+        system.directory(name=f"Create {SELFSIGNED_DIR}", path=SELFSIGNED_DIR, mode="700")
+        selfsigned_certificate(name="Make a self-signed certificate", certificate=certificate,
+                               key=key, server_name=config.nginx_server_name)
+    elif not host.get_fact(FileState, path=certificate):
+        _bootstrap_letsencrypt(config, context, certificate)
+    site = render.template(
+        name="Render nginx site orchestra.conf",
+        src="nginx/etc/nginx/sites-available/orchestra.conf.j2",
+        dest=SITE,
+        context={**context, "acme_only": False},
+        validate="nginx -t -q",
+    )
+    # Reload, never restart: open connections finish on the old workers.
+    system.service(name="Run nginx", unit="nginx",
+                   reload_when=[http_level, default, enabled, site])
+
+
+def _bootstrap_letsencrypt(config, context: dict, certificate: str) -> None:
+    """certbot's webroot challenge needs nginx answering on port 80 before a TLS server
+    block can exist: serve only the challenge, then get the certificate."""
+    acme = render.template(
+        name="Serve only the ACME challenge until the certificate exists",
+        src="nginx/etc/nginx/sites-available/orchestra.conf.j2",
+        dest=SITE,
+        context={**context, "acme_only": True},
+        validate="nginx -t -q",
+    )
+    system.service(name="Reload nginx for the ACME challenge", unit="nginx",
+                   reload_when=[acme])
+    letsencrypt_certificate(name=f"Get a Let's Encrypt certificate for "
+                            f"{config.nginx_server_name}",
+                            certificate=certificate, domain=config.nginx_server_name,
+                            email=config.nginx_letsencrypt_email)
+
+
+@snapshot.registers("files", "certificate")
+@operation()
+def selfsigned_certificate(certificate: str, key: str, server_name: str):
+    """
+    Make a self-signed certificate (RSA 2048, 825 days) unless one is there.
+
+    + certificate, key: where they go (the key is created 0600)
+    + server_name: the certificate's name (``_`` means the host's name)
+    """
+    if snapshot.lookup("files", certificate):
+        host.noop(f"certificate {certificate} exists")
+        return
+    name = "$(hostname -f)" if server_name == "_" else server_name
+    yield StringCommand("sh", "-c", (
+        f"'umask 077 && openssl req -x509 -newkey rsa:2048 -nodes -days 825 "
+        f"-subj \"/CN={name}\" -addext \"subjectAltName=DNS:{name}\" "
+        f"-keyout {key} -out {certificate} 2>/dev/null && chmod 644 {certificate}'"
+    ))
+
+
+@snapshot.registers("files", "certificate")
+@operation()
+def letsencrypt_certificate(certificate: str, domain: str, email: str):
+    """
+    Get a Let's Encrypt certificate with certbot's webroot method unless one is there;
+    certbot's own timer renews it and the deploy hook reloads nginx.
+
+    + certificate: the fullchain path certbot writes
+    + domain: the DNS name (must resolve to this host; port 80 must be open)
+    + email: the account's contact address
+    """
+    if snapshot.lookup("files", certificate):
+        host.noop(f"certificate for {domain} exists")
+        return
+    yield StringCommand(
+        "certbot", "certonly", "--webroot", "-w", ACME_WEBROOT, "-d", domain, "-m", email,
+        "--agree-tos", "--non-interactive", "--deploy-hook", "'systemctl reload nginx'",
+    )
