@@ -1,4 +1,4 @@
-"""nginx at the edge of the provisioned sandbox host: TLS, redirects, headers, loopback-only status."""
+"""nginx on the provisioned sandbox host: TLS, redirects, headers, loopback-only status."""
 
 from __future__ import annotations
 
