@@ -7,7 +7,18 @@
 
 from pyinfra import host
 
-from operations import base, nginx, postgres, redis, render, security, weaviate
+from operations import (
+    app,
+    base,
+    nginx,
+    pm2,
+    postgres,
+    redis,
+    render,
+    security,
+    supervisor,
+    weaviate,
+)
 from orchestra_infra.preflight import validate_host
 
 config, secret_values = validate_host(host)
@@ -17,6 +28,7 @@ gpus = base.check_gpu(config)
 
 data_host = "data" in host.groups
 edge_host = "edge" in host.groups
+app_host = "app" in host.groups
 
 packages = list(config.base_packages)
 new_sources = False
@@ -24,6 +36,10 @@ if data_host:
     repository = postgres.add_repository(config)
     new_sources = bool(repository and repository.will_change)
     packages += postgres.packages(config) + redis.PACKAGES
+if app_host:
+    node_repository = pm2.add_repository(config)
+    new_sources = new_sources or bool(node_repository and node_repository.will_change)
+    packages += app.PACKAGES + supervisor.PACKAGES + pm2.packages(config)
 if edge_host:
     packages += nginx.packages(config)
 base.install(config, packages, new_sources)
@@ -35,6 +51,13 @@ if data_host:
     postgres.configure(config)
     redis.configure(config)
     weaviate.configure(config)
+
+if app_host:
+    switched, restart_when = app.configure(config)
+    data_units = (["postgresql.service", "redis-server.service", "weaviate.service"]
+                  if data_host else [])
+    supervisor.configure(config, restart_when=restart_when, after_units=data_units)
+    pm2.configure(config, restart_when=[switched])
 
 if edge_host:
     nginx.configure(config)

@@ -209,6 +209,39 @@ nginx_client_max_body_size = "10m"
 # stub_status for the metrics exporter, on loopback.
 nginx_stub_status_port = 8088
 
+# --- app (the Orchestra application: API, MCP servers, admin) ----------------------------------
+
+# The application's source: a local checkout, relative to this repository or absolute.
+# Each deploy packs it into a content-addressed release under /opt/orchestra/releases.
+app_source = "app"
+# Releases kept on the host (the live one included) for `orchestra-infra rollback`.
+app_releases_keep = 5
+# Port a new release's API answers on while it is health-checked, before it goes live.
+app_preflight_port = 8090
+# Seconds a new release (or a restarted instance) has to report healthy.
+app_health_timeout = 60
+
+# --- supervisor (the API instances and MCP servers) ---------------------------------------------
+
+# Seconds a program must stay up to count as started; starts tried before FATAL
+# (Monit alerts on FATAL); seconds to finish in-flight requests on stop.
+supervisor_startsecs = 3
+supervisor_startretries = 10
+supervisor_stopwaitsecs = 30
+
+# --- node and pm2 (the React admin) -------------------------------------------------------------
+
+# Node.js from an apt repository (NodeSource on prod: its deb URL and key URL), or the
+# distro's own when both are None (Debian 12: 18; Ubuntu 22.04 needs NodeSource).
+node_apt_repository = None
+node_apt_key_url = None
+# pm2 and pm2-logrotate, installed with npm at exactly these versions.
+pm2_version = "6.0.8"
+pm2_logrotate_version = "3.0.0"
+# Admin processes (more than one runs pm2's cluster mode) and their memory ceiling.
+admin_instances = 1
+admin_max_memory_restart = "300M"
+
 # --- port table: the one place every port is defined ---------------------------------------------
 # nginx, Supervisor, PM2, Monit and the firewall all read these. Validation rejects
 # duplicates and ports outside 1-65535.

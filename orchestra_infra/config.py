@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import os
 import runpy
 from pathlib import Path
 from typing import Any
 
-from pyinfra_cli.inventory import _get_imported_names
-from pyinfra_cli.util import parse_cli_arg
-
 from . import schema, secrets
+
+# The two helpers below mirror pyinfra_cli's (inventory._get_imported_names and
+# util.parse_cli_arg, pyinfra 3.10) so that `check` reads data exactly as `pyinfra`
+# does. They are not imported: importing pyinfra_cli runs gevent's monkey.patch_all(),
+# which would change threading for everything else in this process.
+
+
+def _imported_names(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.parse(path.read_text(), filename=str(path)).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                if alias.name != "*":
+                    names.add(alias.asname or alias.name.split(".")[0])
+    return names
+
+
+def parse_cli_arg(value: str) -> Any:
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +58,7 @@ def environments(root: Path | None = None) -> list[str]:
 def read_group_data(path: Path) -> dict[str, Any]:
     """A group data file's values, as pyinfra's CLI reads them (imports and dunders dropped)."""
     names = runpy.run_path(str(path))
-    imported = _get_imported_names(str(path))
+    imported = _imported_names(path)
     return {k: v for k, v in names.items() if not k.startswith("__") and k not in imported}
 
 

@@ -228,8 +228,24 @@ class NginxData(_Block):
     nginx_stub_status_port: Port
 
 
+class AppData(_Block):
+    app_source: str
+    app_releases_keep: Annotated[int, Field(ge=2, le=50)]
+    app_preflight_port: Port
+    app_health_timeout: Annotated[int, Field(ge=5, le=600)]
+    supervisor_startsecs: Annotated[int, Field(ge=0, le=120)]
+    supervisor_startretries: Annotated[int, Field(ge=1, le=100)]
+    supervisor_stopwaitsecs: Annotated[int, Field(ge=1, le=600)]
+    node_apt_repository: str | None
+    node_apt_key_url: str | None
+    pm2_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")]
+    pm2_logrotate_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")]
+    admin_instances: Annotated[int, Field(ge=1, le=32)]
+    admin_max_memory_restart: Annotated[str, Field(pattern=r"^\d+[KMG]$")]
+
+
 class Config(BaseData, SecurityData, PortsData, PostgresData, RedisData, WeaviateData,
-             NginxData):
+             NginxData, AppData):
     """Everything a deploy reads. Field order follows ``group_data/all.py``."""
 
     def port_table(self) -> dict[str, int]:
@@ -242,7 +258,8 @@ class Config(BaseData, SecurityData, PortsData, PostgresData, RedisData, Weaviat
         for i in range(self.api_instances):
             ports["api_port" if i == 0 else f"api_port+{i}"] = self.api_port + i
         for key in ("admin_port", "postgres_port", "redis_port", "weaviate_port",
-                    "weaviate_grpc_port", "monit_port", "nginx_stub_status_port"):
+                    "weaviate_grpc_port", "monit_port", "nginx_stub_status_port",
+                    "app_preflight_port"):
             ports[key] = getattr(self, key)
         for name, server in self.mcp_servers.items():
             ports[f"mcp_servers.{name}"] = server.port
@@ -298,6 +315,8 @@ def _data_service_problems(config: Config, secret_names: set[str]) -> list[str]:
                                               not config.nginx_letsencrypt_email):
         problems.append("nginx_tls: 'letsencrypt' needs nginx_server_name (a DNS name) and "
                         "nginx_letsencrypt_email")
+    if bool(config.node_apt_repository) != bool(config.node_apt_key_url):
+        problems.append("node_apt_repository: set it together with node_apt_key_url")
     if config.weaviate_source == "upload" and config.weaviate_local_tarball is None:
         problems.append("weaviate_local_tarball: required when weaviate_source is 'upload'")
     return problems

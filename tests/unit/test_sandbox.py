@@ -6,6 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from orchestra_infra import sandbox
+from orchestra_infra.sandbox import prerequisites
 from orchestra_infra.sandbox_cli import sandbox as cli
 
 
@@ -216,7 +217,7 @@ def test_nspawn_boots_in_the_hosts_namespace_with_network_privileges():
 def test_missing_tools_name_their_debian_packages(monkeypatch):
     present = {"ip", "ssh", "ssh-keygen", "tar"}
     monkeypatch.setattr(
-        sandbox.shutil, "which", lambda tool: f"/usr/bin/{tool}" if tool in present else None
+        prerequisites.shutil, "which", lambda tool: f"/usr/bin/{tool}" if tool in present else None
     )
     with pytest.raises(sandbox.SandboxError) as error:
         sandbox.check_tools()
@@ -230,7 +231,7 @@ def test_missing_tools_name_their_debian_packages(monkeypatch):
 
 
 def test_cli_errors_are_one_line_messages_without_traceback(monkeypatch):
-    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(prerequisites.os, "geteuid", lambda: 1000)
     result = CliRunner().invoke(cli, ["up"])
     assert result.exit_code == 1
     assert result.output.startswith("Error: sandbox hosts need root")

@@ -160,7 +160,7 @@ def test_check_valid(secrets_dir):
     pinned = f"weaviate_sha256={'ab' * 32}"
     result = CliRunner().invoke(main, ["check", "staging", "--data", pinned])
     assert result.exit_code == 0, result.output
-    assert result.output == "staging: valid (72 settings, 17 ports, 6 secrets)\n"
+    assert result.output == "staging: valid (85 settings, 18 ports, 6 secrets)\n"
 
 
 def test_check_reports_data_and_secret_problems_together(secrets_dir):

@@ -1,0 +1,57 @@
+"""Exponential backoff with jitter, and the gate that spaces reconnection attempts with it."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delay n (n = 0, 1, ...) is base * factor**n, capped, then shortened by up to `jitter`
+    of itself, so that instances that lost a store together do not come back in lockstep."""
+
+    base: float = 0.25
+    factor: float = 2.0
+    cap: float = 10.0
+    jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not (0 < self.base <= self.cap and self.factor >= 1 and 0 <= self.jitter < 1):
+            raise ValueError(f"invalid backoff {self}")
+
+    def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
+        # The exponent is bounded first: factor**attempt would overflow after a long outage.
+        exponent = min(attempt, 64)
+        ceiling = min(self.cap, self.base * self.factor**exponent)
+        return ceiling * (1 - self.jitter * rand())
+
+
+class ReconnectGate:
+    """Says whether a store may be connected to now: after n consecutive failures, not
+    before delay(n - 1) has passed. Requests never wait here; they fail fast instead."""
+
+    def __init__(self, backoff: Backoff, clock: Callable[[], float] = time.monotonic,
+                 rand: Callable[[], float] = random.random):
+        self.backoff = backoff
+        self.failures = 0
+        self._clock = clock
+        self._rand = rand
+        self._next_attempt = 0.0
+
+    def wait_left(self) -> float:
+        """Seconds until the next attempt is allowed; 0 when it is allowed now."""
+        return max(0.0, self._next_attempt - self._clock())
+
+    def record_failure(self) -> float:
+        """Note one more failure; returns the delay before the next attempt."""
+        delay = self.backoff.delay(self.failures, self._rand)
+        self.failures += 1
+        self._next_attempt = self._clock() + delay
+        return delay
+
+    def record_success(self) -> None:
+        self.failures = 0
+        self._next_attempt = 0.0

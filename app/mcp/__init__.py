@@ -1,0 +1,1 @@
+"""The Orchestra MCP servers: one FastAPI service per name, built by mcp.server."""

@@ -1,0 +1,153 @@
+"""The Orchestra application: content-addressed releases, health-checked before they go live.
+
+A release is unpacked into /opt/orchestra/releases/<id>/ with its own virtualenv (locked
+requirements with hashes) and its built admin; its API must answer healthy on a spare
+port before `current` is switched to it; then the API instances restart one at a time,
+so nginx always has one to send requests to. A release that fails its check leaves the
+previous one serving and prints the failing service's log and the URL it checked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, deploy, operation
+from pyinfra.facts.files import Link
+
+from operations import render, snapshot, system
+from orchestra_infra import release as release_module
+from orchestra_infra.config import project_root
+
+RELEASES = "/opt/orchestra/releases"
+CURRENT = "/opt/orchestra/current"
+LAUNCHER = "/opt/orchestra/bin/orchestra-run"
+PACKAGES = ["python3-venv", "python3-dev", "build-essential"]
+
+
+def env_file(config, program: str) -> str:
+    return f"{config.config_root}/{program}.env"
+
+
+def programs(config) -> list[dict]:
+    """Every Supervisor program: the API instances, then one per MCP server."""
+    api = [{"name": f"api-{i}", "module": "api", "port": config.api_port + i,
+            "env_file": env_file(config, "api"), "health": "/api/health/"}
+           for i in range(config.api_instances)]
+    mcp = [{"name": f"mcp-{name}", "module": f"mcp.server --name {name}", "port": server.port,
+            "env_file": env_file(config, f"mcp-{name}"), "health": "/health"}
+           for name, server in config.mcp_servers.items()]
+    return api + mcp
+
+
+def source_tarball(config) -> tuple[Path, str]:
+    source = Path(config.app_source)
+    if not source.is_absolute():
+        source = project_root() / source
+    return release_module.build(source, project_root() / "build")
+
+
+@deploy("App")
+def configure(config) -> tuple:
+    """Install the release; returns (the switch to it, operations whose change needs the
+    programs restarted)."""
+    user = config.service_user
+    for path, owner, mode in ((RELEASES, "root", "755"), ("/opt/orchestra/bin", "root", "755"),
+                              (f"/var/lib/{user}", user, "750")):
+        system.directory(name=f"Create {path}", path=path, user=owner, group=user, mode=mode)
+    launcher = render.template(name="Install the orchestra-run launcher",
+                               src="app/opt/orchestra/bin/orchestra-run.j2", dest=LAUNCHER,
+                               mode="755")
+    env_files = [
+        render.template(name=f"Write the environment of {program}",
+                        src="app/etc/orchestra/app.env.j2", dest=env_file(config, program),
+                        context={"config": config, "program": program},
+                        group=user, mode="640", secret=True)
+        for program in ["api", *(f"mcp-{name}" for name in config.mcp_servers)]
+    ]
+    tarball, release_id = source_tarball(config)
+    built = build(name=f"Build release {release_id}", tarball=str(tarball),
+                  release_id=release_id, ready_file=f"{RELEASES}/{release_id}/.ready")
+    switched = switch(name=f"Make release {release_id} live (after its health check)",
+                      release_id=release_id, config=config)
+    return switched, [built, switched, launcher, *env_files]
+
+
+@snapshot.registers("files", "ready_file")
+@operation()
+def build(tarball: str, release_id: str, ready_file: str):
+    """
+    Unpack a release, create its virtualenv from the hash-locked requirements and build
+    the admin, unless it is already built (``ready_file`` marks a finished build).
+
+    + tarball: the release tarball on the control machine
+    + release_id: its content digest, the release's directory name
+    + ready_file: written last, so an interrupted build is redone
+    """
+    if snapshot.lookup("files", ready_file):
+        host.noop(f"release {release_id} is built")
+        return
+    target = f"{RELEASES}/{release_id}"
+    upload = f"{RELEASES}/{release_id}.tar.gz"
+    yield StringCommand("rm", "-rf", target)
+    yield FileUploadCommand(tarball, upload, remote_temp_filename=host.get_temp_filename(upload))
+    # The virtualenv is made in its final place (its scripts record their path).
+    script = "\n".join([
+        "set -e",
+        f"trap 'rm -f {upload}' EXIT",
+        f"mkdir -p {target} && tar -xzf {upload} -C {target} --no-same-owner",
+        f"cd {target} && python3 -m venv venv",
+        "venv/bin/pip install --quiet --disable-pip-version-check --no-input "
+        "--require-hashes -r requirements.txt",
+        "cd modern-admin && npm ci --no-audit --no-fund --loglevel=error && npm run build "
+        "--silent && rm -rf node_modules",
+        f"echo {release_id} > {ready_file}",
+    ])
+    yield StringCommand("sh", "-c", QuoteString(script))
+
+
+def _preflight_script(config, release_id: str) -> str:
+    target = f"{RELEASES}/{release_id}"
+    url = f"http://127.0.0.1:{config.app_preflight_port}/api/health/"
+    log = f"{config.log_root}/preflight-{release_id}.log"
+    return "\n".join([
+        f"cd {target}",
+        f"runuser -u {config.service_user} -- {LAUNCHER} {env_file(config, 'api')} "
+        f"venv/bin/python -m api --host 127.0.0.1 --port {config.app_preflight_port} "
+        f"> {log} 2>&1 &",
+        "pid=$!",
+        "healthy=",
+        f"for i in $(seq {config.app_health_timeout}); do",
+        f"  if curl -fsS -o /dev/null {url}; then healthy=1; break; fi",
+        "  kill -0 $pid 2>/dev/null || break",
+        "  sleep 1",
+        "done",
+        "kill $pid 2>/dev/null; wait $pid 2>/dev/null",
+        "if [ -z \"$healthy\" ]; then",
+        f"  echo 'release {release_id} failed its health check at {url}; "
+        f"{CURRENT} still points at the previous release. Last log lines:' >&2",
+        f"  tail -n 30 {log} >&2",
+        "  exit 1",
+        "fi",
+    ])
+
+
+@operation()
+def switch(release_id: str, config=None):
+    """
+    Health-check a built release on the preflight port, then point ``current`` at it
+    atomically and remove the oldest releases beyond ``app_releases_keep``.
+
+    + release_id: the release to make live
+    + config: the validated configuration (ports, timeouts, users)
+    """
+    link = host.get_fact(Link, path=CURRENT)
+    if link and Path(link["link_target"]).name == release_id:
+        host.noop(f"release {release_id} is live")
+        return
+    yield StringCommand("sh", "-c", QuoteString(_preflight_script(config, release_id)))
+    yield StringCommand("ln", "-sfn", f"{RELEASES}/{release_id}", f"{CURRENT}.new")
+    yield StringCommand("mv", "-T", f"{CURRENT}.new", CURRENT)
+    prune = (f"ls -1dt {RELEASES}/*/ | sed 's#/$##' | grep -vx {RELEASES}/{release_id} | "
+             f"tail -n +{config.app_releases_keep} | xargs -r rm -rf")
+    yield StringCommand("sh", "-c", QuoteString(prune))

@@ -1,0 +1,121 @@
+"""Node.js and PM2 for the React admin: pinned pm2, a systemd unit, reloads without drops."""
+
+from __future__ import annotations
+
+import json
+
+from pyinfra import host
+from pyinfra.api import StringCommand, deploy, operation
+from pyinfra.facts.files import FileContents
+from pyinfra.operations import apt, files, server
+from pyinfra.operations.util import any_changed
+
+from operations import app, render, system
+
+PM2 = "/usr/local/bin/pm2"
+ECOSYSTEM = "/etc/orchestra/ecosystem.config.js"
+KEYRING = "/etc/apt/keyrings/nodesource.asc"
+
+
+def packages(config) -> list[str]:
+    # NodeSource's nodejs bundles npm; the distro splits them.
+    return ["nodejs"] if config.node_apt_repository else ["nodejs", "npm"]
+
+
+def add_repository(config):
+    """NodeSource (or another Node.js apt repository) with its key in a keyring."""
+    if not config.node_apt_repository:
+        return None
+    files.directory(name="Create /etc/apt/keyrings", path="/etc/apt/keyrings", mode="755")
+    files.download(name="Download the Node.js repository key", src=config.node_apt_key_url,
+                   dest=KEYRING, mode="644")
+    # NodeSource serves one suite, "nodistro", to every distribution.
+    return apt.repo(name="Add the Node.js apt repository", filename="nodesource",
+                    src=f"deb [signed-by={KEYRING}] {config.node_apt_repository} nodistro main")
+
+
+def pm2_home(config) -> str:
+    return f"/var/lib/{config.service_user}/pm2"
+
+
+@deploy("PM2")
+def configure(config, restart_when: list):
+    user, home = config.service_user, pm2_home(config)
+    npm_global(name=f"Install pm2 {config.pm2_version}", package="pm2",
+               version=config.pm2_version)
+    system.directory(name=f"Create {home}", path=home, user=user, group=user, mode="750")
+    unit = render.template(
+        name="Install the pm2-orchestra unit",
+        src="pm2/etc/systemd/system/pm2-orchestra.service.j2",
+        dest="/etc/systemd/system/pm2-orchestra.service",
+        context={"user": user, "pm2_home": home, "pm2": PM2},
+    )
+    ecosystem = render.template(
+        name="Describe the admin to PM2 (ecosystem.config.js)",
+        src="pm2/etc/orchestra/ecosystem.config.js.j2",
+        dest=ECOSYSTEM,
+        context={"config": config, "current": app.CURRENT},
+        group=user, mode="640",
+    )
+    system.service(name="Run PM2", unit="pm2-orchestra", daemon_reload_when=[unit])
+    as_user = f"runuser -u {user} -- env HOME=/var/lib/{user} PM2_HOME={home} {PM2}"
+    # startOrReload replaces processes one at a time (cluster mode: no dropped requests);
+    # save is what `pm2 resurrect` brings back at boot. Never `pm2 delete all`.
+    server.shell(
+        name="Start or reload the admin, and save the process list",
+        commands=[f"{as_user} startOrReload {ECOSYSTEM} --update-env >/dev/null && "
+                  f"{as_user} save --force >/dev/null"],
+        _if=any_changed(ecosystem, unit, *restart_when),
+    )
+    pm2_module(name=f"Rotate PM2 logs (pm2-logrotate {config.pm2_logrotate_version})",
+               module="pm2-logrotate", version=config.pm2_logrotate_version, user=user,
+               pm2_home=home)
+
+
+def _installed_version(package_json: list[str] | None) -> str | None:
+    if not package_json:
+        return None
+    try:
+        return json.loads("\n".join(package_json)).get("version")
+    except ValueError:
+        return None
+
+
+@operation()
+def npm_global(package: str, version: str):
+    """
+    Install a global npm package at an exact version.
+
+    Reads the installed package.json instead of ``npm ls -g`` (2.7 s per check).
+
+    + package: npm package name
+    + version: exact version
+    """
+    installed = _installed_version(host.get_fact(
+        FileContents, path=f"/usr/local/lib/node_modules/{package}/package.json"))
+    if installed == version:
+        host.noop(f"{package} {version} is installed")
+        return
+    yield StringCommand("npm", "install", "--global", "--no-audit", "--no-fund",
+                        "--loglevel=error", f"{package}@{version}")
+
+
+@operation()
+def pm2_module(module: str, version: str, user: str, pm2_home: str):
+    """
+    Install a PM2 module at an exact version and keep its logs bounded.
+
+    + module: the module (``pm2-logrotate``)
+    + version: exact version
+    + user, pm2_home: whose PM2 and where its home is
+    """
+    installed = _installed_version(host.get_fact(
+        FileContents, path=f"{pm2_home}/modules/{module}/node_modules/{module}/package.json"))
+    if installed == version:
+        host.noop(f"{module} {version} is installed")
+        return
+    # HOME: npm (which pm2 runs) writes its cache there; the user's own is root-owned.
+    as_user = f"runuser -u {user} -- env HOME=/var/lib/{user} PM2_HOME={pm2_home} {PM2}"
+    yield StringCommand(f"{as_user} install {module}@{version} >/dev/null")
+    for key, value in (("max_size", "50M"), ("retain", "10"), ("compress", "true")):
+        yield StringCommand(f"{as_user} set {module}:{key} {value} >/dev/null")

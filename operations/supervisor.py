@@ -1,0 +1,68 @@
+"""Supervisor runs the API instances and MCP servers; restarts roll, one instance at a time."""
+
+from __future__ import annotations
+
+from pyinfra.api import QuoteString, StringCommand, deploy, operation
+from pyinfra.operations import server
+from pyinfra.operations.util import any_changed
+
+from operations import app, render, system
+
+PACKAGES = ["supervisor"]
+CONF = "/etc/supervisor/conf.d/orchestra.conf"
+
+
+@deploy("Supervisor")
+def configure(config, restart_when: list, after_units: list[str]):
+    """Programs from the port table; ``restart_when``: operations (release, env files)
+    whose change restarts them, rolling."""
+    dropin = render.template(
+        name="Start supervisord after the data services",
+        src="supervisor/etc/systemd/system/supervisor.service.d/10-orchestra.conf.j2",
+        dest="/etc/systemd/system/supervisor.service.d/10-orchestra.conf",
+        context={"after": after_units},
+    )
+    programs = app.programs(config)
+    conf = render.template(
+        name="Configure the Supervisor programs",
+        src="supervisor/etc/supervisor/conf.d/orchestra.conf.j2",
+        dest=CONF,
+        context={"config": config, "programs": programs, "launcher": app.LAUNCHER,
+                 "current": app.CURRENT},
+    )
+    # supervisord's only control interface is its unix socket (0700, root): the distro
+    # default, which this deploy never changes.
+    system.service(name="Run supervisord", unit="supervisor", daemon_reload_when=[dropin])
+    server.shell(
+        name="Apply changed Supervisor programs",
+        commands=["supervisorctl reread >/dev/null && supervisorctl update"],
+        _if=conf.did_change,
+    )
+    rolling_restart(
+        name="Restart the programs one at a time",
+        programs=programs,
+        timeout=config.app_health_timeout,
+        _if=any_changed(*restart_when),
+    )
+
+
+def _wait_healthy(program: dict, timeout: int) -> str:
+    url = f"http://127.0.0.1:{program['port']}{program['health']}"
+    return (f"ok=; for i in $(seq {timeout}); do curl -fsS -o /dev/null {url} && ok=1 && "
+            f"break; sleep 1; done; [ -n \"$ok\" ] || {{ echo '{program['name']} is not "
+            f"healthy at {url}' >&2; tail -n 30 /var/log/orchestra/{program['name']}.log >&2; "
+            "exit 1; }")
+
+
+@operation(is_idempotent=False)
+def rolling_restart(programs: list[dict], timeout: int = 60):
+    """
+    Restart Supervisor programs one by one, each healthy again before the next goes down,
+    so the API keeps an instance to serve from (nginx retries the others).
+
+    + programs: as built by ``app.programs`` (name, port, health path)
+    + timeout: seconds each one has to report healthy
+    """
+    for program in programs:
+        yield StringCommand("supervisorctl", "restart", f"orchestra:{program['name']}")
+        yield StringCommand("sh", "-c", QuoteString(_wait_healthy(program, timeout)))
