@@ -7,6 +7,7 @@ see the same mirror, cache and machine load.
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -59,11 +60,11 @@ def floor_script(packages: list[str]) -> str:
 
 
 def _pyinfra(host: sandbox.SandboxHost, *args: str) -> tuple[float, str]:
-    argv = [sys.executable, "-m", "pyinfra", "-y", "inventories/sandbox.py", "deploy.py",
-            "--limit", host.address, *args]
+    argv = [sys.executable, "-m", "pyinfra", "-y", "inventories/sandbox.py", "deploy.py", *args]
     started = time.monotonic()
     result = subprocess.run(argv, cwd=config_module.project_root(), capture_output=True,
-                            text=True, stdin=subprocess.DEVNULL, check=False)
+                            text=True, stdin=subprocess.DEVNULL, check=False,
+                            env={**os.environ, "ORCHESTRA_SANDBOX_HOSTS": host.name})
     elapsed = time.monotonic() - started
     if result.returncode != 0:
         raise RuntimeError(f"deploy failed on {host.name}:\n{result.stderr[-4000:]}")

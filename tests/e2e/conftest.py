@@ -41,11 +41,11 @@ class PyinfraRun:
 
 def pyinfra(host: sandbox.SandboxHost, *args: str, timeout: float = 1800,
             env: dict[str, str] | None = None) -> PyinfraRun:
-    """Run the real pyinfra CLI on the sandbox inventory, limited to one host."""
-    argv = [sys.executable, "-m", "pyinfra", "inventories/sandbox.py", "deploy.py",
-            "--limit", host.address, *args]
+    """Run the real pyinfra CLI on the sandbox inventory made of this one host."""
+    argv = [sys.executable, "-m", "pyinfra", "inventories/sandbox.py", "deploy.py", *args]
+    env = {**os.environ, "ORCHESTRA_SANDBOX_HOSTS": host.name, **(env or {})}
     result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+                            stdin=subprocess.DEVNULL, env=env)
     return PyinfraRun(result.returncode, result.stdout, result.stderr)
 
 

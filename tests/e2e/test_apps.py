@@ -1,0 +1,177 @@
+"""The reference application through nginx: health, features, self-healing, releases."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO, converge, on, pyinfra
+
+pytestmark = pytest.mark.e2e
+
+MCP_SERVERS = ("memory", "task", "agent", "data", "monitor")
+_TLS = ssl.create_default_context()
+_TLS.check_hostname = False
+_TLS.verify_mode = ssl.CERT_NONE  # the sandbox's certificate is self-signed
+
+
+def _request(target, path: str, method="GET", body=None, timeout=10) -> tuple[int, dict, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"https://{target.address}{path}", data=data,
+                                     method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=_TLS) as response:
+            text = response.read().decode()
+            return response.status, dict(response.headers), _json(text)
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), _json(e.read().decode())
+
+
+def _json(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {"text": text}
+
+
+def _wait_healthy(target, path: str, timeout: float = 30) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            if _request(target, path, timeout=3)[0] == 200:
+                return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{path} not healthy within {timeout} s")
+
+
+def test_api_health_is_all_green_through_nginx(target, provisioned):
+    status, headers, body = _request(target, "/api/health/")
+    assert status == 200, body
+    assert {name: check["status"] for name, check in body["checks"].items()} == \
+        {"postgres": "up", "redis": "up", "weaviate": "up"}
+    assert headers["X-Orchestra-Release"] == body["release"]
+
+
+@pytest.mark.parametrize("name", MCP_SERVERS)
+def test_each_mcp_server_answers_through_nginx(target, provisioned, name):
+    status, _, body = _request(target, f"/mcp/{name}/health")
+    assert (status, body) == (200, {"status": "ok", "server": name})
+
+
+def test_admin_page_loads(target, provisioned):
+    status, headers, body = _request(target, "/")
+    assert status == 200 and '<div id="root">' in body["text"]
+    script = body["text"].split('src="')[1].split('"')[0]
+    assert _request(target, script)[0] == 200
+
+
+def test_a_note_reaches_all_three_stores(target, provisioned):
+    status, _, note = _request(target, "/api/notes", "POST",
+                               {"title": "e2e", "body": "kept in three stores"})
+    assert status == 201, note
+    assert _request(target, f"/api/notes/{note['id']}")[2]["body"] == "kept in three stores"
+    status, _, vector = _request(target, f"/api/notes/{note['id']}/vector-object")
+    assert status == 200 and vector["properties"]["note_id"] == note["id"]
+
+
+@pytest.mark.parametrize(("process", "path"), [
+    ("orchestra:api-0", "/api/health/"),
+    ("orchestra:mcp-task", "/mcp/task/health"),
+    ("admin", "/"),
+])
+def test_killed_app_process_is_healthy_within_10_s(target, provisioned, process, path):
+    if process == "admin":
+        pid = on(target, "runuser -u orchestra -- env HOME=/var/lib/orchestra "
+                         "PM2_HOME=/var/lib/orchestra/pm2 pm2 pid orchestra-admin").strip()
+    else:
+        pid = on(target, f"supervisorctl pid {process}").strip()
+    on(target, f"kill -9 {pid}")
+    # Hit the killed instance directly, not through nginx (which would route around it).
+    port = {"orchestra:api-0": 8000, "orchestra:mcp-task": 8006, "admin": 3000}[process]
+    local = "/api/health/" if port == 8000 else ("/health" if port == 8006 else "/")
+    started = time.monotonic()
+    on(target, f"for i in $(seq 100); do curl -fsS -o /dev/null http://127.0.0.1:{port}{local}"
+               " && exit 0; sleep 0.1; done; exit 1", sudo=False)
+    recovery = time.monotonic() - started
+    print(f"{process}: healthy {recovery:.1f} s after kill -9")
+    assert recovery < 10
+    _wait_healthy(target, path)
+
+
+def _app_copy(tmp_path: Path, change: str) -> Path:
+    copy = tmp_path / "app"
+    shutil.copytree(REPO / "app", copy,
+                    ignore=shutil.ignore_patterns("node_modules", "dist", "__pycache__"))
+    if change == "new-version":
+        (copy / "api" / "RELEASE_NOTE").write_text(f"e2e release {time.time()}\n")
+    elif change == "broken-health":
+        health = copy / "api" / "health.py"
+        health.write_text(health.read_text() + "\nraise RuntimeError('broken release')\n")
+    return copy
+
+
+class _Load:
+    """A bounded, constant load on the API through nginx (below its rate limit)."""
+
+    def __init__(self, target, rate: float = 8.0, limit_seconds: float = 600):
+        self.target, self.rate, self.limit = target, rate, limit_seconds
+        self.results: list[tuple[int, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        started = time.monotonic()
+        while not self._stop.is_set() and time.monotonic() - started < self.limit:
+            try:
+                status, headers, _ = _request(self.target, "/api/health/", timeout=10)
+                self.results.append((status, headers.get("X-Orchestra-Release", "")))
+            except OSError as e:
+                self.results.append((0, str(e)))
+            self._stop.wait(1 / self.rate)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def test_release_under_load_drops_no_request(target, provisioned, tmp_path):
+    before = _request(target, "/api/health/")[2]["release"]
+    source = _app_copy(tmp_path, "new-version")
+    with _Load(target) as load:
+        time.sleep(2)
+        run = converge(target, "--data", f"app_source={source}")
+        time.sleep(3)
+    failed = [r for r in load.results if r[0] != 200]
+    releases = [r[1] for r in load.results]
+    print(f"release under load: {len(load.results)} requests, {len(failed)} failed")
+    assert failed == []
+    assert releases[0] == before and releases[-1] != before
+    assert "App | Make release" in " ".join(run.changed)
+    converge(target)  # back to the repository's app
+
+
+def test_failing_release_keeps_the_previous_one_serving(target, provisioned, tmp_path):
+    live = on(target, "readlink /opt/orchestra/current").strip()
+    source = _app_copy(tmp_path, "broken-health")
+    run = pyinfra(target, "-y", "--data", f"app_source={source}")
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "failed its health check at http://127.0.0.1:8090/api/health/" in output
+    assert "broken release" in output  # the failing service's last log lines
+    assert on(target, "readlink /opt/orchestra/current").strip() == live
+    assert _request(target, "/api/health/")[0] == 200
