@@ -23,7 +23,7 @@ _TLS.check_hostname = False
 _TLS.verify_mode = ssl.CERT_NONE  # the sandbox's certificate is self-signed
 
 
-def _request(target, path: str, method="GET", body=None, timeout=10) -> tuple[int, dict, dict]:
+def _request(target, path: str, method="GET", body=None, timeout=10) -> tuple:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(f"https://{target.address}{path}", data=data,
                                      method=method,
@@ -31,9 +31,9 @@ def _request(target, path: str, method="GET", body=None, timeout=10) -> tuple[in
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=_TLS) as response:
             text = response.read().decode()
-            return response.status, dict(response.headers), _json(text)
+            return response.status, response.headers, _json(text)
     except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), _json(e.read().decode())
+        return e.code, e.headers, _json(e.read().decode())
 
 
 def _json(text: str):
