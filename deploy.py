@@ -12,6 +12,7 @@ from operations import (
     base,
     nginx,
     pm2,
+    ports,
     postgres,
     redis,
     render,
@@ -25,6 +26,7 @@ config, secret_values = validate_host(host)
 render.use_secrets(secret_values)
 security.check_ssh_access(config, host.data.get("ssh_user"))
 gpus = base.check_gpu(config)
+ports.check(config)
 
 data_host = "data" in host.groups
 edge_host = "edge" in host.groups

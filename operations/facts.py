@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from pyinfra.api import FactBase
@@ -165,3 +166,61 @@ class PostgresExtensions(FactBase):
 
     def process(self, output):
         return [line.strip() for line in output if line.strip()]
+
+
+class ListeningSockets(FactBase):
+    """
+    TCP ports listened on, with each listening process's name and user.
+
+    .. code:: python
+
+        {8006: [{"process": "python3", "user": "orchestra", "pid": 812}],
+         22: [{"process": "sshd", "user": "root", "pid": 90}]}
+    """
+
+    def command(self) -> str:
+        return "ss -Htlnp && echo --- && ps -eo pid=,user=,comm="
+
+    def process(self, output):
+        sockets, processes = [], {}
+        seen_separator = False
+        for line in output:
+            if line.strip() == "---":
+                seen_separator = True
+            elif seen_separator:
+                pid, user, comm = line.split(None, 2)
+                processes[int(pid)] = (comm.strip(), user)
+            else:
+                sockets.append(line)
+        ports: dict[int, list[dict]] = {}
+        for line in sockets:
+            fields = line.split()
+            if len(fields) < 4:
+                continue
+            port = int(fields[3].rsplit(":", 1)[1])
+            for name, pid in re.findall(r'\("([^"]+)",pid=(\d+)', " ".join(fields[5:])):
+                holder = {"process": name, "user": processes.get(int(pid), ("", "?"))[1],
+                          "pid": int(pid)}
+                if holder not in ports.setdefault(port, []):
+                    ports[port].append(holder)
+        return ports
+
+
+class SupervisorStatus(FactBase):
+    """
+    Supervisor programs and their states (``supervisorctl status``); ``{}`` before
+    supervisord runs.
+
+    .. code:: python
+
+        {"orchestra:api-0": "RUNNING", "orchestra:mcp-task": "STOPPED"}
+    """
+
+    def command(self) -> str:
+        return "supervisorctl status 2>/dev/null || true"
+
+    def default(self):
+        return {}
+
+    def process(self, output):
+        return {line.split()[0]: line.split()[1] for line in output if len(line.split()) > 1}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, deploy, operation
 from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
 from operations import app, render, system
+from operations.facts import SupervisorStatus
 
 PACKAGES = ["supervisor"]
 CONF = "/etc/supervisor/conf.d/orchestra.conf"
@@ -38,12 +40,31 @@ def configure(config, restart_when: list, after_units: list[str]):
         commands=["supervisorctl reread >/dev/null && supervisorctl update"],
         _if=conf.did_change,
     )
+    running(name="Keep every program running", programs=[p["name"] for p in programs])
     rolling_restart(
         name="Restart the programs one at a time",
         programs=programs,
         timeout=config.app_health_timeout,
         _if=any_changed(*restart_when),
     )
+
+
+@operation()
+def running(programs: list[str]):
+    """
+    Start programs that are stopped, exited or FATAL (a manual stop, a crash loop that
+    ran out of retries); supervisord itself restarts the ones that crash.
+
+    + programs: program names in the ``orchestra`` group
+    """
+    status = host.get_fact(SupervisorStatus)
+    stopped = [name for name in programs
+               if status and status.get(f"orchestra:{name}", "RUNNING") not in
+               ("RUNNING", "STARTING")]
+    if not stopped:
+        host.noop("every program is running")
+        return
+    yield StringCommand("supervisorctl", "start", *(f"orchestra:{name}" for name in stopped))
 
 
 def _wait_healthy(program: dict, timeout: int) -> str:

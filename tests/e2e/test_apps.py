@@ -175,3 +175,24 @@ def test_failing_release_keeps_the_previous_one_serving(target, provisioned, tmp
     assert "broken release" in output  # the failing service's last log lines
     assert on(target, "readlink /opt/orchestra/current").strip() == live
     assert _request(target, "/api/health/")[0] == 200
+
+
+def test_a_foreign_process_on_a_stack_port_stops_the_deploy(target, provisioned):
+    on(target, "supervisorctl stop orchestra:mcp-task")
+    on(target, "systemd-run --unit=squatter python3 -m http.server 8006 --bind 127.0.0.1 "
+               "--directory /var/empty")
+    try:
+        on(target, "for i in $(seq 50); do ss -Htln | grep -q ':8006 ' && exit 0; sleep 0.1;"
+                   " done; exit 1")
+        run = pyinfra(target, "-y")
+        output = run.stdout + run.stderr
+        assert run.returncode != 0
+        assert "port 8006 (mcp_servers.task) is held by python3" in output
+        assert "user root), which this stack does not manage" in output
+        assert "Starting operation" not in output
+    finally:
+        on(target, "systemctl stop squatter")
+    # The next run starts the program that was stopped, and then nothing is left to do.
+    assert "Supervisor | Keep every program running" in converge(target).changed
+    assert converge(target).totals["success"] == 0
+    assert _request(target, "/mcp/task/health")[0] == 200
