@@ -12,10 +12,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, deploy, operation
+from pyinfra.api import (
+    DeployError,
+    FileUploadCommand,
+    QuoteString,
+    StringCommand,
+    deploy,
+    operation,
+)
 from pyinfra.facts.files import Link
 
 from operations import render, snapshot, system
+from operations.facts import AppReleases
 from orchestra_infra import release as release_module
 from orchestra_infra.config import project_root
 
@@ -71,6 +79,20 @@ def configure(config) -> tuple:
     switched = switch(name=f"Make release {release_id} live (after its health check)",
                       release_id=release_id, config=config)
     return switched, [built, switched, launcher, *env_files]
+
+
+def previous_release() -> str:
+    """The newest built release older than the live one."""
+    releases = host.get_fact(AppReleases)
+    built = releases["built"]
+    if releases["live"] in built:
+        older = built[built.index(releases["live"]) + 1:]
+    else:
+        older = [r for r in built if r != releases["live"]]
+    if not older:
+        raise DeployError(f"{host.name}: no earlier release to roll back to "
+                          f"(live: {releases['live']}, built: {', '.join(built) or 'none'})")
+    return older[0]
 
 
 @snapshot.registers("files", "ready_file")

@@ -224,3 +224,22 @@ class SupervisorStatus(FactBase):
 
     def process(self, output):
         return {line.split()[0]: line.split()[1] for line in output if len(line.split()) > 1}
+
+
+class AppReleases(FactBase):
+    """
+    Built application releases, newest first, and the live one.
+
+    .. code:: python
+
+        {"live": "5cb654f0b598", "built": ["5cb654f0b598", "f55c475dd805"]}
+    """
+
+    def command(self, root: str = "/opt/orchestra") -> str:
+        return (f"readlink {root}/current || echo; "
+                f"ls -1t {root}/releases/*/.ready 2>/dev/null | xargs -r -n1 dirname | "
+                "xargs -r -n1 basename")
+
+    def process(self, output):
+        live = output[0].rstrip("/").rsplit("/", 1)[-1] if output and output[0] else None
+        return {"live": live or None, "built": [line.strip() for line in output[1:] if line]}

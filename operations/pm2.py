@@ -58,18 +58,23 @@ def configure(config, restart_when: list):
         group=user, mode="640",
     )
     system.service(name="Run PM2", unit="pm2-orchestra", daemon_reload_when=[unit])
-    as_user = f"runuser -u {user} -- env HOME=/var/lib/{user} PM2_HOME={home} {PM2}"
-    # startOrReload replaces processes one at a time (cluster mode: no dropped requests);
-    # save is what `pm2 resurrect` brings back at boot. Never `pm2 delete all`.
+    reload_admin(config, when=[ecosystem, unit, *restart_when])
+    pm2_module(name=f"Rotate PM2 logs (pm2-logrotate {config.pm2_logrotate_version})",
+               module="pm2-logrotate", version=config.pm2_logrotate_version, user=user,
+               pm2_home=home)
+
+
+def reload_admin(config, when: list) -> None:
+    """startOrReload replaces processes one at a time (cluster mode: no dropped requests);
+    save is what `pm2 resurrect` brings back at boot. Never `pm2 delete all`."""
+    user = config.service_user
+    as_user = f"runuser -u {user} -- env HOME=/var/lib/{user} PM2_HOME={pm2_home(config)} {PM2}"
     server.shell(
         name="Start or reload the admin, and save the process list",
         commands=[f"{as_user} startOrReload {ECOSYSTEM} --update-env >/dev/null && "
                   f"{as_user} save --force >/dev/null"],
-        _if=any_changed(ecosystem, unit, *restart_when),
+        _if=any_changed(*when),
     )
-    pm2_module(name=f"Rotate PM2 logs (pm2-logrotate {config.pm2_logrotate_version})",
-               module="pm2-logrotate", version=config.pm2_logrotate_version, user=user,
-               pm2_home=home)
 
 
 def _installed_version(package_json: list[str] | None) -> str | None:

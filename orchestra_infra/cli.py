@@ -86,4 +86,19 @@ def bench(keep: bool):
     click.echo(figures.report())
 
 
+@main.command()
+@click.argument("env")
+def rollback(env: str):
+    """Make the release before the live one live again on ENV's app hosts."""
+    import subprocess
+
+    if env not in config_module.environments():
+        raise click.ClickException(f"unknown environment {env!r}")
+    result = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", f"inventories/{env}.py", "rollback.py"],
+        cwd=config_module.project_root(), check=False,
+    )
+    sys.exit(result.returncode)
+
+
 main.add_command(sandbox)

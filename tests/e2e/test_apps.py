@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import ssl
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -162,7 +165,15 @@ def test_release_under_load_drops_no_request(target, provisioned, tmp_path):
     assert failed == []
     assert releases[0] == before and releases[-1] != before
     assert "App | Make release" in " ".join(run.changed)
-    converge(target)  # back to the repository's app
+    # orchestra-infra rollback: the previous release is live again.
+    rollback = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", "inventories/sandbox.py", "rollback.py"],
+        cwd=REPO, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+        env={**os.environ, "ORCHESTRA_SANDBOX_HOSTS": target.name})
+    assert rollback.returncode == 0, rollback.stderr[-3000:]
+    assert _request(target, "/api/health/")[2]["release"] == before
+    converge(target)  # the repository's app, which is the rolled-back-to release
+    assert _request(target, "/api/health/")[2]["release"] == before
 
 
 def test_failing_release_keeps_the_previous_one_serving(target, provisioned, tmp_path):
