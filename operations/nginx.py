@@ -25,14 +25,23 @@ def _address(app_host) -> str:
     return app_host.data.get("ssh_hostname") or app_host.name
 
 
+def _server(address: str, port: int) -> str:
+    # On loopback a stopped instance refuses at once and nginx retries the next one: never
+    # exclude it, or a rolling restart could find every instance excluded at the same time.
+    # A remote host that stops answering costs a connect timeout: exclude it for a while.
+    if address == "127.0.0.1":
+        return f"{address}:{port} max_fails=0"
+    return f"{address}:{port} max_fails=3 fail_timeout=10s"
+
+
 def upstreams(config) -> dict:
     """Every API instance, admin and MCP server on every host of group `app`."""
     addresses = [_address(h) for h in inventory.get_group("app", [])] or ["127.0.0.1"]
     return {
-        "api_servers": [f"{a}:{config.api_port + i}" for a in addresses
+        "api_servers": [_server(a, config.api_port + i) for a in addresses
                         for i in range(config.api_instances)],
-        "admin_servers": [f"{a}:{config.admin_port}" for a in addresses],
-        "mcp_servers": {name: [f"{a}:{server.port}" for a in addresses]
+        "admin_servers": [_server(a, config.admin_port) for a in addresses],
+        "mcp_servers": {name: [_server(a, server.port) for a in addresses]
                         for name, server in config.mcp_servers.items()},
     }
 

@@ -151,7 +151,8 @@ def test_reboot_keeps_the_hardening(target, provisioned):
     sandbox.reboot(target.name)
     assert "policy drop" in on(target, "nft list table inet orchestra")
     assert "passwordauthentication no" in on(target, "sshd -T")
-    assert converge(target).totals["success"] == 0
+    after_reboot = converge(target)
+    assert after_reboot.totals["success"] == 0, after_reboot.changed
 
 
 def test_ssh_port_answers(target):
