@@ -179,7 +179,8 @@ class ListeningSockets(FactBase):
     """
 
     def command(self) -> str:
-        return "ss -Htlnp && echo --- && ps -eo pid=,user=,comm="
+        # user:32: plain `user` cuts names longer than 8 characters ("orchest+").
+        return "ss -Htlnp && echo --- && ps -eo pid=,user:32=,comm="
 
     def process(self, output):
         sockets, processes = [], {}
