@@ -46,10 +46,11 @@ class Figures:
 
 def floor_packages() -> list[str]:
     """Every package the deploy installs on a Debian 12 sandbox host, for the plain script."""
-    from operations import postgres, redis
+    from operations import app, nginx, pm2, postgres, redis, supervisor
 
     config = validate(config_module.environment_data("sandbox"))
-    return [*config.base_packages, *postgres.package_names(15, pgvector=False), *redis.PACKAGES]
+    return [*config.base_packages, *postgres.package_names(15, pgvector=False), *redis.PACKAGES,
+            *app.PACKAGES, *supervisor.PACKAGES, *pm2.packages(config), *nginx.packages(config)]
 
 
 def floor_script(packages: list[str]) -> str:
