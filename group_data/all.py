@@ -211,9 +211,17 @@ nginx_stub_status_port = 8088
 
 # --- app (the Orchestra application: API, MCP servers, admin) ----------------------------------
 
-# The application's source: a local checkout, relative to this repository or absolute.
-# Each deploy packs it into a content-addressed release under /opt/orchestra/releases.
+# The application's source: a local checkout (relative to this repository, or absolute) or
+# a git URL (git@host:org/repo.git, ssh://, https://, file://). Git sources are fetched on
+# the control machine with the optional deploy key (secret app_deploy_key); hosts never
+# hold it. Each deploy packs the code into a content-addressed release under
+# /opt/orchestra/releases, so the same commit is the same release.
 app_source = "app"
+# Branch, tag or commit to deploy from a git app_source (None for a local checkout).
+app_source_ref = None
+# The git host's public keys (`ssh-keyscan HOST` lines), required for an SSH git URL:
+# the deploy key is only ever offered to a host whose key is pinned here.
+app_source_known_hosts = []
 # Releases kept on the host (the live one included) for `orchestra-infra rollback`.
 app_releases_keep = 5
 # Port a new release's API answers on while it is health-checked, before it goes live.

@@ -24,8 +24,10 @@ from pyinfra.facts.files import Link
 
 from operations import render, snapshot, system
 from operations.facts import AppReleases
+from orchestra_infra import app_source
 from orchestra_infra import release as release_module
 from orchestra_infra.config import project_root
+from orchestra_infra.schema import ConfigError
 
 RELEASES = "/opt/orchestra/releases"
 CURRENT = "/opt/orchestra/current"
@@ -49,10 +51,15 @@ def programs(config) -> list[dict]:
 
 
 def source_tarball(config) -> tuple[Path, str]:
-    source = Path(config.app_source)
-    if not source.is_absolute():
-        source = project_root() / source
-    return release_module.build(source, project_root() / "build")
+    def optional_secret(name):
+        return render.secret_value(name) if name in render.loaded_secrets() else None
+
+    build_dir = project_root() / "build"
+    try:
+        source = app_source.resolve(config, build_dir, project_root(), optional_secret)
+    except ConfigError as e:
+        raise DeployError(f"{host.name}: nothing was changed: " + "; ".join(e.problems)) from None
+    return release_module.build(source, build_dir)
 
 
 @deploy("App")

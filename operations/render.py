@@ -63,6 +63,11 @@ def secret_value(name: str) -> str:
     return _active[name]
 
 
+def loaded_secrets() -> set[str]:
+    """Names of the secrets this run has (optional ones may be missing)."""
+    return set(_active or ())
+
+
 def _masked_secret(name: str) -> str:
     return f"{secrets_module.MASK}({name})"
 

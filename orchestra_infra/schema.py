@@ -230,6 +230,8 @@ class NginxData(_Block):
 
 class AppData(_Block):
     app_source: str
+    app_source_ref: str | None
+    app_source_known_hosts: list[str]
     app_releases_keep: Annotated[int, Field(ge=2, le=50)]
     app_preflight_port: Port
     app_health_timeout: Annotated[int, Field(ge=5, le=600)]
@@ -317,8 +319,24 @@ def _data_service_problems(config: Config, secret_names: set[str]) -> list[str]:
                         "nginx_letsencrypt_email")
     if bool(config.node_apt_repository) != bool(config.node_apt_key_url):
         problems.append("node_apt_repository: set it together with node_apt_key_url")
+    problems += _app_source_problems(config)
     if config.weaviate_source == "upload" and config.weaviate_local_tarball is None:
         problems.append("weaviate_local_tarball: required when weaviate_source is 'upload'")
+    return problems
+
+
+def _app_source_problems(config: Config) -> list[str]:
+    from .app_source import is_git, uses_ssh
+
+    if not is_git(config.app_source):
+        return []
+    problems = []
+    if not config.app_source_ref:
+        problems.append("app_source_ref: required when app_source is a git URL (a branch, tag "
+                        "or commit)")
+    if uses_ssh(config.app_source) and not config.app_source_known_hosts:
+        problems.append("app_source_known_hosts: required for an SSH git URL (the git host's "
+                        "key lines, as `ssh-keyscan HOST` prints them)")
     return problems
 
 

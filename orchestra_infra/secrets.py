@@ -41,6 +41,8 @@ SPECS = (
     SecretSpec("alert_webhook_url", "Slack-compatible alert webhook", generate=False,
                required=False),
     SecretSpec("lambda_api_key", "Lambda Cloud API key", generate=False, required=False),
+    SecretSpec("app_deploy_key", "SSH private key that may read the app's git repository",
+               generate=False, required=False),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 

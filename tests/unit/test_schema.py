@@ -5,7 +5,7 @@ from click.testing import CliRunner
 
 from orchestra_infra import config, secrets
 from orchestra_infra.cli import main
-from orchestra_infra.schema import ConfigError, parse_size, validate
+from orchestra_infra.schema import Config, ConfigError, parse_size, validate
 
 PINNED = {"weaviate_sha256": "0" * 64}  # real environments pin the release's checksum
 
@@ -94,6 +94,12 @@ BAD_INPUTS = [
     ({"weaviate_sha256": "ABC"}, "weaviate_sha256: 'ABC' does not match ^[0-9a-f]{64}$"),
     ({"weaviate_source": "upload", "weaviate_local_tarball": None},
      "weaviate_local_tarball: required when weaviate_source is 'upload'"),
+    ({"app_source": "git@git.example.invalid:org/orchestra.git",
+      "app_source_known_hosts": ["git.example.invalid ssh-ed25519 AAAA"]},
+     "app_source_ref: required when app_source is a git URL (a branch, tag or commit)"),
+    ({"app_source": "ssh://git@git.example.invalid/org/orchestra.git", "app_source_ref": "main"},
+     "app_source_known_hosts: required for an SSH git URL (the git host's key lines, as "
+     "`ssh-keyscan HOST` prints them)"),
 ]
 
 
@@ -160,7 +166,9 @@ def test_check_valid(secrets_dir):
     pinned = f"weaviate_sha256={'ab' * 32}"
     result = CliRunner().invoke(main, ["check", "staging", "--data", pinned])
     assert result.exit_code == 0, result.output
-    assert result.output == "staging: valid (85 settings, 18 ports, 6 secrets)\n"
+    data = {**config.environment_data("staging"), "weaviate_sha256": "ab" * 32}
+    settings, ports = len(Config.model_fields), len(validate(data).port_table())
+    assert result.output == f"staging: valid ({settings} settings, {ports} ports, 6 secrets)\n"
 
 
 def test_check_reports_data_and_secret_problems_together(secrets_dir):
