@@ -23,15 +23,26 @@ def packages(config) -> list[str]:
 
 
 def add_repository(config):
-    """NodeSource (or another Node.js apt repository) with its key in a keyring."""
+    """NodeSource (or another Node.js apt repository), before any install, when set."""
     if not config.node_apt_repository:
         return None
-    files.directory(name="Create /etc/apt/keyrings", path="/etc/apt/keyrings", mode="755")
-    files.download(name="Download the Node.js repository key", src=config.node_apt_key_url,
-                   dest=KEYRING, mode="644")
+    return repository(name="Add the Node.js apt repository", url=config.node_apt_repository,
+                      key_url=config.node_apt_key_url)
+
+
+@operation()
+def repository(url: str, key_url: str):
+    """
+    Add a Node.js apt repository with its key in a keyring (``signed-by``).
+
+    + url: the repository's deb URL (NodeSource: one per major version)
+    + key_url: URL of its ASCII-armoured signing key
+    """
+    yield from files.directory._inner(path="/etc/apt/keyrings", mode="755")
+    yield from files.download._inner(src=key_url, dest=KEYRING, mode="644")
     # NodeSource serves one suite, "nodistro", to every distribution.
-    return apt.repo(name="Add the Node.js apt repository", filename="nodesource",
-                    src=f"deb [signed-by={KEYRING}] {config.node_apt_repository} nodistro main")
+    yield from apt.repo._inner(src=f"deb [signed-by={KEYRING}] {url} nodistro main",
+                               filename="nodesource")
 
 
 def pm2_home(config) -> str:
