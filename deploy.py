@@ -26,7 +26,7 @@ config, secret_values = validate_host(host)
 render.use_secrets(secret_values)
 security.check_ssh_access(config, host.data.get("ssh_user"))
 gpus = base.check_gpu(config)
-ports.check(config)
+config, moved_ports = ports.check(config)
 
 data_host = "data" in host.groups
 edge_host = "edge" in host.groups
@@ -47,6 +47,7 @@ if edge_host:
 base.install(config, packages, new_sources)
 
 base.configure(config, gpus)
+ports.record(moved_ports)
 security.configure(config)
 
 if data_host:

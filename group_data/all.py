@@ -278,6 +278,12 @@ mcp_servers = {
     "data": {"port": 8008},
     "monitor": {"port": 8009},
 }
+# When a port of an internal service (an MCP server, the API instances) is held by a process
+# this stack does not run: stop the deploy (False), or move the service to the first free
+# port of ports_reassign_range (True). A moved port is recorded on the host
+# (/var/lib/orchestra-infra/ports.json) so later runs keep it; every config follows it.
+ports_auto_reassign = False
+ports_reassign_range = (8100, 8199)
 
 # --- connection (read by pyinfra itself) -------------------------------------------------------
 

@@ -6,8 +6,9 @@ from pyinfra import host, inventory
 from pyinfra.api import StringCommand, deploy, operation
 from pyinfra.operations import files
 
-from operations import render, snapshot, system
+from operations import ports, render, snapshot, system
 from operations.facts import FileState
+from orchestra_infra.preflight import validate_host
 
 
 def packages(config) -> list[str]:
@@ -34,15 +35,23 @@ def _server(address: str, port: int) -> str:
     return f"{address}:{port} max_fails=3 fail_timeout=10s"
 
 
+def _app_hosts(config) -> list[tuple[str, object]]:
+    """(address, effective config) of every host of group `app`: each may have moved
+    ports (operations/ports.py), read from its own facts."""
+    app_hosts = inventory.get_group("app", []) or [host]
+    return [(_address(h), config if h.name == host.name
+             else ports.for_host(validate_host(h)[0], h)) for h in app_hosts]
+
+
 def upstreams(config) -> dict:
     """Every API instance, admin and MCP server on every host of group `app`."""
-    addresses = [_address(h) for h in inventory.get_group("app", [])] or ["127.0.0.1"]
+    app_hosts = _app_hosts(config)
     return {
-        "api_servers": [_server(a, config.api_port + i) for a in addresses
-                        for i in range(config.api_instances)],
-        "admin_servers": [_server(a, config.admin_port) for a in addresses],
-        "mcp_servers": {name: [_server(a, server.port) for a in addresses]
-                        for name, server in config.mcp_servers.items()},
+        "api_servers": [_server(a, c.api_port + i) for a, c in app_hosts
+                        for i in range(c.api_instances)],
+        "admin_servers": [_server(a, c.admin_port) for a, c in app_hosts],
+        "mcp_servers": {name: [_server(a, c.mcp_servers[name].port) for a, c in app_hosts]
+                        for name in config.mcp_servers},
     }
 
 

@@ -1,11 +1,23 @@
-"""Preflight: every port of the port table is free, or held by what the stack runs there."""
+"""Preflight: every port of the port table is free, or held by what the stack runs there.
+
+A port held by a foreign process stops the deploy before any change, naming the port and
+the process. With ``ports_auto_reassign``, an internal-only service (an MCP server, the
+API instances as a block) moves to the first free port of ``ports_reassign_range``
+instead; the move is recorded on the host, so later runs keep it, and every config
+(Supervisor, nginx, the app's env files, the health checks) reads the moved port.
+"""
 
 from __future__ import annotations
 
-from pyinfra import host
-from pyinfra.api import DeployError
+import json
 
+from pyinfra import host, logger
+from pyinfra.api import DeployError, FactBase
+
+from operations import render
 from operations.facts import ListeningSockets
+
+RECORD = "/var/lib/orchestra-infra/ports.json"
 
 # Port table key (or its prefix) -> (process name prefix, user) pairs allowed to hold it;
 # None: any user.
@@ -22,6 +34,25 @@ _OWNERS = {
     "weaviate_": [("weaviate", "weaviate"), ("python", "weaviate")],
     "monit_port": [("monit", None)],
 }
+# Keys whose service only the stack itself reaches (never a client, never the firewall).
+_MOVABLE = ("api_port", "mcp_servers.")
+
+
+class PortAssignments(FactBase):
+    """
+    Ports this host's services were moved to, as recorded by an earlier deploy.
+
+    .. code:: python
+
+        {"mcp_servers.task": 8100}
+    """
+
+    def command(self) -> str:
+        return f"cat {RECORD} 2>/dev/null || true"
+
+    def process(self, output):
+        text = "\n".join(output).strip()
+        return json.loads(text) if text else {}
 
 
 def _allowed(key: str, service_user: str) -> list[tuple[str, str | None]]:
@@ -32,22 +63,100 @@ def _allowed(key: str, service_user: str) -> list[tuple[str, str | None]]:
     return []
 
 
-def foreign_holders(config, listening: dict[int, list[dict]]) -> list[str]:
-    """One line per port of the table held by a process the stack does not run there."""
-    problems = []
+def foreign_holders(config, listening: dict[int, list[dict]]) -> dict[str, str]:
+    """Port table key -> a line naming the process that holds its port, for every port
+    held by a process the stack does not run there."""
+    problems = {}
     for key, port in config.port_table().items():
         allowed = _allowed(key, config.service_user)
         for holder in listening.get(port, []):
             if not any(holder["process"].startswith(name) and user in (None, holder["user"])
                        for name, user in allowed):
-                problems.append(f"port {port} ({key}) is held by {holder['process']} "
-                                f"(pid {holder['pid']}, user {holder['user']}), which this "
-                                "stack does not manage")
+                problems.setdefault(key, f"port {port} ({key}) is held by {holder['process']} "
+                                         f"(pid {holder['pid']}, user {holder['user']}), which "
+                                         "this stack does not manage")
     return problems
 
 
-def check(config) -> None:
-    """Stop before any change when a foreign process holds one of the stack's ports."""
-    problems = foreign_holders(config, host.get_fact(ListeningSockets))
+def _base_key(key: str) -> str:
+    """API instances move as one block: ``api_port+1`` moves ``api_port``."""
+    return "api_port" if key.startswith("api_port") else key
+
+
+def apply(config, assignments: dict[str, int]):
+    """``config`` with the recorded ports in place of the data's."""
+    servers = dict(config.mcp_servers)
+    update = {}
+    for key, port in assignments.items():
+        if key == "api_port":
+            update["api_port"] = port
+        elif key.startswith("mcp_servers.") and key.split(".", 1)[1] in servers:
+            name = key.split(".", 1)[1]
+            servers[name] = servers[name].model_copy(update={"port": port})
+    return config.model_copy(update={**update, "mcp_servers": servers})
+
+
+def _free_block(config, taken: set[int], size: int) -> int | None:
+    low, high = config.ports_reassign_range
+    for start in range(low, high - size + 2):
+        if not taken.intersection(range(start, start + size)):
+            return start
+    return None
+
+
+def plan(config, listening: dict[int, list[dict]],
+         recorded: dict[str, int]) -> tuple[dict[str, int], list[str]]:
+    """The ports to use on a host: (assignments to record, problems that stop the deploy).
+
+    Pure, so the edge can compute an app host's ports from that host's facts.
+    """
+    table = config.port_table()
+    assignments = {k: v for k, v in recorded.items()
+                   if k == "api_port" or k in table}  # a removed MCP server drops out
+    problems = foreign_holders(apply(config, assignments), listening)
+    if not config.ports_auto_reassign:
+        return assignments, list(problems.values())
+    taken = set(listening) | set(apply(config, assignments).port_table().values())
+    lines = []
+    for key in dict.fromkeys(_base_key(k) for k in problems):
+        if not key.startswith(_MOVABLE):
+            lines.append(problems[key])
+            continue
+        size = config.api_instances if key == "api_port" else 1
+        port = _free_block(config, taken, size)
+        if port is None:
+            first = next(line for k, line in problems.items() if _base_key(k) == key)
+            lines.append(f"{first}; no free port left in ports_reassign_range "
+                         f"{config.ports_reassign_range}")
+            continue
+        taken.update(range(port, port + size))
+        assignments[key] = port
+    return assignments, lines
+
+
+def check(config):
+    """Stop before any change when a foreign process holds one of the stack's ports;
+    return the config with moved ports, and what to record."""
+    assignments, problems = plan(config, host.get_fact(ListeningSockets),
+                                 host.get_fact(PortAssignments))
     if problems:
         raise DeployError(f"{host.name}: nothing was changed:\n  " + "\n  ".join(problems))
+    for key, port in sorted(assignments.items()):
+        logger.info(f"{host.name}: {key} is on port {port} (recorded in {RECORD})")
+    return apply(config, assignments), assignments
+
+
+def for_host(config, other_host):
+    """Another host's effective config (its recorded and planned moves), for the edge."""
+    assignments, _ = plan(config, other_host.get_fact(ListeningSockets),
+                          other_host.get_fact(PortAssignments))
+    return apply(config, assignments)
+
+
+def record(assignments: dict[str, int]):
+    """Keep moved ports on the host (removed again when nothing is moved)."""
+    if assignments or host.get_fact(PortAssignments):
+        return render.template(name=f"Record moved ports in {RECORD}", src=None, dest=RECORD,
+                               text=json.dumps(assignments, indent=2, sort_keys=True) + "\n",
+                               mode="644")
+    return None

@@ -160,6 +160,8 @@ class PortsData(_Block):
     weaviate_grpc_port: Port
     monit_port: Port
     mcp_servers: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*$")], McpServer]
+    ports_auto_reassign: bool
+    ports_reassign_range: tuple[Port, Port]
 
 
 _SQL_NAME = r"^[a-z_][a-z0-9_]{0,62}$"
@@ -320,6 +322,9 @@ def _data_service_problems(config: Config, secret_names: set[str]) -> list[str]:
     if bool(config.node_apt_repository) != bool(config.node_apt_key_url):
         problems.append("node_apt_repository: set it together with node_apt_key_url")
     problems += _app_source_problems(config)
+    low, high = config.ports_reassign_range
+    if low >= high:
+        problems.append(f"ports_reassign_range: {low} is not below {high}")
     if config.weaviate_source == "upload" and config.weaviate_local_tarball is None:
         problems.append("weaviate_local_tarball: required when weaviate_source is 'upload'")
     return problems

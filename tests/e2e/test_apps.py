@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from operations.ports import RECORD
+
 from .conftest import REPO, converge, on, pyinfra
 
 pytestmark = pytest.mark.e2e
@@ -124,6 +126,26 @@ def _app_copy(tmp_path: Path, change: str) -> Path:
     return copy
 
 
+def _serve_over_ssh(peer, source: Path) -> tuple[str, list[str]]:
+    """Publish ``source`` as a git repository on the peer host, readable over SSH with the
+    sandbox key (the deploy key here); return its URL and the peer's host key line."""
+    on(peer, "command -v git >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND="
+             "noninteractive apt-get install -y -qq --no-install-recommends git >/dev/null)")
+    on(peer, "rm -rf orchestra.git && git init -q --bare orchestra.git", sudo=False)
+    url = f"ssh://ubuntu@{peer.address}/home/ubuntu/orchestra.git"
+    ssh = (f"ssh -i {peer.ssh_key} -o IdentitiesOnly=yes -o StrictHostKeyChecking=no "
+           "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR")
+    env = {**os.environ, "GIT_SSH_COMMAND": ssh, "GIT_AUTHOR_NAME": "e2e",
+           "GIT_AUTHOR_EMAIL": "e2e@example.invalid", "GIT_COMMITTER_NAME": "e2e",
+           "GIT_COMMITTER_EMAIL": "e2e@example.invalid"}
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "release"],
+                 ["push", "-q", url, "HEAD:refs/heads/release"]):
+        subprocess.run(["git", *args], cwd=source, env=env, check=True, capture_output=True)
+    keyscan = subprocess.run(["ssh-keyscan", "-t", "ed25519", peer.address],
+                             capture_output=True, text=True, check=True, timeout=30)
+    return url, [line for line in keyscan.stdout.splitlines() if not line.startswith("#")]
+
+
 class _Load:
     """A bounded, constant load on the API through nginx (below its rate limit)."""
 
@@ -152,13 +174,17 @@ class _Load:
         self._thread.join(timeout=30)
 
 
-def test_release_under_load_drops_no_request(target, provisioned, tmp_path):
+def test_release_under_load_drops_no_request(target, peer, provisioned, tmp_path):
+    """A new version, fetched from git over SSH with a deploy key, under load."""
     before = _request(target, "/api/health/")[2]["release"]
-    source = _app_copy(tmp_path, "new-version")
+    url, host_keys = _serve_over_ssh(peer, _app_copy(tmp_path, "new-version"))
+    source = ("--data", f"app_source={url}", "--data", "app_source_ref=release",
+              "--data", f"app_source_known_hosts={json.dumps(host_keys)}")
+    deploy_key = {"ORCHESTRA_SECRET_APP_DEPLOY_KEY": Path(peer.ssh_key).read_text()}
     try:
         with _Load(target) as load:
             time.sleep(2)
-            run = converge(target, "--data", f"app_source={source}")
+            run = converge(target, *source, env=deploy_key)
             time.sleep(3)
     except BaseException:
         converge(target)  # leave the repository's app live for the tests that follow
@@ -194,10 +220,11 @@ def test_failing_release_keeps_the_previous_one_serving(target, provisioned, tmp
     assert _request(target, "/api/health/")[0] == 200
 
 
-def test_a_foreign_process_on_a_stack_port_stops_the_deploy(target, provisioned):
+def test_a_foreign_process_on_a_stack_port_stops_the_deploy_or_moves_it(target, provisioned):
     on(target, "supervisorctl stop orchestra:mcp-task")
     on(target, "systemd-run --unit=squatter python3 -m http.server 8006 --bind 127.0.0.1 "
                "--directory /var/empty")
+    reassign = ("--data", "ports_auto_reassign=true")
     try:
         on(target, "for i in $(seq 50); do ss -Htln | grep -q ':8006 ' && exit 0; sleep 0.1;"
                    " done; exit 1")
@@ -207,9 +234,22 @@ def test_a_foreign_process_on_a_stack_port_stops_the_deploy(target, provisioned)
         assert "port 8006 (mcp_servers.task) is held by python3" in output
         assert "user root), which this stack does not manage" in output
         assert "Starting operation" not in output
+        # Allowed to move: the MCP server goes to the first free port of the range, nginx
+        # and the other programs follow, and the move is kept.
+        moved = converge(target, *reassign)
+        assert f"Record moved ports in {RECORD}" in " ".join(moved.changed)
+        assert json.loads(on(target, f"cat {RECORD}")) == {"mcp_servers.task": 8100}
+        assert _request(target, "/mcp/task/health")[2] == {"status": "ok", "server": "task"}
+        pid = on(target, "supervisorctl pid orchestra:mcp-task").strip()
+        assert f"pid={pid}," in on(target, "ss -Htlnp 'sport = :8100'")
+        assert converge(target, *reassign).totals["success"] == 0
     finally:
         on(target, "systemctl stop squatter")
-    # The next run starts the program that was stopped, and then nothing is left to do.
-    assert "Supervisor | Keep every program running" in converge(target).changed
+    assert converge(target, *reassign).totals["success"] == 0  # the move is kept
+    # Back to the data's port: drop the record. The next run starts the program that was
+    # stopped, and then nothing is left to do.
+    on(target, f"rm {RECORD}")
+    converge(target)
     assert converge(target).totals["success"] == 0
     assert _request(target, "/mcp/task/health")[0] == 200
+    on(target, "curl -fsS -o /dev/null http://127.0.0.1:8006/health", sudo=False)

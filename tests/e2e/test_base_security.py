@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from .conftest import CLOUD_INIT_DROPIN, converge, on, pyinfra
+from .conftest import CLOUD_INIT_DROPIN, on, pyinfra
 
 pytestmark = pytest.mark.e2e
 
@@ -143,16 +143,6 @@ def test_preview_shows_the_diff_and_changes_nothing(target, provisioned, testinf
     assert "- SystemMaxUse=1G" in output and "+ SystemMaxUse=2G" in output
     journald = testinfra_host.file("/etc/systemd/journald.conf.d/00-orchestra.conf")
     assert journald.contains("SystemMaxUse=1G")
-
-
-def test_reboot_keeps_the_hardening(target, provisioned):
-    from orchestra_infra import sandbox
-
-    sandbox.reboot(target.name)
-    assert "policy drop" in on(target, "nft list table inet orchestra")
-    assert "passwordauthentication no" in on(target, "sshd -T")
-    after_reboot = converge(target)
-    assert after_reboot.totals["success"] == 0, after_reboot.changed
 
 
 def test_ssh_port_answers(target):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestra_infra import sandbox, secrets
+from orchestra_infra import secrets
 from orchestra_infra.standins import build_weaviate_tarball
 
 from .conftest import converge, on, pyinfra
@@ -216,22 +216,3 @@ def test_upgrade_keeps_the_previous_version_for_rollback(target, provisioned, re
     assert converge(target, *upgrade).totals["success"] == 0
     converge(target)  # back to the pinned version: a rollback is the same operation
     assert on(target, "readlink /opt/weaviate/current").strip() == previous
-
-
-def test_data_survives_a_reboot(target, provisioned, secret):
-    key = secret["weaviate_api_key"]
-    _psql(target, secret["postgres_app_password"],
-          "create table if not exists probe (v text); insert into probe values ('kept')")
-    _redis(target, "orchestra", secret["redis_app_password"], "SET reboot-probe kept")
-    sandbox.reboot(target.name)
-    for unit in SERVICES.values():
-        on(target, f"for i in $(seq 60); do systemctl is-active -q {unit} && exit 0; sleep 1; "
-                   "done; exit 1")
-    on(target, "for i in $(seq 60); do curl -fs localhost:8080/v1/.well-known/ready && exit 0;"
-               " sleep 1; done; exit 1", sudo=False)
-    assert "kept" in _psql(target, secret["postgres_app_password"], "select v from probe")
-    assert _redis(target, "orchestra", secret["redis_app_password"], "GET reboot-probe") == \
-        "kept"
-    objects = on(target, f"curl -s -H 'Authorization: Bearer {key}' "
-                         "'http://127.0.0.1:8080/v1/objects?class=Probe'", sudo=False)
-    assert "kept across restarts" in objects

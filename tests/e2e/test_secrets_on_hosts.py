@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+
 import pytest
 
 from orchestra_infra import secrets
 
-from .conftest import converge, on, pyinfra
+from .conftest import REPO, converge, on, pyinfra
 
 pytestmark = pytest.mark.e2e
 
@@ -41,3 +46,32 @@ def test_changed_password_rotates_the_postgres_role(target, provisioned):
     assert on(target, login.format(old), sudo=False).strip() == "1"
     processes = on(target, "ps -eo args")
     assert old not in processes and new not in processes
+
+
+def test_preview_of_one_changed_template_shows_exactly_that_file(target, provisioned,
+                                                                  tmp_path):
+    """An operator edits one template in their checkout: the preview lists that one file,
+    with the secret in its context lines masked."""
+    checkout = tmp_path / "orchestra-infra"
+    shutil.copytree(REPO, checkout, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "node_modules", "dist", "__pycache__", "*_cache"))
+    template = checkout / "templates/weaviate/etc/weaviate/weaviate.env.j2"
+    text = template.read_text()
+    template.write_text(text.replace("AUTHENTICATION_APIKEY_USERS=",
+                                     "# reviewed in the preview\nAUTHENTICATION_APIKEY_USERS="))
+    run = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "inventories/sandbox.py", "deploy.py", "--dry",
+         "--diff"], cwd=checkout, capture_output=True, text=True, timeout=900,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "ORCHESTRA_SANDBOX_HOSTS": target.name,
+             "ORCHESTRA_ROOT": str(checkout), "ORCHESTRA_SECRETS_DIR": str(REPO / "secrets"),
+             "PYTHONPATH": str(checkout)})
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-3000:]
+    changed = [line.split("Will ", 1)[1].strip() for line in output.splitlines()
+               if "Will modify" in line or "Will create" in line]
+    assert changed == ["modify /etc/weaviate/weaviate.env"], changed
+    assert "+ # reviewed in the preview" in output
+    assert "AUTHENTICATION_APIKEY_ALLOWED_KEYS=********(weaviate_api_key)" in output
+    assert secrets.load("sandbox")["weaviate_api_key"] not in output
+    assert "reviewed" not in on(target, "cat /etc/weaviate/weaviate.env")

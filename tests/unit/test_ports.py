@@ -1,7 +1,7 @@
 """The port preflight: the stack's own processes pass, anything else stops the deploy."""
 
 from operations.facts import ListeningSockets
-from operations.ports import foreign_holders
+from operations.ports import apply, plan
 from orchestra_infra import config
 from orchestra_infra.schema import validate
 
@@ -20,8 +20,8 @@ SS = [
 ]
 
 
-def _config():
-    return validate(config.environment_data("sandbox"))
+def _config(**overrides):
+    return validate({**config.environment_data("sandbox"), **overrides})
 
 
 def test_listening_sockets_fact():
@@ -32,18 +32,63 @@ def test_listening_sockets_fact():
 
 
 def test_the_stacks_own_processes_pass():
-    assert foreign_holders(_config(), ListeningSockets().process(SS)) == []
+    assert plan(_config(), ListeningSockets().process(SS), {}) == ({}, [])
+
+
+SQUATTER = {8006: [{"process": "python3", "user": "root", "pid": 812}]}
 
 
 def test_a_foreign_process_is_named_with_its_port():
-    squatter = [line.replace("812 orchestra", "812 root") for line in SS]
-    assert foreign_holders(_config(), ListeningSockets().process(squatter)) == [
+    assert plan(_config(), SQUATTER, {}) == ({}, [
         "port 8006 (mcp_servers.task) is held by python3 (pid 812, user root), which this "
         "stack does not manage"
-    ]
+    ])
 
 
 def test_another_program_on_the_postgres_port():
     other = {5432: [{"process": "mysqld", "user": "mysql", "pid": 7}]}
-    assert foreign_holders(_config(), other)[0].startswith(
+    assert plan(_config(), other, {})[1][0].startswith(
         "port 5432 (postgres_port) is held by mysqld (pid 7, user mysql)")
+
+
+def test_an_internal_port_moves_to_the_first_free_one_and_every_config_follows():
+    squatted = {**SQUATTER, 8100: [{"process": "java", "user": "root", "pid": 9}]}
+    assignments, problems = plan(_config(ports_auto_reassign=True), squatted, {})
+    assert (assignments, problems) == ({"mcp_servers.task": 8101}, [])
+    moved = apply(_config(ports_auto_reassign=True), assignments)
+    assert moved.mcp_servers["task"].port == 8101
+    assert moved.mcp_servers["memory"].port == 8003
+    assert moved.port_table()["mcp_servers.task"] == 8101
+
+
+def test_a_recorded_port_is_kept_once_the_squatter_is_gone():
+    assert plan(_config(ports_auto_reassign=True), {}, {"mcp_servers.task": 8101}) == (
+        {"mcp_servers.task": 8101}, [])
+
+
+def test_api_instances_move_as_one_block():
+    squatted = {8001: [{"process": "nc", "user": "root", "pid": 3}],
+                8100: [{"process": "nc", "user": "root", "pid": 4}]}
+    config = _config(ports_auto_reassign=True, api_instances=2)
+    assignments, problems = plan(config, squatted, {})
+    assert (assignments, problems) == ({"api_port": 8101}, [])
+    assert apply(config, assignments).port_table()["api_port+1"] == 8102
+
+
+def test_public_and_data_ports_never_move():
+    other = {5432: [{"process": "mysqld", "user": "mysql", "pid": 7}]}
+    assignments, problems = plan(_config(ports_auto_reassign=True), other, {})
+    assert assignments == {} and problems[0].startswith("port 5432 (postgres_port)")
+
+
+def test_a_full_range_is_named():
+    taken = {**SQUATTER, 8100: [{"process": "nc", "user": "root", "pid": 4}]}
+    config = _config(ports_auto_reassign=True, ports_reassign_range=(8100, 8101),
+                     mcp_servers={"task": {"port": 8006}, "memory": {"port": 8101}})
+    assert plan(config, taken, {})[1] == [
+        "port 8006 (mcp_servers.task) is held by python3 (pid 812, user root), which this "
+        "stack does not manage; no free port left in ports_reassign_range (8100, 8101)"]
+
+
+def test_a_removed_server_drops_out_of_the_record():
+    assert plan(_config(), {}, {"mcp_servers.gone": 8105}) == ({}, [])

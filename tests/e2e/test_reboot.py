@@ -1,0 +1,79 @@
+"""A full reboot: every service back, healthy through nginx within 120 s, data intact.
+
+One reboot serves every check (a reboot is the slowest thing a test can do).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from orchestra_infra import sandbox, secrets
+
+from .conftest import converge, on
+from .test_apps import MCP_SERVERS, _request
+from .test_data_services import SERVICES, _psql, _redis
+
+pytestmark = pytest.mark.e2e
+
+BUDGET = 120  # seconds from the reboot command to a healthy stack
+
+
+@pytest.fixture(scope="module")
+def rebooted(target, provisioned):
+    secret = secrets.load("sandbox")
+    status, _, note = _request(target, "/api/notes", "POST",
+                               {"title": "reboot", "body": "written before the reboot"})
+    assert status == 201, note
+    _psql(target, secret["postgres_app_password"],
+          "create table if not exists probe (v text); insert into probe values ('kept')")
+    _redis(target, "orchestra", secret["redis_app_password"], "SET reboot-probe kept")
+    started = time.monotonic()
+    sandbox.reboot(target.name)
+    paths = ["/api/health/", "/", *(f"/mcp/{name}/health" for name in MCP_SERVERS)]
+    pending = set(paths)
+    while pending and time.monotonic() - started < BUDGET:
+        for path in sorted(pending):
+            try:
+                if _request(target, path, timeout=3)[0] == 200:
+                    pending.discard(path)
+            except OSError:
+                pass
+        time.sleep(0.5)
+    healthy_after = time.monotonic() - started
+    print(f"reboot: every service healthy through nginx {healthy_after:.1f} s after the "
+          f"reboot command")
+    assert not pending, f"not healthy {BUDGET} s after the reboot: {sorted(pending)}"
+    return secret, note
+
+
+def test_every_service_is_running(target, rebooted):
+    for unit in [*SERVICES.values(), "nginx", "supervisor", "pm2-orchestra"]:
+        on(target, f"systemctl is-active -q {unit}")
+    states = on(target, "supervisorctl status").splitlines()
+    assert states and all(" RUNNING " in line for line in states), states
+
+
+def test_the_note_is_back_from_all_three_stores(target, rebooted):
+    _, note = rebooted
+    assert _request(target, f"/api/notes/{note['id']}")[2]["body"] == "written before the reboot"
+    status, _, vector = _request(target, f"/api/notes/{note['id']}/vector-object")
+    assert status == 200 and vector["properties"]["note_id"] == note["id"]
+
+
+def test_data_written_directly_survives(target, rebooted):
+    secret, _ = rebooted
+    assert "kept" in _psql(target, secret["postgres_app_password"], "select v from probe")
+    assert _redis(target, "orchestra", secret["redis_app_password"], "GET reboot-probe") == \
+        "kept"
+
+
+def test_the_hardening_survives(target, rebooted):
+    assert "policy drop" in on(target, "nft list table inet orchestra")
+    assert "passwordauthentication no" in on(target, "sshd -T")
+
+
+def test_nothing_to_converge_after_a_reboot(target, rebooted):
+    after_reboot = converge(target)
+    assert after_reboot.totals["success"] == 0, after_reboot.changed
