@@ -9,6 +9,7 @@ import click
 
 from . import config as config_module
 from . import secrets as secrets_module
+from .lambda_cli import lambda_group
 from .sandbox_cli import sandbox
 from .schema import ConfigError
 
@@ -102,3 +103,4 @@ def rollback(env: str):
 
 
 main.add_command(sandbox)
+main.add_command(lambda_group, "lambda")

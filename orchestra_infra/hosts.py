@@ -6,11 +6,14 @@ followed by its groups (default: all of them, the single-instance layout)::
     # hosts/prod
     203.0.113.10                # edge, app and data on one GPU instance
     203.0.113.11  app,data
+
+``orchestra-infra lambda launch ENV`` adds a new instance's address with ``record``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from pyinfra.api.exceptions import InventoryError
 
@@ -59,3 +62,48 @@ def load(env: str) -> dict[str, list[str]]:
         raise HostsError(f"no hosts for {env}: write {path} (one address per line) "
                          f"or set {env_var(env)}")
     return parse(path.read_text(), str(path))
+
+
+def record(env: str, address: str, groups: Sequence[str] = (), replace: bool = False) -> bool:
+    """Put address into ``hosts/ENV`` (in groups; none given means all); returns whether the
+    file changed. With replace, every other host line is commented out (``# replaced by
+    ADDRESS: ...``): a new instance taking a lost one's place. Comments are kept; the file is
+    checked before and after, and replaced atomically."""
+    if not address or any(c.isspace() or c in "#," for c in address):
+        raise HostsError(f"not a host address: {address!r}")
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        raise HostsError(f"unknown group {', '.join(unknown)}: expected some of "
+                         f"{','.join(GROUPS)}")
+    path = hosts_path(env)
+    old = path.read_text() if path.exists() else ""
+    parse(old, str(path))
+    chosen = [g for g in GROUPS if g in groups] if groups else list(GROUPS)
+    wanted = address if chosen == list(GROUPS) else f"{address}  {','.join(chosen)}"
+    lines = [] if old else [f"# {env} hosts: ADDRESS [edge,app,data] per line "
+                            "(orchestra_infra/hosts.py)"]
+    found = False
+    for raw in old.splitlines():
+        content = raw.split("#", 1)[0].strip()
+        if not content:
+            lines.append(raw)
+        elif content.split()[0] == address:
+            current = parse(content, str(path))
+            same = [g for g in GROUPS if address in current[g]] == chosen
+            lines.append(raw if found or not groups or same else wanted)
+            found = True
+        elif replace:
+            lines.append(f"# replaced by {address}: {raw.strip()}")
+        else:
+            lines.append(raw)
+    if not found:
+        lines.append(wanted)
+    text = "\n".join(lines) + "\n"
+    if text == old:
+        return False
+    parse(text, str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return True

@@ -41,3 +41,48 @@ def test_missing_hosts_says_what_to_do(monkeypatch, tmp_path):
         f"no hosts for prod: write {tmp_path}/hosts/prod (one address per line) "
         "or set ORCHESTRA_PROD_HOSTS"
     )
+
+
+def test_record_creates_the_file_and_is_idempotent(monkeypatch, tmp_path):
+    monkeypatch.setenv("ORCHESTRA_ROOT", str(tmp_path))
+    monkeypatch.delenv("ORCHESTRA_PROD_HOSTS", raising=False)
+    assert hosts.record("prod", "203.0.113.10") is True
+    assert hosts.record("prod", "203.0.113.10") is False
+    assert hosts.load("prod")["data"] == ["203.0.113.10"]
+    assert (tmp_path / "hosts" / "prod").read_text().splitlines()[1:] == ["203.0.113.10"]
+
+
+def test_record_appends_keeping_comments_and_groups(monkeypatch, tmp_path):
+    monkeypatch.setenv("ORCHESTRA_ROOT", str(tmp_path))
+    (tmp_path / "hosts").mkdir()
+    path = tmp_path / "hosts" / "prod"
+    path.write_text("# prod\n203.0.113.10  edge   # the front\n")
+    assert hosts.record("prod", "203.0.113.11", groups=["data", "app"]) is True
+    assert path.read_text() == "# prod\n203.0.113.10  edge   # the front\n203.0.113.11  app,data\n"
+    assert hosts.record("prod", "203.0.113.11", groups=["app", "data"]) is False
+    assert hosts.record("prod", "203.0.113.11") is False  # no groups given: the line stays
+    assert hosts.record("prod", "203.0.113.11", groups=["data"]) is True
+    assert path.read_text().splitlines()[-1] == "203.0.113.11  data"
+
+
+def test_record_replace_comments_out_the_other_hosts(monkeypatch, tmp_path):
+    monkeypatch.setenv("ORCHESTRA_ROOT", str(tmp_path))
+    (tmp_path / "hosts").mkdir()
+    path = tmp_path / "hosts" / "prod"
+    path.write_text("# prod\n203.0.113.10\n")
+    assert hosts.record("prod", "203.0.113.20", replace=True) is True
+    assert path.read_text() == "# prod\n# replaced by 203.0.113.20: 203.0.113.10\n203.0.113.20\n"
+    assert hosts.record("prod", "203.0.113.20", replace=True) is False
+
+
+def test_record_refuses_bad_input_and_leaves_a_broken_file_alone(monkeypatch, tmp_path):
+    monkeypatch.setenv("ORCHESTRA_ROOT", str(tmp_path))
+    with pytest.raises(hosts.HostsError, match="not a host address"):
+        hosts.record("prod", "203.0.113.10 web")
+    with pytest.raises(hosts.HostsError, match="unknown group web"):
+        hosts.record("prod", "203.0.113.10", groups=["web"])
+    (tmp_path / "hosts").mkdir()
+    (tmp_path / "hosts" / "prod").write_text("203.0.113.10 web\n")
+    with pytest.raises(hosts.HostsError, match="hosts/prod:1"):
+        hosts.record("prod", "203.0.113.11")
+    assert (tmp_path / "hosts" / "prod").read_text() == "203.0.113.10 web\n"
