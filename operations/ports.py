@@ -50,6 +50,9 @@ class PortAssignments(FactBase):
     def command(self) -> str:
         return f"cat {RECORD} 2>/dev/null || true"
 
+    def default(self):
+        return {}
+
     def process(self, output):
         text = "\n".join(output).strip()
         return json.loads(text) if text else {}
