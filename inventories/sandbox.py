@@ -16,11 +16,12 @@ from pyinfra.api.exceptions import InventoryError as _InventoryError  # noqa: E4
 
 from orchestra_infra.sandbox import inventory_hosts as _inventory_hosts  # noqa: E402
 
-# ORCHESTRA_SANDBOX_HOSTS=name,name picks some of the running hosts: the tests and the
-# benchmark provision their own hosts as an environment of their own, and every host listed
-# here is an upstream of every other's nginx.
+# ORCHESTRA_SANDBOX_HOSTS=name,name (or addresses) picks some of the running hosts: the tests
+# and the benchmark provision their own hosts as an environment of their own, and every host
+# listed here is an upstream of every other's nginx.
 _wanted = [n for n in _os.environ.get("ORCHESTRA_SANDBOX_HOSTS", "").split(",") if n]
-_hosts = [h for h in _inventory_hosts() if not _wanted or h[1]["sandbox_name"] in _wanted]
+_hosts = [h for h in _inventory_hosts()
+          if not _wanted or h[1]["sandbox_name"] in _wanted or h[0] in _wanted]
 if not _hosts:
     # An InventoryError is shown by pyinfra as a plain message, without a traceback.
     raise _InventoryError(

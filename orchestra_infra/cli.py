@@ -102,5 +102,20 @@ def rollback(env: str):
     sys.exit(result.returncode)
 
 
+@main.command()
+@click.argument("env")
+@click.option("--json", "as_json", is_flag=True, help="A list of objects, for scripts.")
+def status(env: str, as_json: bool):
+    """Every service on ENV's hosts in one table; exit 1 when anything is unhealthy."""
+    from . import status as status_module
+
+    try:
+        sys.exit(status_module.run(env, as_json, echo=click.echo))
+    except ConfigError as e:
+        for problem in e.problems:
+            click.echo(problem, err=True)
+        sys.exit(EXIT_INVALID)
+
+
 main.add_command(sandbox)
 main.add_command(lambda_group, "lambda")

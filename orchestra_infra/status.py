@@ -1,0 +1,532 @@
+"""``orchestra-infra status ENV``: every service on every host of an environment, one table.
+
+The operator's first question after a page or a deploy: what runs, since when, how often
+it restarted, does it answer, how much memory it holds. Each host gets one SSH command
+(status_probe.py) and this module turns the answer into rows: systemd units, Supervisor
+programs, PM2 apps, one row per disk and one for the last backup. A row is ``ok``,
+``warn`` or ``fail``; the exit status is 1 when any row fails or a host is unreachable,
+so scripts and cron can use it (``--json`` for the details).
+
+A service counts as failing when it is not running (stopped, FATAL, restarting after a
+crash), when its process is stopped (SIGSTOP) or when its health check does not pass
+(a hung process: up, but no answer within 2 s). A backup never made is a warning, not a
+failure: a fresh environment has none yet, and status must not fail for that; once a
+backup has succeeded, one older than 26 hours fails.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+
+from . import config as config_module
+from . import schema, status_hosts
+from . import status_probe as probe_module
+from .status_hosts import Target
+from .status_probe import Plan, Probe
+
+LAYERS = ("host", "edge", "app", "data", "ops")
+# Disk use that fails a host, unless the data sets monit_disk_alert_percent.
+DISK_ALERT_PERCENT = 85
+# A backup older than this fails, unless the data sets prometheus_backup_max_age_hours.
+BACKUP_STALE_HOURS = 26
+ADMIN_APP = "orchestra-admin"  # the PM2 app name in ecosystem.config.js
+# Monitoring units, shown when they are installed, with the key of their port (if the data
+# has it) and their readiness path.
+OPTIONAL_UNITS = {
+    "monit": ("monit_port", None),
+    "prometheus": ("prometheus_port", "/-/ready"),
+    "prometheus-alertmanager": ("alertmanager_port", "/-/ready"),
+    "prometheus-node-exporter": ("node_exporter_port", None),
+    "prometheus-blackbox-exporter": ("blackbox_exporter_port", None),
+    "prometheus-postgres-exporter": ("postgres_exporter_port", None),
+    "prometheus-redis-exporter": ("redis_exporter_port", None),
+    "prometheus-nginx-exporter": ("nginx_exporter_port", None),
+    "mtail": ("mtail_port", None),
+}
+_CURL_ERRORS = {6: "cannot resolve", 7: "connection refused", 28: "timed out",
+                35: "TLS handshake failed", 52: "empty reply", 56: "connection reset"}
+_PG_ISREADY = {1: "rejecting connections (starting or stopping)", 2: "no response",
+               3: "not attempted (bad parameters)", 124: "timed out", 127: "pg_isready missing"}
+# Names Monit's checks use for our services, where they differ.
+MONIT_NAMES = {"postgresql": "postgres", "redis-server": "redis", "supervisor": "supervisord",
+               ADMIN_APP: "admin"}
+_MONIT_OK = {"ok", "running", "accessible", "online with all services", "status ok",
+             "initializing"}
+_NOT_RUNNING = {"activating": "starting", "deactivating": "stopping", "inactive": "stopped"}
+
+
+@dataclass(frozen=True)
+class Service:
+    """A service a host should run (or may run, when ``optional``)."""
+
+    name: str
+    manager: str                 # systemd, supervisor, pm2
+    layer: str
+    unit: str | None = None      # systemd unit
+    port: int | None = None
+    urls: tuple[str, ...] = ()   # health: every URL must answer 2xx/3xx
+    site_urls: tuple[str, ...] = ()  # requests it passes on to others (nginx to the API)
+    check: str | None = None     # other health checks: postgres, redis, supervisord, pm2, monit
+    optional: bool = False
+
+
+@dataclass
+class Row:
+    host: str
+    service: str
+    manager: str
+    layer: str
+    state: str = "-"
+    uptime_seconds: int | None = None
+    restarts: int | None = None
+    health: str = "ok"           # ok, warn, fail
+    port: int | None = None
+    memory_bytes: int | None = None
+    pid: int | None = None
+    note: str = ""
+    monit: str | None = None     # Monit's own view of the service, when it watches it
+    notes: list[str] = field(default_factory=list, repr=False)
+
+    def fail(self, why: str) -> None:
+        self.health = "fail"
+        self.notes.append(why)
+
+    def warn(self, why: str) -> None:
+        if self.health == "ok":
+            self.health = "warn"
+        self.notes.append(why)
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        del data["notes"]
+        return data
+
+
+# --- what each host should run --------------------------------------------------------------
+
+
+def services(config, groups) -> list[Service]:
+    """The services of a host in these inventory groups, from the port table."""
+    found: list[Service] = []
+    if "edge" in groups:
+        scheme, port = (("http", config.nginx_http_port) if config.nginx_tls == "none"
+                        else ("https", config.nginx_https_port))
+        found.append(Service(
+            "nginx", "systemd", "edge", unit="nginx.service", port=port,
+            urls=(f"http://127.0.0.1:{config.nginx_stub_status_port}/stub_status",),
+            site_urls=(f"{scheme}://127.0.0.1:{port}/api/health/",)))
+    if "app" in groups:
+        found.append(Service("supervisor", "systemd", "app", unit="supervisor.service",
+                             check="supervisord"))
+        for i in range(config.api_instances):
+            port = config.api_port + i
+            found.append(Service(f"api-{i}", "supervisor", "app", port=port,
+                                 urls=(f"http://127.0.0.1:{port}/api/health/",)))
+        for name, server in config.mcp_servers.items():
+            found.append(Service(f"mcp-{name}", "supervisor", "app", port=server.port,
+                                 urls=(f"http://127.0.0.1:{server.port}/health",)))
+        found.append(Service("pm2-orchestra", "systemd", "app", unit="pm2-orchestra.service",
+                             check="pm2"))
+        found.append(Service(ADMIN_APP, "pm2", "app", port=config.admin_port,
+                             urls=(f"http://127.0.0.1:{config.admin_port}/",)))
+    if "data" in groups:
+        found.append(Service("postgresql", "systemd", "data", port=config.postgres_port,
+                             check="postgres"))
+        found.append(Service("redis-server", "systemd", "data", unit="redis-server.service",
+                             port=config.redis_port, check="redis"))
+        found.append(Service("weaviate", "systemd", "data", unit="weaviate.service",
+                             port=config.weaviate_port,
+                             urls=(f"http://127.0.0.1:{config.weaviate_port}"
+                                   "/v1/.well-known/ready",)))
+    for unit, (port_key, ready) in OPTIONAL_UNITS.items():
+        port = getattr(config, port_key, None)
+        found.append(Service(unit, "systemd", "ops", unit=f"{unit}.service", optional=True,
+                             port=port, check="monit" if unit == "monit" else None,
+                             urls=(f"http://127.0.0.1:{port}{ready}",) if ready and port else ()))
+    return found
+
+
+def disk_paths(config, groups) -> tuple[str, ...]:
+    """Paths whose volumes are checked (one row per volume): what Monit watches."""
+    paths = ["/", config.log_root, config.install_root,
+             *getattr(config, "monit_extra_filesystems", [])]
+    if "data" in groups:
+        paths += ["/var/lib/postgresql", "/var/lib/redis", config.weaviate_data_dir]
+        repository = getattr(config, "restic_repository", "")
+        if repository.startswith("/"):
+            paths.append(repository)
+    return tuple(dict.fromkeys(paths))
+
+
+def backup_file(config) -> str:
+    return f"{config.state_root}/backup/last-success"
+
+
+def plan(config, groups) -> Plan:
+    found = services(config, groups)
+    checks = {s.check for s in found}
+    return Plan(
+        units=tuple(s.unit for s in found if s.unit),
+        postgres="postgres" in checks,
+        postgres_version=config.postgres_version,
+        urls=tuple(url for s in found for url in (*s.urls, *s.site_urls)),
+        postgres_port=config.postgres_port if "postgres" in checks else None,
+        redis_port=config.redis_port if "redis" in checks else None,
+        supervisor="supervisord" in checks,
+        pm2=((config.service_user, f"/var/lib/{config.service_user}",
+              f"/var/lib/{config.service_user}/pm2") if "pm2" in checks else None),
+        disk_paths=disk_paths(config, groups),
+        backup_file=backup_file(config) if "data" in groups else None,
+    )
+
+
+# --- answers -> rows ---------------------------------------------------------------------------
+
+
+def host_rows(config, host: str, groups, probe: Probe) -> list[Row]:
+    """Every row of one host that answered."""
+    rows: list[Row] = []
+    for service in services(config, groups):
+        if service.manager == "supervisor":
+            rows.append(_supervisor_row(config, host, service, probe))
+        elif service.manager == "pm2":
+            rows.extend(_pm2_rows(host, service, probe))
+        else:
+            row = _systemd_row(host, service, probe)
+            if row is not None:
+                rows.append(row)
+    rows.extend(_disk_rows(config, host, probe))
+    if "data" in groups:
+        rows.append(_backup_row(config, host, probe))
+    _cross_check_monit(rows, probe)
+    for row in rows:
+        row.note = "; ".join(row.notes)
+    return rows
+
+
+def unreachable_row(host: str, error: str, state: str = "unreachable") -> Row:
+    row = Row(host, "ssh", "-", "host", state=state)
+    row.fail(error)
+    row.note = error
+    return row
+
+
+def _systemd_row(host: str, service: Service, probe: Probe) -> Row | None:
+    unit_name = service.unit
+    if service.check == "postgres":  # postgresql@VERSION-main: the host's cluster
+        unit_name = next((u for u in probe.units if u.startswith("postgresql@")), None)
+    unit = probe.units.get(unit_name) if unit_name else None
+    if unit is None or unit.get("LoadState") != "loaded":
+        if service.optional:
+            return None
+        row = Row(host, service.name, service.manager, service.layer, state="not installed",
+                  port=service.port)
+        row.fail(f"{unit_name or service.name} is not installed")
+        return row
+    name = unit_name.removesuffix(".service") if service.check == "postgres" else service.name
+    row = Row(host, name, service.manager, service.layer, port=service.port)
+    active, sub = unit.get("ActiveState", "?"), unit.get("SubState", "?")
+    if active == "reloading":  # nginx's reload, a second at most: it keeps serving
+        active = "active"
+    row.state = sub if active == "active" else (active if sub in (active, "dead") else
+                                               f"{active}/{sub}")
+    row.pid = _int(unit.get("MainPID")) or None
+    row.restarts = _int(unit.get("NRestarts"))
+    memory = _int(unit.get("MemoryCurrent"))
+    if memory is not None and memory < 1 << 63:
+        row.memory_bytes = memory
+    else:  # no memory accounting (containers): the unit's processes
+        row.memory_bytes = probe.memory(probe.unit_processes(unit_name) or probe.tree(row.pid))
+    entered = _int(unit.get("ActiveEnterTimestampMonotonic"))
+    if active == "active" and entered and probe.monotonic is not None:
+        row.uptime_seconds = max(0, int(probe.monotonic - entered / 1e6))
+    if active != "active":
+        why = _NOT_RUNNING.get(active, active)
+        if sub == "auto-restart":
+            why = "restarting after a crash"
+        elif active == "failed":
+            why = f"failed ({unit.get('Result', '?')})"
+        row.fail(why)
+        return row
+    _process_checks(row, probe)
+    _health(row, service, probe)
+    return row
+
+
+def _supervisor_row(config, host: str, service: Service, probe: Probe) -> Row:
+    row = Row(host, service.name, "supervisor", service.layer, port=service.port)
+    if probe.supervisor is None:
+        row.state = "unknown"
+        row.fail(f"supervisord does not answer: {probe.supervisor_error}")
+        return row
+    entry = probe.supervisor.get(service.name)
+    if entry is None:
+        row.state = "absent"
+        row.fail("not a Supervisor program (run the deploy)")
+        return row
+    row.state, row.pid, row.uptime_seconds = entry["state"], entry["pid"], entry["uptime"]
+    row.restarts = probe.supervisor_crashes.get(service.name, 0)
+    row.memory_bytes = probe.memory(probe.tree(row.pid))
+    log = f"{config.log_root}/{service.name}.log"
+    if row.state == "RUNNING":
+        _process_checks(row, probe)
+        _health(row, service, probe)
+    elif row.state in ("STARTING", "BACKOFF"):
+        row.fail("restarting after a crash" if row.state == "BACKOFF" or row.restarts
+                 else "starting")
+    elif row.state == "FATAL":
+        row.fail(f"Supervisor gave up after {config.supervisor_startretries} failed starts; "
+                 f"see {log}")
+    else:
+        row.fail(f"{row.state.lower()} {entry['detail']}".strip())
+    return row
+
+
+def _pm2_rows(host: str, service: Service, probe: Probe) -> list[Row]:
+    if probe.pm2 is None:
+        row = Row(host, service.name, "pm2", service.layer, state="unknown", port=service.port)
+        row.fail(f"PM2 does not answer: {probe.pm2_error}")
+        return [row]
+    apps = [p for p in probe.pm2 if p.get("name") == service.name and not p.get("module")]
+    if not apps:
+        row = Row(host, service.name, "pm2", service.layer, state="absent", port=service.port)
+        row.fail("not in PM2's process list (run the deploy)")
+        return [row]
+    rows = []
+    for app in apps:
+        name = service.name if len(apps) == 1 else f"{service.name}#{app.get('pm_id')}"
+        row = Row(host, name, "pm2", service.layer, state=str(app.get("status")),
+                  port=service.port, pid=app.get("pid") or None,
+                  restarts=app.get("restart_time"), memory_bytes=app.get("memory"))
+        started = app.get("pm_uptime")
+        if row.state == "online" and started and probe.now is not None:
+            row.uptime_seconds = max(0, int(probe.now - started / 1000))
+        if row.state == "online":
+            _process_checks(row, probe)
+            _health(row, service, probe)
+        else:
+            row.fail(f"PM2 status {row.state}")
+        rows.append(row)
+    return rows
+
+
+def _process_checks(row: Row, probe: Probe) -> None:
+    if probe.process_state(row.pid) == "T":
+        row.fail(f"process {row.pid} is stopped (SIGSTOP)")
+
+
+def _health(row: Row, service: Service, probe: Probe) -> None:
+    for url in service.urls:
+        ok, why = http_result(probe, url)
+        if not ok:
+            hint = " (process up: hung?)" if why == "timed out" else ""
+            row.fail(f"health {url.split('127.0.0.1', 1)[-1]}: {why}{hint}")
+    for url in service.site_urls:
+        ok, why = http_result(probe, url)
+        if not ok:
+            row.fail(f"requests through it fail: {url.split('127.0.0.1', 1)[-1]}: {why}")
+    if service.check == "postgres":
+        ok, why = postgres_result(probe)
+        if not ok:
+            row.fail(f"pg_isready: {why}")
+    elif service.check == "redis":
+        ok, why = redis_result(probe)
+        if not ok:
+            row.fail(f"redis-cli ping: {why}")
+    elif service.check == "supervisord" and probe.supervisor is None:
+        row.fail(f"supervisord does not answer: {probe.supervisor_error}")
+    elif service.check == "pm2" and probe.pm2 is None:
+        row.fail(f"pm2: {probe.pm2_error}")
+    elif service.check == "monit" and probe.monit is None:
+        # Monit still restarts what fails; only its report is missing.
+        row.warn(f"monit summary: {probe.monit_error or 'no answer'}")
+
+
+def http_result(probe: Probe, url: str) -> tuple[bool, str]:
+    if url not in probe.http:
+        return False, "no result"
+    code, exit_status = probe.http[url]
+    if exit_status == 0 and 200 <= code < 400:
+        return True, f"HTTP {code}"
+    if exit_status == 0 or code:
+        return False, f"HTTP {code}"
+    return False, _CURL_ERRORS.get(exit_status, f"curl error {exit_status}")
+
+
+def postgres_result(probe: Probe) -> tuple[bool, str]:
+    if probe.postgres == 0:
+        return True, "accepting connections"
+    if probe.postgres is None:
+        return False, "no result"
+    return False, _PG_ISREADY.get(probe.postgres, f"exit status {probe.postgres}")
+
+
+def redis_result(probe: Probe) -> tuple[bool, str]:
+    """PONG, or NOAUTH: Redis answers (status sends no credentials)."""
+    if probe.redis is None:
+        return False, "no result"
+    code, answer = probe.redis
+    if answer.startswith(("PONG", "NOAUTH", "-NOAUTH")):
+        return True, answer
+    if code == 124:
+        return False, "timed out"
+    return False, answer or f"exit status {code}"
+
+
+def _disk_rows(config, host: str, probe: Probe) -> list[Row]:
+    threshold = getattr(config, "monit_disk_alert_percent", DISK_ALERT_PERCENT)
+    rows, seen = [], set()
+    for disk in probe.disks:
+        if disk["mount"] in seen:
+            continue
+        seen.add(disk["mount"])
+        row = Row(host, f"disk {disk['mount']}", "-", "ops", state=f"{disk['percent']}% used")
+        row.notes.append(f"{_size(disk['used'])} of {_size(disk['size'])}")
+        if disk["percent"] >= threshold:
+            row.fail(f"above the {threshold}% alert threshold")
+        rows.append(row)
+    return rows
+
+
+def _backup_row(config, host: str, probe: Probe) -> Row:
+    row = Row(host, "backup", "-", "ops")
+    if not getattr(config, "backup_enabled", True):
+        row.state = "disabled"
+        row.warn("backup_enabled is off")
+        return row
+    if probe.backup is None:
+        row.state = "never"
+        row.warn(f"no successful backup recorded ({backup_file(config)})")
+        return row
+    age = max(0, (probe.now or probe.backup) - probe.backup)
+    row.state = f"{format_duration(age)} ago"
+    stale_hours = getattr(config, "prometheus_backup_max_age_hours", BACKUP_STALE_HOURS)
+    if age > stale_hours * 3600:
+        row.fail(f"stale: older than {stale_hours}h")
+    return row
+
+
+def _cross_check_monit(rows: list[Row], probe: Probe) -> None:
+    """Monit's verdict next to ours: a service Monit sees failing is at least a warning."""
+    if not probe.monit:
+        return
+    matched = set()
+    for row in rows:
+        base = row.service.split("@")[0]
+        for candidate in (row.service, MONIT_NAMES.get(base, base)):
+            if candidate in probe.monit:
+                matched.add(candidate)
+                row.monit = probe.monit[candidate]
+                if row.monit.lower() not in _MONIT_OK:
+                    row.warn(f"monit: {row.monit}")
+                break
+    failing = [f"{name} ({status})" for name, status in probe.monit.items()
+               if name not in matched and status.lower() not in _MONIT_OK]
+    monit_row = next((row for row in rows if row.service == "monit"), None)
+    if failing and monit_row is not None:
+        monit_row.warn("monit reports " + ", ".join(failing))
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+def format_duration(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    for unit, factor in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if value >= factor:
+            number = value / factor
+            return f"{number:.1f}{unit}" if number < 10 else f"{number:.0f}{unit}"
+    return f"{value}B"
+
+
+def sort_rows(rows: list[Row]) -> list[Row]:
+    """By host, then layer (host, edge, app, data, ops); the order within a layer is kept."""
+    order = {name: i for i, name in enumerate(LAYERS)}
+    return sorted(rows, key=lambda r: (r.host, order.get(r.layer, len(LAYERS))))
+
+
+def table(rows: list[Row]) -> str:
+    columns = [
+        ("HOST", lambda r: r.host),
+        ("SERVICE", lambda r: r.service),
+        ("MANAGER", lambda r: r.manager),
+        ("STATE", lambda r: r.state),
+        ("UPTIME", lambda r: format_duration(r.uptime_seconds)),
+        ("RESTARTS", lambda r: "-" if r.restarts is None else str(r.restarts)),
+        ("HEALTH", lambda r: r.health if r.health == "ok" else r.health.upper()),
+        ("PORT", lambda r: "-" if r.port is None else str(r.port)),
+        ("MEMORY", lambda r: _size(r.memory_bytes)),
+        ("NOTE", lambda r: r.note),
+    ]
+    cells = [[title for title, _ in columns]] + [[get(r) for _, get in columns] for r in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in cells)
+
+
+def summary(rows: list[Row], hosts: int, seconds: float) -> str:
+    counts = {health: sum(r.health == health for r in rows) for health in ("ok", "warn", "fail")}
+    return (f"{len(rows)} rows on {hosts} host(s): {counts['ok']} ok, {counts['warn']} warn, "
+            f"{counts['fail']} failing ({seconds:.1f} s)")
+
+
+def collect(env: str) -> tuple[list[Row], int]:
+    """Rows of every host of ENV; raises ConfigError for invalid data or inventory."""
+    data = config_module.environment_data(env)
+    config = schema.validate(data)
+    hosts = status_hosts.targets(env, data)
+    answers = status_hosts.run_everywhere(
+        hosts, lambda t: probe_module.script(plan(config, t.groups)))
+    rows: list[Row] = []
+    for target in hosts:
+        out, error = answers[target.name]
+        rows.extend(_rows_of(config, target, out, error))
+    return sort_rows(rows), len(hosts)
+
+
+def _rows_of(config, target: Target, out: str | None, error: str | None) -> list[Row]:
+    if out is None:
+        error = error or "no answer"
+        connected = not error.startswith(status_hosts.CONNECT_ERRORS)
+        return [unreachable_row(target.label, error, "no status" if connected else "unreachable")]
+    probe = probe_module.parse(out)
+    if probe.now is None:
+        return [unreachable_row(target.label, "the status script printed nothing usable",
+                                "no status")]
+    return host_rows(config, target.label, target.groups, probe)
+
+
+def run(env: str, as_json: bool, echo=print) -> int:
+    """Print ENV's status; 0 when every row is ok or a warning, 1 otherwise."""
+    started = time.monotonic()
+    rows, hosts = collect(env)
+    if as_json:
+        echo(json.dumps([row.as_dict() for row in rows], indent=2))
+    else:
+        echo(table(rows))
+        echo("")
+        echo(summary(rows, hosts, time.monotonic() - started))
+    return 1 if any(row.health == "fail" for row in rows) else 0
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
