@@ -9,11 +9,13 @@ from pyinfra import host
 
 from operations import (
     app,
+    backup,
     base,
     nginx,
     pm2,
     ports,
     postgres,
+    prometheus,
     redis,
     render,
     security,
@@ -37,13 +39,14 @@ new_sources = False
 if data_host:
     repository = postgres.add_repository(config)
     new_sources = bool(repository and repository.will_change)
-    packages += postgres.packages(config) + redis.PACKAGES
+    packages += postgres.packages(config) + redis.PACKAGES + backup.packages(config)
 if app_host:
     node_repository = pm2.add_repository(config)
     new_sources = new_sources or bool(node_repository and node_repository.will_change)
     packages += app.PACKAGES + supervisor.PACKAGES + pm2.packages(config)
 if edge_host:
     packages += nginx.packages(config)
+packages += prometheus.packages(config, host.groups)
 base.install(config, packages, new_sources)
 
 base.configure(config, gpus)
@@ -54,6 +57,7 @@ if data_host:
     postgres.configure(config)
     redis.configure(config)
     weaviate.configure(config)
+    backup.configure(config)
 
 if app_host:
     switched, restart_when = app.configure(config)
@@ -64,3 +68,5 @@ if app_host:
 
 if edge_host:
     nginx.configure(config)
+
+prometheus.configure(config, host.groups)

@@ -250,6 +250,108 @@ pm2_logrotate_version = "3.0.0"
 admin_instances = 1
 admin_max_memory_restart = "300M"
 
+# --- backup (restic: PostgreSQL, Redis, Weaviate, the config; restore) ---------------------------
+
+# Back up the data hosts daily (orchestra-backup.timer) and check the repository weekly.
+# Off: both timers are stopped; scripts and repository stay for `orchestra-infra restore`.
+backup_enabled = True
+# The restic repository: an absolute path (put it on a Lambda persistent filesystem, e.g.
+# /home/ubuntu/<filesystem>/restic: a path on the instance's own disk dies with it),
+# "sftp:user@host:/path" (key: secret restic_sftp_private_key; host key:
+# backup_sftp_known_hosts) or "s3:https://endpoint/bucket/prefix" (secrets
+# restic_s3_access_key_id, restic_s3_secret_access_key). Its password is the secret
+# restic_password: without it no backup can be read. Created on the first deploy.
+restic_repository = "/var/backups/orchestra/restic"
+# Format of a repository this deploy creates: 1 is read by every restic (Ubuntu 22.04 ships
+# 0.12); 2 compresses but only restic >= 0.14 (Debian 12) reads it.
+restic_repository_version = 1
+# The host name snapshots are recorded under (restic --host). None: "orchestra-<environment>",
+# the same on a replacement instance, so its restore finds the snapshots of the one it replaces.
+backup_host_name = None
+# Host key lines of an SFTP repository's server, as `ssh-keyscan -t ed25519 HOST` prints them;
+# required with an sftp: repository (an unknown host key is never trusted). Example:
+# ["backup.example.com ssh-ed25519 AAAAC3Nz..."]
+backup_sftp_known_hosts = []
+# When the backup runs (systemd OnCalendar), plus up to this much at random.
+backup_on_calendar = "*-*-* 03:15:00"
+backup_randomized_delay = "15min"
+# Snapshots kept by `restic forget --prune` after each backup.
+backup_keep_daily = 7
+backup_keep_weekly = 4
+backup_keep_monthly = 6
+# When `restic check` runs, and the part of the data it reads each time: "x%" at random or
+# "n/t" (part n of t).
+backup_check_on_calendar = "Sun *-*-* 05:30:00"
+backup_check_read_subset = "5%"
+# Dumps are staged in backup/ and snapshots restored to restore/ below this directory (root
+# only; room for one uncompressed copy of the databases); emptied after each use.
+backup_work_dir = "/var/backups/orchestra/work"
+# Seconds to wait for Redis's BGSAVE and for Weaviate's backup or restore to finish.
+backup_wait_timeout = 1800
+
+# --- monit (health checks that restart what fails, and alerts) ----------------------------------
+
+# Seconds between two rounds of checks (the distro's 120 s takes minutes to act)...
+monit_cycle_seconds = 10
+# ...and before the first round after Monit starts, while a booting host starts its services.
+monit_start_delay = 30
+# Seconds a health check (HTTP request, PostgreSQL or Redis handshake) may take.
+monit_health_timeout = 5
+# Rounds in a row a service must fail its health check, or be missing, before Monit
+# restarts it through its manager (supervisorctl, pm2, systemctl).
+monit_failed_cycles = 2
+# Escalation: after this many restarts within monit_restart_window rounds Monit stops
+# restarting the service (it is left unmonitored) and alerts, instead of looping.
+monit_restart_limit = 3
+monit_restart_window = 10
+# Resource alerts (no restart): rounds in a row a threshold must be crossed...
+monit_resource_cycles = 6
+# ...space and inodes used on each volume holding /, the logs, the data or the releases...
+monit_disk_alert_percent = 85
+monit_inode_alert_percent = 85
+# ...memory used on the host, and by one service with its children (PostgreSQL excepted: its
+# processes share the buffer cache, which each one's RSS counts again)...
+monit_memory_alert_percent = 90
+monit_service_memory_alert_percent = 40
+# ...CPU used by one service with its children (percent of the whole host)...
+monit_service_cpu_alert_percent = 90
+# ...and the 5-minute load average per CPU core.
+monit_load_per_core = 2.0
+# More paths whose volumes are checked (e.g. a Lambda persistent filesystem holding backups).
+monit_extra_filesystems = []
+
+# Alerts go to a webhook (Slack-compatible JSON; the URL is the optional secret
+# alert_webhook_url) and/or by email. Email needs an SMTP relay that accepts mail from this
+# host without a login; it is sent to every address in alert_email_to (empty: no email).
+alert_smtp_host = None
+alert_smtp_port = 25
+# Sender address (None: monit@<host name>).
+alert_email_from = None
+alert_email_to = []
+
+# --- prometheus (metrics, exporters, alert rules, Alertmanager) ----------------------------------
+# Every host runs Prometheus and Alertmanager for itself, all on loopback (ports: the port
+# table). Alerts go to the webhook in the optional secret alert_webhook_url; without it
+# Alertmanager keeps them to itself (null receiver).
+
+# How long and how much (B, KB, MB, GB, TB) Prometheus keeps; the first limit reached wins.
+prometheus_retention_time = "15d"
+prometheus_retention_size = "2GB"
+# How often every target is scraped and every rule evaluated.
+prometheus_scrape_interval = "15s"
+# Probe nginx's HTTPS port without verifying its certificate. None: only when nginx_tls is
+# "selfsigned" (nothing can verify that certificate); a Let's Encrypt one is verified.
+prometheus_probe_skip_tls_verify = None
+# Alert when a filesystem is fuller than this (percent of its size, for 5 minutes)...
+prometheus_alert_disk_percent = 85
+# ...when memory in use exceeds this (percent of the host's, for 5 minutes)...
+prometheus_alert_memory_percent = 90
+# ...when more than this share of nginx's responses are 5xx (over 5 minutes, for 5 minutes)...
+prometheus_alert_5xx_ratio = 0.05
+# ...and, on data hosts with backup_enabled, when the last successful backup is older than
+# this many hours, or none was recorded in as long.
+prometheus_backup_max_age_hours = 26
+
 # --- port table: the one place every port is defined ---------------------------------------------
 # nginx, Supervisor, PM2, Monit and the firewall all read these. Validation rejects
 # duplicates and ports outside 1-65535.
@@ -270,6 +372,17 @@ weaviate_port = 8080
 weaviate_grpc_port = 50051
 # Monit's web interface (loopback only).
 monit_port = 2812
+# Metrics, loopback only: Prometheus, Alertmanager (its cluster port is off) and the
+# exporters (postgres, redis: data hosts; nginx, mtail: the edge).
+prometheus_port = 9090
+alertmanager_port = 9093
+node_exporter_port = 9100
+postgres_exporter_port = 9187
+redis_exporter_port = 9121
+nginx_exporter_port = 9113
+blackbox_exporter_port = 9115
+# mtail: nginx's responses by status, read from its access log.
+mtail_port = 3903
 # One entry per MCP server; adding a server is one entry here.
 mcp_servers = {
     "memory": {"port": 8003},

@@ -23,6 +23,15 @@ RECORD = "/var/lib/orchestra-infra/ports.json"
 # None: any user.
 _OWNERS = {
     "sshd_port": [("sshd", None)],
+    # Metrics (before "nginx_": the nginx exporter's key starts with it).
+    "nginx_exporter_port": [("prometheus", "prometheus")],
+    "prometheus_port": [("prometheus", "prometheus")],
+    "alertmanager_port": [("prometheus", "prometheus")],
+    "node_exporter_port": [("prometheus", "prometheus")],
+    "postgres_exporter_port": [("prometheus", "prometheus")],
+    "redis_exporter_port": [("prometheus", "prometheus")],
+    "blackbox_exporter_port": [("prometheus", "prometheus")],
+    "mtail_port": [("mtail", "mtail")],
     "nginx_": [("nginx", None)],
     "api_port": [("python", "{service_user}")],
     "mcp_servers.": [("python", "{service_user}")],

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from . import backup_cli
 from . import config as config_module
 from . import secrets as secrets_module
 from .lambda_cli import lambda_group
@@ -118,4 +119,39 @@ def status(env: str, as_json: bool):
 
 
 main.add_command(sandbox)
+backup_cli.register(main)
 main.add_command(lambda_group, "lambda")
+
+
+@main.command()
+@click.argument("env")
+@click.option("--address", help="The new instance's address (made by hand or elsewhere).")
+@click.option("--launch", "instance_type", metavar="TYPE",
+              help="Launch an instance of TYPE on Lambda Cloud instead (e.g. gpu_1x_a10).")
+@click.option("--region", help="With --launch: a region with capacity.")
+@click.option("--ssh-key", help="With --launch: the SSH key's name at Lambda.")
+@click.option("--filesystem", help="With --launch: the persistent file system (backups).")
+@click.option("--snapshot", default="latest", show_default=True, help="Backup to restore.")
+@click.option("--data", "pairs", multiple=True, metavar="KEY=VALUE",
+              help="Override a data value for the deploy and restore (as `pyinfra --data`).")
+def reprovision(env: str, address: str | None, instance_type: str | None, region: str | None,
+                ssh_key: str | None, filesystem: str | None, snapshot: str,
+                pairs: tuple[str, ...]):
+    """Replace ENV's lost instance: new instance -> deploy -> restore -> status, timed."""
+    from . import lambda_cloud
+    from . import reprovision as reprovision_module
+
+    launch = None
+    if instance_type:
+        if not (region and ssh_key):
+            raise click.UsageError("--launch needs --region and --ssh-key")
+        launch = reprovision_module.Launch(instance_type, region, ssh_key, filesystem)
+    try:
+        code = reprovision_module.run(env, address, launch, snapshot, pairs, echo=click.echo)
+    except ConfigError as e:
+        for problem in e.problems:
+            click.echo(problem, err=True)
+        sys.exit(EXIT_INVALID)
+    except (reprovision_module.StageFailed, lambda_cloud.LambdaError) as e:
+        raise click.ClickException(str(e)) from None
+    sys.exit(code)

@@ -13,7 +13,15 @@ from difflib import get_close_matches
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 # Keys pyinfra itself reads from host data (connection settings, global operation
 # arguments) and keys the inventories attach to hosts: not ours to validate.
@@ -159,6 +167,14 @@ class PortsData(_Block):
     weaviate_port: Port
     weaviate_grpc_port: Port
     monit_port: Port
+    prometheus_port: Port
+    alertmanager_port: Port
+    node_exporter_port: Port
+    postgres_exporter_port: Port
+    redis_exporter_port: Port
+    nginx_exporter_port: Port
+    blackbox_exporter_port: Port
+    mtail_port: Port
     mcp_servers: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*$")], McpServer]
     ports_auto_reassign: bool
     ports_reassign_range: tuple[Port, Port]
@@ -248,8 +264,144 @@ class AppData(_Block):
     admin_max_memory_restart: Annotated[str, Field(pattern=r"^\d+[KMG]$")]
 
 
+_SFTP_URL = re.compile(r"^sftp://(?:(?P<user>[^@/\s]+)@)?(?P<host>\[[0-9A-Fa-f:]+\]|[^/:\s\[\]]+)"
+                       r"(?::(?P<port>\d{1,5}))?/(?P<path>\S+)$")
+_SFTP_SHORT = re.compile(r"^sftp:(?:(?P<user>[^@/\s]+)@)?(?P<host>[^/:@\s]+):(?P<path>\S+)$")
+_S3 = re.compile(r"^s3:(https?://)?[^/\s]+/\S+$")
+_CALENDAR = re.compile(r"^[A-Za-z0-9*:,./~ -]+$")
+_READ_SUBSET = re.compile(r"^(?:(\d+)/(\d+)|(\d+(?:\.\d+)?)%)$")
+
+
+def sftp_endpoint(repository: str) -> dict[str, Any] | None:
+    """``sftp:user@host:/path`` or ``sftp://user@host:port//path`` -> user, host, port;
+    None for any other repository."""
+    match = _SFTP_URL.match(repository) or _SFTP_SHORT.match(repository)
+    if not match:
+        return None
+    parts = match.groupdict()
+    return {"user": parts["user"], "host": parts["host"].strip("[]"),
+            "port": int(parts.get("port") or 22)}
+
+
+def _restic_repository(value: str) -> str:
+    if value.startswith("/") and not re.search(r"\s", value):
+        return value
+    if value.startswith("sftp:") and sftp_endpoint(value):
+        return value
+    if _S3.match(value):
+        return value
+    raise ValueError(f"{value!r} is not a restic repository this deploy supports: an absolute "
+                     "path, sftp:user@host:/path, sftp://user@host:port//path or "
+                     "s3:https://endpoint/bucket[/prefix]")
+
+
+def _calendar(value: str) -> str:
+    if not _CALENDAR.match(value):
+        raise ValueError(f"{value!r} is not a systemd calendar expression (e.g. "
+                         "'*-*-* 03:15:00', 'Sun *-*-* 05:30:00', 'daily')")
+    return value
+
+
+def _read_subset(value: str) -> str:
+    # Both forms work with restic 0.12 (Ubuntu 22.04) and 0.14 (Debian 12); sizes need 0.13.
+    match = _READ_SUBSET.match(value)
+    if match and match.group(1):
+        if 1 <= int(match.group(1)) <= int(match.group(2)):
+            return value
+    elif match and 0 < float(match.group(3)) <= 100:
+        return value
+    raise ValueError(f"{value!r} is not a read subset: 'x%' (0 < x <= 100) or 'n/t' "
+                     "(1 <= n <= t)")
+
+
+class BackupData(_Block):
+    backup_enabled: bool
+    restic_repository: Annotated[str, AfterValidator(_restic_repository)]
+    restic_repository_version: Literal[1, 2]
+    backup_host_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")] | None
+    backup_sftp_known_hosts: list[Annotated[str, Field(pattern=r"^[^\s#]+ [a-z0-9@.-]+ \S+")]]
+    backup_on_calendar: Annotated[str, AfterValidator(_calendar)]
+    backup_randomized_delay: Annotated[str, AfterValidator(_timespan)]
+    backup_keep_daily: Annotated[int, Field(ge=0, le=1000)]
+    backup_keep_weekly: Annotated[int, Field(ge=0, le=1000)]
+    backup_keep_monthly: Annotated[int, Field(ge=0, le=1000)]
+    backup_check_on_calendar: Annotated[str, AfterValidator(_calendar)]
+    backup_check_read_subset: Annotated[str, AfterValidator(_read_subset)]
+    backup_work_dir: AbsolutePath
+    backup_wait_timeout: Annotated[int, Field(ge=10, le=86400)]
+
+
+def _backup_problems(config: Config) -> list[str]:
+    problems = []
+    if sftp_endpoint(config.restic_repository) and not config.backup_sftp_known_hosts:
+        problems.append("backup_sftp_known_hosts: required for an sftp: restic_repository (the "
+                        "server's host key lines, e.g. from `ssh-keyscan -t ed25519 HOST`)")
+    if not (config.backup_keep_daily or config.backup_keep_weekly or config.backup_keep_monthly):
+        problems.append("backup_keep_daily: backup_keep_daily, backup_keep_weekly and "
+                        "backup_keep_monthly are all 0: `restic forget` would keep nothing")
+    repository = config.restic_repository.rstrip("/")
+    work = config.backup_work_dir.rstrip("/")
+    if repository.startswith("/") and (repository == work or repository.startswith(work + "/")):
+        problems.append(f"restic_repository: {repository} is inside backup_work_dir {work}, "
+                        "which every backup empties")
+    return problems
+
+
+_EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+Percent = Annotated[int, Field(ge=1, le=100)]
+
+
+class MonitData(_Block):
+    monit_cycle_seconds: Annotated[int, Field(ge=1, le=60)]
+    monit_start_delay: Annotated[int, Field(ge=0, le=600)]
+    monit_health_timeout: Annotated[int, Field(ge=1, le=60)]
+    monit_failed_cycles: Annotated[int, Field(ge=1, le=30)]
+    monit_restart_limit: Annotated[int, Field(ge=1, le=30)]
+    monit_restart_window: Annotated[int, Field(ge=1, le=1000)]
+    monit_resource_cycles: Annotated[int, Field(ge=1, le=1000)]
+    monit_disk_alert_percent: Percent
+    monit_inode_alert_percent: Percent
+    monit_memory_alert_percent: Percent
+    monit_service_memory_alert_percent: Percent
+    monit_service_cpu_alert_percent: Percent
+    monit_load_per_core: Annotated[float, Field(gt=0, le=100)]
+    monit_extra_filesystems: list[AbsolutePath]
+    alert_smtp_host: Annotated[str, Field(pattern=r"^[A-Za-z0-9.:-]+$")] | None
+    alert_smtp_port: Port
+    alert_email_from: Annotated[str, Field(pattern=_EMAIL)] | None
+    alert_email_to: list[Annotated[str, Field(pattern=_EMAIL)]]
+
+    @field_validator("monit_restart_window")
+    @classmethod
+    def _escalation_can_happen(cls, value: int, info: ValidationInfo) -> int:
+        # A restart takes monit_failed_cycles failed rounds plus the round it happens in.
+        limit, failed = info.data.get("monit_restart_limit"), info.data.get("monit_failed_cycles")
+        if limit and failed and value < limit * (failed + 1):
+            raise ValueError(f"{value} rounds can never hold {limit} restarts that each follow "
+                             f"{failed} failed rounds: use at least {limit * (failed + 1)}")
+        return value
+
+    @field_validator("alert_email_to")
+    @classmethod
+    def _email_needs_a_relay(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if value and not info.data.get("alert_smtp_host"):
+            raise ValueError("email alerts need alert_smtp_host (an SMTP relay)")
+        return value
+
+
+class PrometheusData(_Block):
+    prometheus_retention_time: Annotated[str, Field(pattern=r"^(\d+(ms|s|m|h|d|w|y))+$")]
+    prometheus_retention_size: Annotated[str, Field(pattern=r"^\d+(B|KB|MB|GB|TB|PB)$")]
+    prometheus_scrape_interval: Annotated[str, Field(pattern=r"^\d+(s|m)$")]
+    prometheus_probe_skip_tls_verify: bool | None
+    prometheus_alert_disk_percent: Annotated[int, Field(ge=1, le=100)]
+    prometheus_alert_memory_percent: Annotated[int, Field(ge=1, le=100)]
+    prometheus_alert_5xx_ratio: Annotated[float, Field(gt=0, le=1)]
+    prometheus_backup_max_age_hours: Annotated[int, Field(ge=1, le=24 * 30)]
+
+
 class Config(BaseData, SecurityData, PortsData, PostgresData, RedisData, WeaviateData,
-             NginxData, AppData):
+             NginxData, AppData, BackupData, MonitData, PrometheusData):
     """Everything a deploy reads. Field order follows ``group_data/all.py``."""
 
     def port_table(self) -> dict[str, int]:
@@ -263,7 +415,9 @@ class Config(BaseData, SecurityData, PortsData, PostgresData, RedisData, Weaviat
             ports["api_port" if i == 0 else f"api_port+{i}"] = self.api_port + i
         for key in ("admin_port", "postgres_port", "redis_port", "weaviate_port",
                     "weaviate_grpc_port", "monit_port", "nginx_stub_status_port",
-                    "app_preflight_port"):
+                    "app_preflight_port", "prometheus_port", "alertmanager_port",
+                    "node_exporter_port", "postgres_exporter_port", "redis_exporter_port",
+                    "nginx_exporter_port", "blackbox_exporter_port", "mtail_port"):
             ports[key] = getattr(self, key)
         for name, server in self.mcp_servers.items():
             ports[f"mcp_servers.{name}"] = server.port
@@ -423,6 +577,7 @@ def validate(data: dict[str, Any]) -> Config:
     from .secrets import SPEC_BY_NAME
 
     problems = _port_conflicts(config) + _data_service_problems(config, set(SPEC_BY_NAME))
+    problems += _backup_problems(config)
     if problems:
         raise ConfigError(problems)
     return config

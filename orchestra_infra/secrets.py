@@ -38,9 +38,18 @@ SPECS = (
     SecretSpec("weaviate_api_key", "API key the app presents to Weaviate"),
     SecretSpec("monit_password", "basic-auth password of Monit's web interface"),
     SecretSpec("restic_password", "encryption password of the restic backup repository"),
+    SecretSpec("postgres_exporter_password", "password of the metrics exporter's PostgreSQL "
+               "role (pg_monitor)"),
+    SecretSpec("redis_exporter_password", "password of the metrics exporter's Redis ACL user"),
     SecretSpec("alert_webhook_url", "Slack-compatible alert webhook", generate=False,
                required=False),
     SecretSpec("lambda_api_key", "Lambda Cloud API key", generate=False, required=False),
+    SecretSpec("restic_s3_access_key_id", "access key id of an s3: restic repository",
+               generate=False, required=False),
+    SecretSpec("restic_s3_secret_access_key", "secret access key of an s3: restic repository",
+               generate=False, required=False),
+    SecretSpec("restic_sftp_private_key", "SSH private key (OpenSSH, multi-line) for an sftp: "
+               "restic repository", generate=False, required=False),
     SecretSpec("app_deploy_key", "SSH private key that may read the app's git repository",
                generate=False, required=False),
 )

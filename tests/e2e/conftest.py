@@ -64,6 +64,11 @@ def on(host: sandbox.SandboxHost, command: str, sudo: bool = True) -> str:
     return result.stdout
 
 
+def pytest_collection_modifyitems(items):
+    """The reprovision drill destroys the shared target: it runs last."""
+    items.sort(key=lambda item: item.module.__name__.endswith("test_reprovision"))
+
+
 @pytest.fixture(scope="session")
 def hosts():
     if os.geteuid() != 0:

@@ -1,0 +1,349 @@
+"""Metrics: Prometheus, Alertmanager and the exporters, from the distro's packages, on loopback.
+
+Each host watches itself. Everywhere: Prometheus, Alertmanager, the node exporter (with
+the textfile directory the backup job writes its last success to, and systemd unit
+states) and the blackbox exporter, which probes every health endpoint of the port table.
+Where the data runs: the Postgres exporter (a ``pg_monitor`` role with its own password,
+as pg_hba.conf wants for every role but postgres) and the Redis exporter (an ACL user of
+its own). At the edge: the nginx exporter (stub_status) and mtail, which counts
+responses by status from the access log, as stub_status has no status codes. Every
+listener is on 127.0.0.1; Alertmanager's cluster listener is off.
+
+Configs are checked in place (promtool, amtool, the exporters' own checks) and rolled
+back when the check fails; a changed config reloads its daemon, changed arguments
+(/etc/default/<package>, what the packaged units read) restart it. ``FLAVOURS`` holds
+what differs between the distros' packages.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from pyinfra import host
+from pyinfra.api import (
+    DeployError,
+    FactBase,
+    OperationError,
+    QuoteString,
+    StringCommand,
+    deploy,
+    operation,
+)
+from pyinfra.facts.server import LinuxDistribution
+
+from operations import postgres, render, system
+
+ETC = "/etc/prometheus"
+RULES = f"{ETC}/rules/orchestra.yml"
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
+NGINX_ACCESS_LOG = "/var/log/nginx/access.log"
+# The Postgres role and Redis ACL user the exporters log in as (passwords: the secrets
+# postgres_exporter_password and redis_exporter_password).
+EXPORTER_USER = "prometheus"
+WEBHOOK_SECRET = "alert_webhook_url"
+
+
+@dataclass(frozen=True)
+class Flavour:
+    """What one distro packages, where it matters to the files written here."""
+
+    # Upstream versions as packaged (major.minor), for the record and the tests.
+    versions: dict[str, str]
+    # Go's flag package (nginx exporter 0.x) spells flags with one dash; kingpin (1.x,
+    # and every Prometheus-project binary) with two.
+    nginx_exporter_flag: str
+
+
+FLAVOURS = {
+    # Every flag written here checked against each binary's --help from these packages.
+    ("Debian", 12): Flavour(
+        versions={"prometheus": "2.42", "alertmanager": "0.25", "node_exporter": "1.5",
+                  "blackbox_exporter": "0.23", "postgres_exporter": "0.11",
+                  "redis_exporter": "1.45", "nginx_exporter": "0.11", "mtail": "3.0.0-rc50"},
+        nginx_exporter_flag="-",
+    ),
+    # jammy (universe): the exporters are older than Debian 12's (nginx exporter still
+    # 0.x); every flag written here predates them. Not yet run on a jammy host.
+    ("Ubuntu", 22): Flavour(
+        versions={"prometheus": "2.31", "node_exporter": "1.3"},
+        nginx_exporter_flag="-",
+    ),
+}
+
+# The stack's own units, by group: the node exporter reports their state.
+_UNITS = {
+    "data": ["redis-server", "weaviate"],  # + postgresql@<major>-main
+    "app": ["supervisor", "pm2-orchestra"],
+    "edge": ["nginx"],
+}
+
+
+def flavour() -> Flavour:
+    distro = host.get_fact(LinuxDistribution)
+    found = FLAVOURS.get((distro["name"], distro["major"]))
+    if found is None:
+        raise DeployError(f"{host.name}: metrics are set up for "
+                          f"{', '.join(f'{n} {v}' for n, v in FLAVOURS)} only, not "
+                          f"{distro['name']} {distro['major']}")
+    return found
+
+
+def packages(config, groups) -> list[str]:
+    """What the host's groups need (``groups``: e.g. ``host.groups``)."""
+    names = ["prometheus", "prometheus-alertmanager", "prometheus-node-exporter",
+             "prometheus-blackbox-exporter",
+             "dbus"]  # the node exporter reads unit states over the system bus
+    if "data" in groups:
+        names += ["prometheus-postgres-exporter", "prometheus-redis-exporter"]
+    if "edge" in groups:
+        names += ["prometheus-nginx-exporter", "mtail"]
+    return names
+
+
+def scrape_jobs(config, groups) -> list[dict]:
+    """Every daemon Prometheus scrapes on this host, by job name."""
+    jobs = [("prometheus", config.prometheus_port), ("alertmanager", config.alertmanager_port),
+            ("node", config.node_exporter_port), ("blackbox", config.blackbox_exporter_port)]
+    if "data" in groups:
+        jobs += [("postgres", config.postgres_exporter_port),
+                 ("redis", config.redis_exporter_port)]
+    if "edge" in groups:
+        jobs += [("nginx", config.nginx_exporter_port), ("mtail", config.mtail_port)]
+    return [{"name": name, "port": port} for name, port in jobs]
+
+
+def probes(config, groups) -> list[dict]:
+    """Every health endpoint on this host, from the port table: each a blackbox target."""
+    found = []
+
+    def probe(service, url, module="http_2xx"):
+        found.append({"service": service, "url": url, "module": module})
+
+    if "app" in groups:
+        for i in range(config.api_instances):
+            probe(f"api-{i}", f"http://127.0.0.1:{config.api_port + i}/api/health/")
+        for name, server in config.mcp_servers.items():
+            probe(f"mcp-{name}", f"http://127.0.0.1:{server.port}/health")
+        probe("admin", f"http://127.0.0.1:{config.admin_port}/")
+    if "data" in groups:
+        probe("weaviate", f"http://127.0.0.1:{config.weaviate_port}/v1/.well-known/ready")
+    if "edge" in groups:
+        # Through nginx's public port, the whole way to an API instance.
+        if config.nginx_tls == "none":
+            probe("nginx", f"http://127.0.0.1:{config.nginx_http_port}/api/health/")
+        else:
+            probe("nginx", f"https://127.0.0.1:{config.nginx_https_port}/api/health/",
+                  "https_edge")
+    return found
+
+
+def skip_tls_verify(config) -> bool:
+    """A self-signed certificate cannot be verified; anything else is, unless told."""
+    if config.prometheus_probe_skip_tls_verify is not None:
+        return config.prometheus_probe_skip_tls_verify
+    return config.nginx_tls == "selfsigned"
+
+
+def watched_units(groups, postgres_major: int | None) -> list[str]:
+    units = []
+    for group, names in _UNITS.items():
+        if group in groups:
+            units += names
+    if "data" in groups and postgres_major:
+        units.append(f"postgresql@{postgres_major}-main")
+    return sorted(units)
+
+
+def daemon_args(config, groups, flavour: Flavour, units: list[str]) -> dict[str, str]:
+    """The ARGS line of each package's /etc/default file, by package."""
+    loopback = "127.0.0.1"
+    args = {
+        "prometheus": [
+            f"--config.file={ETC}/prometheus.yml",
+            f"--web.listen-address={loopback}:{config.prometheus_port}",
+            "--storage.tsdb.path=/var/lib/prometheus/metrics2/",
+            f"--storage.tsdb.retention.time={config.prometheus_retention_time}",
+            f"--storage.tsdb.retention.size={config.prometheus_retention_size}",
+        ],
+        "prometheus-alertmanager": [
+            f"--config.file={ETC}/alertmanager.yml",
+            "--storage.path=/var/lib/prometheus/alertmanager/",
+            f"--web.listen-address={loopback}:{config.alertmanager_port}",
+            "--cluster.listen-address=",  # one instance: no gossip port (9094) at all
+        ],
+        "prometheus-node-exporter": [
+            f"--web.listen-address={loopback}:{config.node_exporter_port}",
+            f"--collector.textfile.directory={TEXTFILE_DIR}",
+            "--collector.systemd",
+            # A regex, anchored by the exporter; [.] as a backslash would need escaping
+            # twice (the env file, then the unit's $ARGS).
+            "--collector.systemd.unit-include=(" + "|".join(units) + ")[.]service",
+        ],
+        "prometheus-blackbox-exporter": [
+            f"--config.file={ETC}/blackbox.yml",
+            f"--web.listen-address={loopback}:{config.blackbox_exporter_port}",
+        ],
+    }
+    if "data" in groups:
+        args["prometheus-postgres-exporter"] = [
+            f"--web.listen-address={loopback}:{config.postgres_exporter_port}"]
+        args["prometheus-redis-exporter"] = [
+            f"--web.listen-address={loopback}:{config.redis_exporter_port}"]
+    if "edge" in groups:
+        dash = flavour.nginx_exporter_flag
+        args["prometheus-nginx-exporter"] = [
+            f"{dash}nginx.scrape-uri=http://{loopback}:{config.nginx_stub_status_port}"
+            "/stub_status",
+            f"{dash}web.listen-address={loopback}:{config.nginx_exporter_port}",
+        ]
+    return {package: " ".join(words) for package, words in args.items()}
+
+
+def webhook_configured() -> bool:
+    try:
+        return bool(render.secret_value(WEBHOOK_SECRET))
+    except OperationError:
+        return False
+
+
+@deploy("Metrics")
+def configure(config, groups):
+    """Prometheus, Alertmanager and the exporters for what ``groups`` run on this host."""
+    distro = flavour()
+    data, edge = "data" in groups, "edge" in groups
+    major = postgres.major_version(config) if data else None
+    units = watched_units(groups, major)
+    args = daemon_args(config, groups, distro, units)
+
+    system.directory(name=f"Create {ETC}/rules", path=f"{ETC}/rules")
+    # The backup job writes its last success here; the node exporter serves it.
+    system.directory(name=f"Create {TEXTFILE_DIR}", path=TEXTFILE_DIR)
+
+    if data:
+        postgres.role(name=f"Create PostgreSQL role {EXPORTER_USER} for the exporter",
+                      role=EXPORTER_USER, password_secret="postgres_exporter_password")
+        role_membership(name=f"Let {EXPORTER_USER} read the monitoring views (pg_monitor)",
+                        role=EXPORTER_USER, member_of="pg_monitor")
+
+    _daemon(config, "prometheus-node-exporter", args)
+    blackbox = render.template(
+        name="Configure the blackbox exporter's probes",
+        src="prometheus/etc/prometheus/blackbox.yml.j2",
+        dest=f"{ETC}/blackbox.yml",
+        context={"config": config, "skip_verify": skip_tls_verify(config)},
+        validate=f"prometheus-blackbox-exporter --config.check --config.file={ETC}/blackbox.yml",
+    )
+    _daemon(config, "prometheus-blackbox-exporter", args, reload_when=[blackbox])
+    if data:
+        _daemon(config, "prometheus-postgres-exporter", args, secret=True)
+        _daemon(config, "prometheus-redis-exporter", args, secret=True)
+    if edge:
+        _daemon(config, "prometheus-nginx-exporter", args)
+        _mtail(config)
+
+    webhook = webhook_configured()
+    alertmanager = render.template(
+        name="Configure Alertmanager ({} receiver)".format("webhook" if webhook else "null"),
+        src="prometheus/etc/prometheus/alertmanager.yml.j2",
+        dest=f"{ETC}/alertmanager.yml",
+        context={"webhook": webhook},
+        group="prometheus", mode="640", secret=True,
+        validate=f"amtool check-config {ETC}/alertmanager.yml >/dev/null",
+    )
+    _daemon(config, "prometheus-alertmanager", args, reload_when=[alertmanager])
+
+    rules = render.template(
+        name="Define the alert rules",
+        src="prometheus/etc/prometheus/rules/orchestra.yml.j2",
+        dest=RULES,
+        context={"config": config, "data": data, "edge": edge},
+        validate=f"promtool check rules {RULES} >/dev/null",
+    )
+    scrape = render.template(
+        name="Configure Prometheus (scrape targets from the port table)",
+        src="prometheus/etc/prometheus/prometheus.yml.j2",
+        dest=f"{ETC}/prometheus.yml",
+        context={"config": config, "jobs": scrape_jobs(config, groups),
+                 "probes": probes(config, groups), "rules": RULES, "host_label": host.name},
+        validate=f"promtool check config {ETC}/prometheus.yml >/dev/null",
+    )
+    _daemon(config, "prometheus", args, reload_when=[rules, scrape])
+
+
+def _daemon(config, package: str, args: dict[str, str], reload_when=(), secret=False):
+    """A packaged daemon: restarts on its own, arguments in /etc/default/<package>."""
+    dropin = render.template(
+        name=f"Restart {package} when it dies",
+        src="prometheus/etc/systemd/system/UNIT.service.d/10-orchestra.conf.j2",
+        dest=f"/etc/systemd/system/{package}.service.d/10-orchestra.conf",
+    )
+    # With secrets (a password in the environment, never on the command line) the file
+    # is root's alone: systemd reads it before dropping to the prometheus user.
+    defaults = render.template(
+        name=f"Set {package}'s arguments",
+        src=f"prometheus/etc/default/{package}.j2",
+        dest=f"/etc/default/{package}",
+        context={"config": config, "args": args[package], "user": EXPORTER_USER},
+        mode="600" if secret else "644", secret=secret,
+    )
+    system.service(name=f"Run {package}", unit=package, restart_when=[defaults, dropin],
+                   reload_when=reload_when, daemon_reload_when=[dropin])
+
+
+def _mtail(config):
+    """mtail reads nginx's access log; its own unit runs it with flags, not an env file,
+    as the distros' units read different variables."""
+    program = render.template(
+        name="Count nginx responses by status (mtail)",
+        src="prometheus/etc/mtail/orchestra-nginx.mtail.j2",
+        dest="/etc/mtail/orchestra-nginx.mtail",
+        validate="mtail --compile_only --progs /etc/mtail",
+    )
+    dropin = render.template(
+        name="Run mtail on loopback over the nginx access log",
+        src="prometheus/etc/systemd/system/mtail.service.d/10-orchestra.conf.j2",
+        dest="/etc/systemd/system/mtail.service.d/10-orchestra.conf",
+        context={"config": config, "log": NGINX_ACCESS_LOG},
+    )
+    system.service(name="Run mtail", unit="mtail", restart_when=[dropin],
+                   reload_when=[program], daemon_reload_when=[dropin])
+
+
+class PostgresRoleMembership(FactBase):
+    """
+    The roles a role is a member of (``[]`` when it does not exist yet), read as the
+    postgres superuser over the local socket.
+
+    .. code:: python
+
+        ["pg_monitor"]
+    """
+
+    def command(self, role: str) -> str:
+        name = role.replace("'", "''")
+        query = ("SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+                 f"JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = $${name}$$ ORDER BY 1")
+        return f"cd / && runuser -u postgres -- psql -X -A -t -c {shlex.quote(query)}"
+
+    def default(self):
+        return []
+
+    def process(self, output):
+        return [line.strip() for line in output if line.strip()]
+
+
+@operation()
+def role_membership(role: str, member_of: str):
+    """
+    Grant a role membership of another (``pg_monitor``), as the postgres superuser.
+
+    + role: the role that gets the membership (it must exist when this runs)
+    + member_of: the role granted to it
+    """
+    if member_of in host.get_fact(PostgresRoleMembership, role=role):
+        host.noop(f"{role} is a member of {member_of}")
+        return
+    script = (f'cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres '
+              f'-c "GRANT \\"{member_of}\\" TO \\"{role}\\""')
+    yield StringCommand("sh", "-c", QuoteString(script))

@@ -1,0 +1,67 @@
+"""``orchestra-infra backup ENV`` and ``orchestra-infra restore ENV``: backups on demand and
+their restore, run on ENV's data hosts through pyinfra (operations/backup.py, restore.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import click
+
+from . import config as config_module
+
+BACKUP_SCRIPT = "/usr/local/lib/orchestra/orchestra-backup"
+
+
+def _pyinfra(env: str, args: list[str], extra_env: dict[str, str] | None = None) -> int:
+    if env not in config_module.environments():
+        raise click.ClickException(f"unknown environment {env!r}")
+    result = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", f"inventories/{env}.py", *args],
+        cwd=config_module.project_root(), env={**os.environ, **(extra_env or {})}, check=False,
+    )
+    return result.returncode
+
+
+@click.command()
+@click.argument("env")
+def backup(env: str):
+    """Back up ENV's data hosts now; print each new snapshot and how long it took."""
+    started = time.monotonic()
+    # Through systemd (orchestra-backup.service), like the daily runs: sandboxed, in the
+    # journal, never two at once.
+    code = _pyinfra(env, ["--limit", "data", "exec", "--", BACKUP_SCRIPT, "now"])
+    click.echo(f"{env}: backup {'done' if code == 0 else 'FAILED'} in "
+               f"{time.monotonic() - started:.0f} s")
+    sys.exit(code)
+
+
+@click.command()
+@click.argument("env")
+@click.option("--snapshot", default="latest", show_default=True,
+              help="The snapshot's id (or the start of it); latest: the newest of ENV.")
+@click.option("--force", is_flag=True, help="Replace the data the hosts hold.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def restore(env: str, snapshot: str, force: bool, yes: bool):
+    """Restore a backup snapshot onto ENV's data hosts (PostgreSQL, Redis, Weaviate).
+
+    Refuses to replace data that is there unless --force is given. The API instances and
+    MCP servers stop until it is done, then must report healthy.
+    """
+    if not yes:
+        click.confirm(f"Restore snapshot {snapshot} onto {env}'s data hosts"
+                      + (", replacing the data there" if force else "")
+                      + "? The API and MCP servers stop meanwhile.", abort=True)
+    started = time.monotonic()
+    code = _pyinfra(env, ["restore.py"], {"ORCHESTRA_RESTORE_SNAPSHOT": snapshot,
+                                          "ORCHESTRA_RESTORE_FORCE": "1" if force else ""})
+    click.echo(f"{env}: restore {'done' if code == 0 else 'FAILED'} in "
+               f"{time.monotonic() - started:.0f} s")
+    sys.exit(code)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(backup)
+    group.add_command(restore)

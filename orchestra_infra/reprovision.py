@@ -1,0 +1,136 @@
+"""``orchestra-infra reprovision ENV``: a lost instance replaced, its data back, in one command.
+
+The stages an operator would otherwise type one by one (docs/runbook.md), each timed:
+
+1. instance: a new one launched through the Lambda Cloud API (``--launch``), or the address
+   of one the operator made (``--address``); ENV's hosts file then names only it;
+2. ssh: wait until it answers on port 22;
+3. deploy: ``pyinfra -y inventories/ENV.py deploy.py``, the same deploy as always;
+4. restore: ``restore.py`` with the latest (or a named) backup snapshot;
+5. status: ``orchestra-infra status ENV``, which must be all healthy.
+
+Every stage runs against the new address only (``ORCHESTRA_<ENV>_HOSTS``): the lost host
+is never contacted. A stage that fails stops the chain and names itself.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import config as config_module
+from . import hosts
+from . import lambda_cloud as lc
+
+
+@dataclass
+class Launch:
+    """What to launch on Lambda Cloud."""
+
+    instance_type: str
+    region: str
+    ssh_key: str
+    filesystem: str | None = None
+    name: str | None = None
+    timeout: float = 900.0
+    interval: float = 10.0
+
+
+@dataclass
+class Stages:
+    """Each stage's seconds, in order; printed as the command goes."""
+
+    echo: Callable[[str], None]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def run(self, name: str, action: Callable[[], object]) -> object:
+        self.echo(f"--> {name}")
+        started = time.monotonic()
+        try:
+            return action()
+        finally:
+            self.seconds[name] = time.monotonic() - started
+            self.echo(f"    {name}: {self.seconds[name]:.1f} s")
+
+    def report(self) -> str:
+        lines = [f"  {name:10} {seconds:7.1f} s" for name, seconds in self.seconds.items()]
+        lines.append(f"  {'total':10} {sum(self.seconds.values()):7.1f} s")
+        return "\n".join(lines)
+
+
+class StageFailed(Exception):
+    """A stage did not succeed; its name and why."""
+
+
+def _launch(env: str, launch: Launch, echo: Callable[[str], None]) -> str:
+    key, _ = lc.api_key(env)
+    client = lc.Client(key, lc.base_url(), notice=echo)
+    instance_id = client.launch(launch.instance_type, launch.region, launch.ssh_key,
+                                launch.filesystem, launch.name or f"orchestra-{env}")
+    echo(f"    launched instance {instance_id} ({launch.instance_type} in {launch.region})")
+    instance = client.wait_active(instance_id, launch.timeout, launch.interval)
+    added = client.open_ports((80, 443))
+    if added:
+        echo("    opened tcp 80 and 443 in the account's firewall")
+    return instance.ip
+
+
+def _wait_for_ssh(address: str, timeout: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((address, 22), timeout=5) as conn:
+                if conn.recv(8).startswith(b"SSH-"):
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise StageFailed(f"ssh: {address}:22 did not answer within {timeout:.0f} s")
+        time.sleep(2)
+
+
+def _pyinfra(env: str, deploy: str, data: list[str], extra_env: dict[str, str]) -> None:
+    argv = [sys.executable, "-m", "pyinfra", "-y", f"inventories/{env}.py", deploy]
+    for pair in data:
+        argv += ["--data", pair]
+    result = subprocess.run(argv, cwd=config_module.project_root(), check=False,
+                            env={**os.environ, **extra_env}, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise StageFailed(f"{deploy} failed (exit {result.returncode}): see its output above")
+
+
+def run(env: str, address: str | None = None, launch: Launch | None = None,
+        snapshot: str = "latest", data: tuple[str, ...] = (),
+        echo: Callable[[str], None] = print) -> int:
+    """Replace ENV's instance and bring its data back; 0 when the new host is all healthy."""
+    if env not in config_module.environments():
+        raise StageFailed(f"unknown environment {env!r}")
+    if (address is None) == (launch is None):
+        raise StageFailed("give either an address or what to launch")
+    config_module.check(env, config_module.parse_overrides(list(data)))  # before any cost
+    stages = Stages(echo)
+    if launch is not None:
+        address = stages.run("instance", lambda: _launch(env, launch, echo))
+    else:
+        stages.seconds["instance"] = 0.0
+    assert address is not None
+    if env != "sandbox":  # the sandbox inventory lists the running sandbox hosts itself
+        hosts.record(env, address, replace=True)
+    only_new = {hosts.env_var(env): address}
+    os.environ.update(only_new)  # the status stage reads the inventory in this process
+    stages.run("ssh", lambda: _wait_for_ssh(address))
+    stages.run("deploy", lambda: _pyinfra(env, "deploy.py", list(data), only_new))
+    stages.run("restore", lambda: _pyinfra(env, "restore.py", list(data), {
+        **only_new, "ORCHESTRA_RESTORE_SNAPSHOT": snapshot, "ORCHESTRA_RESTORE_FORCE": ""}))
+
+    from . import status
+
+    code = stages.run("status", lambda: status.run(env, as_json=False, echo=echo))
+    echo(f"{env}: reprovisioned onto {address}" + ("" if code == 0 else ", NOT all healthy"))
+    echo(stages.report())
+    return int(code)

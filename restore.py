@@ -1,0 +1,36 @@
+"""Put a backup snapshot back on provisioned hosts: PostgreSQL databases, Redis data,
+Weaviate objects; the programs healthy again afterwards.
+
+    orchestra-infra restore ENV [--snapshot ID] [--force] [-y]
+    ORCHESTRA_RESTORE_SNAPSHOT=ID ORCHESTRA_RESTORE_FORCE=1 \\
+        pyinfra -y inventories/ENV.py restore.py
+
+For a host deploy.py provisioned (repository settings, scripts and services in place): after
+an instance loss, the new instance is deployed, then restored. Data already there (a table
+with rows, a Redis key, a Weaviate object) is never replaced without --force; that is
+decided while planning, so a refusal changes nothing on any host. The latest snapshot is
+the newest one of this environment's backup host name (backup_host_name).
+"""
+
+import os
+
+from pyinfra import host
+
+from operations import backup
+from orchestra_infra.preflight import validate_host
+
+config, _ = validate_host(host)
+wanted = os.environ.get("ORCHESTRA_RESTORE_SNAPSHOT") or "latest"
+force = os.environ.get("ORCHESTRA_RESTORE_FORCE", "") not in ("", "0")
+
+data_host = "data" in host.groups
+app_host = "app" in host.groups
+
+if data_host:
+    chosen = backup.check_restore(config, wanted, force)
+if app_host:
+    backup.stop_writers(config)
+if data_host:
+    backup.restore_data(config, chosen, force)
+if app_host:
+    backup.start_writers(config)

@@ -1,0 +1,381 @@
+"""Backups: the data block, the rendered scripts and units, the restic facts, snapshot choice.
+
+The operations themselves are tested as data in tests/unit/operations/backup.*.
+"""
+
+import subprocess
+from types import SimpleNamespace
+
+import pytest
+from click.testing import CliRunner
+from pyinfra.api import DeployError
+from pyinfra.context import ctx_host, ctx_state
+from pyinfra_testing.util import FakeState, create_host
+
+from operations import backup, render
+from orchestra_infra import backup_cli, cli, schema
+from orchestra_infra import config as config_module
+from orchestra_infra.secrets import MASK, Secrets
+
+SECRETS = {
+    "restic_password": "restic-pw-canary-0123456789",
+    "redis_admin_password": "redis-admin-canary-0123456789",
+    "weaviate_api_key": 'weaviate-canary-"0123456789',
+    "restic_s3_access_key_id": "AKIACANARY",
+    "restic_s3_secret_access_key": "s3-secret-canary'0123",
+    "restic_sftp_private_key": "-----BEGIN OPENSSH PRIVATE KEY-----\nkeycanary\n"
+                               "-----END OPENSSH PRIVATE KEY-----\n",
+}
+KNOWN_HOST = "backup.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests"
+
+
+def _config(**overrides):
+    # Real environments pin Weaviate's checksum.
+    pinned = {"weaviate_sha256": "0" * 64, **overrides}
+    return schema.validate(config_module.environment_data("prod", pinned))
+
+
+def _problems(**overrides):
+    with pytest.raises(schema.ConfigError) as e:
+        _config(**overrides)
+    return e.value.problems
+
+
+@pytest.fixture
+def secrets():
+    render.use_secrets(Secrets("test", SECRETS))
+    yield
+    render.use_secrets(None)
+
+
+def _context(config):
+    etc = backup.etc_dir(config)
+    return {
+        "config": config, "restic": backup.RESTIC, "backup_etc": etc,
+        "state_dir": backup.state_dir(config), "textfile_dir": backup.TEXTFILE_DIR,
+        "host_name": backup.host_name(config), "lib": backup.LIB,
+        "databases": [db.name for db in config.postgres_databases],
+        "script": backup.BACKUP_SCRIPT, "cache_dir": backup.CACHE_DIR,
+        "read_write_paths": backup._read_write_paths(config),
+        "password_file": f"{etc}/restic-password", "s3": backup._is_s3(config),
+        "env_file": f"{etc}/restic.env", "sftp": schema.sftp_endpoint(config.restic_repository),
+        "alias": backup.SSH_ALIAS, "ssh_config": f"{etc}/ssh_config",
+        "key_file": backup.SSH_KEY, "known_hosts": f"{etc}/known_hosts",
+    }
+
+
+def _render(name, config, masked=False):
+    return render.render(f"backup/{name}.j2", _context(config), masked=masked)
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+def test_defaults_are_valid():
+    config = _config()
+    assert config.restic_repository == "/var/backups/orchestra/restic"
+    assert backup.host_name(config) == "orchestra-prod"
+
+
+@pytest.mark.parametrize("repository", [
+    "/home/ubuntu/orchestra-fs/restic",
+    "s3:https://s3.example.com/bucket/orchestra",
+    "s3:s3.amazonaws.com/bucket",
+])
+def test_supported_repositories(repository):
+    assert _config(restic_repository=repository).restic_repository == repository
+
+
+@pytest.mark.parametrize("repository", ["ftp://host/x", "relative/path", "b2:bucket:path",
+                                        "sftp:host", "s3:bucket"])
+def test_unsupported_repository_names_the_key(repository):
+    (problem,) = _problems(restic_repository=repository)
+    assert problem.startswith(f"restic_repository: {repository!r} is not a restic repository")
+
+
+@pytest.mark.parametrize("repository, endpoint", [
+    ("sftp:backup@host.example:/srv/restic", {"user": "backup", "host": "host.example",
+                                              "port": 22}),
+    ("sftp:host.example:restic", {"user": None, "host": "host.example", "port": 22}),
+    ("sftp://backup@host.example:2222//srv/restic", {"user": "backup", "host": "host.example",
+                                                     "port": 2222}),
+    ("sftp://backup@[2001:db8::1]:2222//srv/restic", {"user": "backup", "host": "2001:db8::1",
+                                                      "port": 2222}),
+    ("/srv/restic", None),
+    ("s3:host/bucket", None),
+])
+def test_sftp_endpoint(repository, endpoint):
+    assert schema.sftp_endpoint(repository) == endpoint
+
+
+def test_sftp_needs_a_pinned_host_key():
+    assert _problems(restic_repository="sftp:b@h:/r") == [
+        "backup_sftp_known_hosts: required for an sftp: restic_repository (the server's host "
+        "key lines, e.g. from `ssh-keyscan -t ed25519 HOST`)"]
+    assert _config(restic_repository="sftp:b@h:/r", backup_sftp_known_hosts=[KNOWN_HOST])
+
+
+def test_retention_must_keep_something():
+    (problem,) = _problems(backup_keep_daily=0, backup_keep_weekly=0, backup_keep_monthly=0)
+    assert problem.startswith("backup_keep_daily: ")
+
+
+def test_repository_inside_the_work_dir_is_refused():
+    (problem,) = _problems(restic_repository="/var/backups/orchestra/work/restic")
+    assert problem.startswith("restic_repository: /var/backups/orchestra/work/restic is inside")
+
+
+@pytest.mark.parametrize("subset", ["5%", "2.5%", "100%", "1/20", "20/20"])
+def test_read_subset_valid(subset):
+    assert _config(backup_check_read_subset=subset).backup_check_read_subset == subset
+
+
+@pytest.mark.parametrize("subset", ["0%", "150%", "0/5", "6/5", "5", "1G"])
+def test_read_subset_invalid(subset):
+    (problem,) = _problems(backup_check_read_subset=subset)
+    assert problem.startswith(f"backup_check_read_subset: {subset!r} is not a read subset")
+
+
+def test_calendar_is_checked():
+    (problem,) = _problems(backup_on_calendar="03:15; rm -rf /")
+    assert problem.startswith("backup_on_calendar: ")
+
+
+# --- rendered files ----------------------------------------------------------------------------
+
+
+def test_local_repository_settings(secrets):
+    text = _render("etc/orchestra/backup/restic.env", _config())
+    assert "RESTIC_REPOSITORY='/var/backups/orchestra/restic'\n" in text
+    assert "RESTIC_PASSWORD_FILE=/etc/orchestra/backup/restic-password\n" in text
+    assert "AWS_" not in text
+
+
+def test_s3_credentials_are_quoted_and_masked(secrets):
+    config = _config(restic_repository="s3:https://s3.example.com/bucket")
+    text = _render("etc/orchestra/backup/restic.env", config)
+    assert "AWS_ACCESS_KEY_ID='AKIACANARY'\n" in text
+    assert "AWS_SECRET_ACCESS_KEY='s3-secret-canary'\\''0123'\n" in text
+    masked = _render("etc/orchestra/backup/restic.env", config, masked=True)
+    assert "canary" not in masked
+    assert f"{MASK}(restic_s3_secret_access_key)" in masked
+    # What sh makes of it is the secret itself.
+    shell = subprocess.run(["sh", "-c", text + '\nprintf %s "$AWS_SECRET_ACCESS_KEY"'],
+                           capture_output=True, text=True, check=True)
+    assert shell.stdout == SECRETS["restic_s3_secret_access_key"]
+
+
+def test_credentials_files(secrets):
+    config = _config()
+    assert _render("etc/orchestra/backup/restic-password", config) == \
+        SECRETS["restic_password"] + "\n"
+    assert "REDISCLI_AUTH='redis-admin-canary-0123456789'\n" in \
+        _render("etc/orchestra/backup/redis.env", config)
+    assert 'header = "Authorization: Bearer weaviate-canary-\\"0123456789"\n' in \
+        _render("etc/orchestra/backup/weaviate.curl", config)
+
+
+def test_sftp_wrapper_and_ssh_config(secrets):
+    config = _config(restic_repository="sftp://backup@repo.example:2222//srv/restic",
+                     backup_sftp_known_hosts=[KNOWN_HOST])
+    wrapper = _render("usr/local/sbin/orchestra-restic", config)
+    assert ('exec restic -o sftp.command="ssh -F /etc/orchestra/backup/ssh_config '
+            'orchestra-backup-repository -s sftp" "$@"\n') in wrapper
+    ssh_config = _render("etc/orchestra/backup/ssh_config", config)
+    for line in ("Host orchestra-backup-repository", "    HostName repo.example",
+                 "    Port 2222", "    User backup", "    IdentityFile /root/.ssh/orchestra-backup",
+                 "    UserKnownHostsFile /etc/orchestra/backup/known_hosts",
+                 "    StrictHostKeyChecking yes", "    BatchMode yes"):
+        assert line in ssh_config.splitlines()
+    assert _render("etc/orchestra/backup/known_hosts", config) == KNOWN_HOST + "\n"
+    assert _render("root/.ssh/orchestra-backup", config).endswith(
+        "-----END OPENSSH PRIVATE KEY-----\n")
+    assert backup.packages(config) == ["restic", "jq", "openssh-client"]
+
+
+def test_local_wrapper(secrets):
+    assert _render("usr/local/sbin/orchestra-restic", _config()).endswith('exec restic "$@"\n')
+
+
+def test_units(secrets):
+    config = _config()
+    service = _render("etc/systemd/system/orchestra-backup.service", config).splitlines()
+    assert "ExecStart=/usr/local/lib/orchestra/orchestra-backup run" in service
+    assert "Type=oneshot" in service
+    assert "IOSchedulingClass=idle" in service
+    assert ("ReadWritePaths=/var/backups/orchestra/work /var/lib/orchestra-infra/backup "
+            "-/var/backups/weaviate -/var/lib/prometheus/node-exporter "
+            "-/var/backups/orchestra/restic") in service
+    timer = _render("etc/systemd/system/orchestra-backup.timer", config).splitlines()
+    assert "OnCalendar=*-*-* 03:15:00" in timer
+    assert "RandomizedDelaySec=15min" in timer
+    assert "Persistent=true" in timer
+    check = _render("etc/systemd/system/orchestra-backup-check.service", config).splitlines()
+    assert "ExecStart=/usr/local/lib/orchestra/orchestra-backup check" in check
+    remote = _config(restic_repository="s3:https://s3.example.com/b")
+    assert "restic" not in backup._read_write_paths(remote)[-1]
+
+
+def test_scripts_parse_and_carry_the_settings(secrets, tmp_path):
+    config = _config(postgres_databases=[{"name": "orchestra", "owner": "orchestra"},
+                                         {"name": "analytics", "owner": "orchestra"}],
+                     postgres_roles=[{"name": "orchestra", "password_secret":
+                                      "postgres_app_password",
+                                      "connect": ["orchestra", "analytics"]}])
+    for name in ("orchestra-backup", "orchestra-restore", "orchestra-backup-lib.sh"):
+        path = tmp_path / name
+        path.write_text(_render(f"usr/local/lib/orchestra/{name}", config))
+        subprocess.run(["sh", "-n", str(path)], check=True)
+    lib = _render("usr/local/lib/orchestra/orchestra-backup-lib.sh", config).splitlines()
+    assert 'DATABASES="orchestra analytics"' in lib
+    assert "SNAPSHOT_HOST=orchestra-prod" in lib
+    assert "TIMEOUT=1800" in lib
+    script = _render("usr/local/lib/orchestra/orchestra-backup", config)
+    # Retention per host and tag: the Weaviate backup's directory name changes every day.
+    assert "--group-by host,tags --keep-daily 7" in script
+    assert "--keep-weekly 4" in script and "--keep-monthly 6" in script
+    assert "--read-data-subset=5%" in script
+    for secret in SECRETS.values():
+        assert secret.strip() not in script
+
+
+# --- facts -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("output, status", [
+    (["ok"], "ok"),
+    (["unconfigured"], "unconfigured"),
+    # restic 0.12 and 0.14: exit 1 and this text.
+    (["error 1", "Fatal: unable to open config file: stat /r/config: no such file or directory",
+      "Is there a repository at the following location?", "/r"], "missing"),
+    (["error 10", "Fatal: repository does not exist: unable to open config file"], "missing"),
+    (["error 1", "Fatal: wrong password or no key found"],
+     "error: Fatal: wrong password or no key found"),
+    (["error 1", "Fatal: unable to open repository at sftp:b@h:/r: unable to start the sftp "
+      "session, error: EOF"], "error: Fatal: unable to open repository at sftp:b@h:/r: unable "
+     "to start the sftp session, error: EOF"),
+])
+def test_restic_repository_fact(output, status):
+    assert backup.ResticRepository().process(output) == status
+
+
+def test_data_presence_fact():
+    assert backup.DataPresence().process(["", "redis: db0 holds 3 keys", " "]) == \
+        ["redis: db0 holds 3 keys"]
+
+
+SNAPSHOTS = [
+    {"id": "aaaa1111", "short_id": "aaaa1111", "time": "2026-01-01T03:15:00Z",
+     "hostname": "orchestra-prod", "tags": ["orchestra"]},
+    {"id": "bbbb2222", "short_id": "bbbb2222", "time": "2026-01-02T03:15:00Z",
+     "hostname": "orchestra-prod", "tags": ["orchestra"]},
+    {"id": "cccc3333", "short_id": "cccc3333", "time": "2026-01-03T03:15:00Z",
+     "hostname": "orchestra-staging", "tags": ["orchestra"]},
+    {"id": "bbbb4444", "short_id": "bbbb4444", "time": "2026-01-04T03:15:00Z",
+     "hostname": "orchestra-prod", "tags": None},
+]
+
+
+@pytest.fixture
+def fake_host():
+    state = FakeState()
+    host = create_host(state, name="h1", facts={})
+    with ctx_state.use(state), ctx_host.use(host):
+        yield host
+
+
+def test_latest_is_the_newest_of_this_host_and_tag(fake_host):
+    assert backup.pick_snapshot(SNAPSHOTS, "latest", "orchestra-prod")["id"] == "bbbb2222"
+
+
+def test_named_snapshot_of_any_host(fake_host):
+    assert backup.pick_snapshot(SNAPSHOTS, "cccc", "orchestra-prod")["id"] == "cccc3333"
+
+
+def test_ambiguous_or_unknown_snapshot(fake_host):
+    with pytest.raises(DeployError, match="more than one snapshot with id 'bbbb'"):
+        backup.pick_snapshot(SNAPSHOTS, "bbbb", "orchestra-prod")
+    with pytest.raises(DeployError, match="no snapshot with id 'dddd'"):
+        backup.pick_snapshot(SNAPSHOTS, "dddd", "orchestra-prod")
+    with pytest.raises(DeployError, match="holds no snapshot of orchestra-dev"):
+        backup.pick_snapshot(SNAPSHOTS, "latest", "orchestra-dev")
+
+
+def _check_restore(present, force):
+    facts = {"backup.DataPresence": present, "backup.ResticSnapshots": SNAPSHOTS}
+    state = FakeState()
+    host = create_host(state, name="h1", facts=facts)
+    with ctx_state.use(state), ctx_host.use(host):
+        return backup.check_restore(_config(), "latest", force)
+
+
+def test_restore_refuses_to_replace_data_unless_forced():
+    present = ["postgres: table public.notes of database orchestra has rows",
+               "weaviate: class Note has objects"]
+    with pytest.raises(DeployError) as e:
+        _check_restore(present, force=False)
+    # (pyinfra_testing's create_host names the host after its last fact: not checked here)
+    assert str(e.value).endswith(" holds data a restore would replace (--force replaces it):\n"
+                                 "  postgres: table public.notes of database orchestra has rows\n"
+                            "  weaviate: class Note has objects")
+    assert _check_restore(present, force=True)["id"] == "bbbb2222"
+    assert _check_restore([], force=False)["id"] == "bbbb2222"
+
+
+def test_snapshots_fact():
+    assert backup.ResticSnapshots().process(["null"]) == []
+    assert backup.ResticSnapshots().process(['[{"id": "a",', '"time": "t"}]']) == \
+        [{"id": "a", "time": "t"}]
+
+
+def test_init_script_keeps_old_restic_on_format_1():
+    script = backup.init_script("/usr/local/sbin/orchestra-restic", 2)
+    assert "init --repository-version 2" in script
+    assert "restic $v cannot create a version 2 repository" in script
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pyinfra_runs(monkeypatch):
+    calls = []
+
+    def run(args, **kwargs):
+        calls.append((args, kwargs))
+        return SimpleNamespace(returncode=0)
+
+    monkeypatch.setattr(backup_cli.subprocess, "run", run)
+    return calls
+
+
+def test_restore_command_passes_its_choices_to_restore_py(pyinfra_runs):
+    result = CliRunner().invoke(cli.main, ["restore", "sandbox", "--snapshot", "9f2c", "--force",
+                                           "-y"])
+    assert result.exit_code == 0, result.output
+    ((args, kwargs),) = pyinfra_runs
+    assert args[1:] == ["-m", "pyinfra", "-y", "inventories/sandbox.py", "restore.py"]
+    assert kwargs["env"]["ORCHESTRA_RESTORE_SNAPSHOT"] == "9f2c"
+    assert kwargs["env"]["ORCHESTRA_RESTORE_FORCE"] == "1"
+    assert "sandbox: restore done in " in result.output
+
+
+def test_restore_command_asks_first(pyinfra_runs):
+    result = CliRunner().invoke(cli.main, ["restore", "sandbox"], input="n\n")
+    assert result.exit_code == 1
+    assert "Restore snapshot latest onto sandbox's data hosts?" in result.output
+    assert pyinfra_runs == []
+
+
+def test_backup_command_runs_the_service_on_data_hosts(pyinfra_runs):
+    result = CliRunner().invoke(cli.main, ["backup", "sandbox"])
+    assert result.exit_code == 0, result.output
+    ((args, _),) = pyinfra_runs
+    assert args[4:] == ["inventories/sandbox.py", "--limit", "data", "exec", "--",
+                        "/usr/local/lib/orchestra/orchestra-backup", "now"]
+
+
+def test_unknown_environment(pyinfra_runs):
+    result = CliRunner().invoke(cli.main, ["backup", "prdo"])
+    assert result.exit_code == 1
+    assert "unknown environment 'prdo'" in result.output
