@@ -11,6 +11,7 @@ from operations import (
     app,
     backup,
     base,
+    monit,
     nginx,
     pm2,
     ports,
@@ -34,7 +35,7 @@ data_host = "data" in host.groups
 edge_host = "edge" in host.groups
 app_host = "app" in host.groups
 
-packages = list(config.base_packages)
+packages = list(config.base_packages) + monit.PACKAGES
 new_sources = False
 if data_host:
     repository = postgres.add_repository(config)
@@ -69,4 +70,7 @@ if app_host:
 if edge_host:
     nginx.configure(config)
 
+# ops: metrics, then the health checks (they expect every service in place)
 prometheus.configure(config, host.groups)
+monit.configure(config, data=data_host, app_host=app_host, edge=edge_host,
+                webhook="alert_webhook_url" in secret_values)

@@ -301,9 +301,11 @@ monit_health_timeout = 5
 # restarts it through its manager (supervisorctl, pm2, systemctl).
 monit_failed_cycles = 2
 # Escalation: after this many restarts within monit_restart_window rounds Monit stops
-# restarting the service (it is left unmonitored) and alerts, instead of looping.
+# restarting the service (it is left unmonitored) and alerts, instead of looping. A
+# restarted service gets a grace period before its health counts again (a Supervisor
+# program supervisor_startsecs + 10 s, the others 60 s): the window must hold the restarts.
 monit_restart_limit = 3
-monit_restart_window = 10
+monit_restart_window = 20
 # Resource alerts (no restart): rounds in a row a threshold must be crossed...
 monit_resource_cycles = 6
 # ...space and inodes used on each volume holding /, the logs, the data or the releases...
@@ -313,7 +315,8 @@ monit_inode_alert_percent = 85
 # processes share the buffer cache, which each one's RSS counts again)...
 monit_memory_alert_percent = 90
 monit_service_memory_alert_percent = 40
-# ...CPU used by one service with its children (percent of the whole host)...
+# ...CPU used by one service with its children (Monit counts it against what its threads
+# can use: 100 is a single-threaded process keeping one core busy)...
 monit_service_cpu_alert_percent = 90
 # ...and the 5-minute load average per CPU core.
 monit_load_per_core = 2.0

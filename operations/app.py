@@ -178,5 +178,8 @@ def switch(release_id: str, config=None):
     yield StringCommand("ln", "-sfn", f"{RELEASES}/{release_id}", f"{CURRENT}.new")
     yield StringCommand("mv", "-T", f"{CURRENT}.new", CURRENT)
     prune = (f"ls -1dt {RELEASES}/*/ | sed 's#/$##' | grep -vx {RELEASES}/{release_id} | "
-             f"tail -n +{config.app_releases_keep} | xargs -r rm -rf")
+             f"tail -n +{config.app_releases_keep} | xargs -r rm -rf; "
+             # one preflight log per release: keep as many as releases
+             f"ls -1t {config.log_root}/preflight-*.log 2>/dev/null | "
+             f"tail -n +{config.app_releases_keep + 1} | xargs -r rm -f")
     yield StringCommand("sh", "-c", QuoteString(prune))

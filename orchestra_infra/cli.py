@@ -106,12 +106,15 @@ def rollback(env: str):
 @main.command()
 @click.argument("env")
 @click.option("--json", "as_json", is_flag=True, help="A list of objects, for scripts.")
-def status(env: str, as_json: bool):
+@click.option("--data", "pairs", multiple=True, metavar="KEY=VALUE",
+              help="Override a data value, as the deploy was given it.")
+def status(env: str, as_json: bool, pairs: tuple[str, ...]):
     """Every service on ENV's hosts in one table; exit 1 when anything is unhealthy."""
     from . import status as status_module
 
     try:
-        sys.exit(status_module.run(env, as_json, echo=click.echo))
+        overrides = config_module.parse_overrides(list(pairs))
+        sys.exit(status_module.run(env, as_json, echo=click.echo, overrides=overrides))
     except ConfigError as e:
         for problem in e.problems:
             click.echo(problem, err=True)

@@ -130,7 +130,8 @@ def run(env: str, address: str | None = None, launch: Launch | None = None,
 
     from . import status
 
-    code = stages.run("status", lambda: status.run(env, as_json=False, echo=echo))
+    overrides = config_module.parse_overrides(list(data))
+    code = stages.run("status", lambda: status.run(env, False, echo, overrides))
     echo(f"{env}: reprovisioned onto {address}" + ("" if code == 0 else ", NOT all healthy"))
     echo(stages.report())
     return int(code)

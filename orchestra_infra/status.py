@@ -486,9 +486,9 @@ def summary(rows: list[Row], hosts: int, seconds: float) -> str:
             f"{counts['fail']} failing ({seconds:.1f} s)")
 
 
-def collect(env: str) -> tuple[list[Row], int]:
+def collect(env: str, overrides: dict | None = None) -> tuple[list[Row], int]:
     """Rows of every host of ENV; raises ConfigError for invalid data or inventory."""
-    data = config_module.environment_data(env)
+    data = config_module.environment_data(env, overrides)
     config = schema.validate(data)
     hosts = status_hosts.targets(env, data)
     answers = status_hosts.run_everywhere(
@@ -512,10 +512,10 @@ def _rows_of(config, target: Target, out: str | None, error: str | None) -> list
     return host_rows(config, target.label, target.groups, probe)
 
 
-def run(env: str, as_json: bool, echo=print) -> int:
+def run(env: str, as_json: bool, echo=print, overrides: dict | None = None) -> int:
     """Print ENV's status; 0 when every row is ok or a warning, 1 otherwise."""
     started = time.monotonic()
-    rows, hosts = collect(env)
+    rows, hosts = collect(env, overrides)
     if as_json:
         echo(json.dumps([row.as_dict() for row in rows], indent=2))
     else:

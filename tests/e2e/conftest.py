@@ -19,6 +19,9 @@ from orchestra_infra import sandbox, secrets
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET, PEER = "t-e2e-target", "t-e2e-peer"
+# The drills' webhook receiver listens here on the target (tests/e2e/test_drills.py); every
+# deploy of the session points alert_webhook_url at it.
+WEBHOOK_PORT = 9999
 # Ubuntu cloud images ship this drop-in; the hardening must win over it.
 CLOUD_INIT_DROPIN = "/etc/ssh/sshd_config.d/50-cloud-init.conf"
 
@@ -77,6 +80,7 @@ def hosts():
     if missing:
         pytest.skip(f"missing tools: {', '.join(missing)}")
     secrets.init("sandbox")
+    os.environ["ORCHESTRA_SECRET_ALERT_WEBHOOK_URL"] = f"http://127.0.0.1:{WEBHOOK_PORT}/hook"
     booted = {h.name: h for h in sandbox.up(names=[TARGET, PEER])}
     yield booted
     if not os.environ.get("ORCHESTRA_KEEP_SANDBOX"):

@@ -1,0 +1,170 @@
+"""Drills: hangs, crash loops, a full disk and an interrupted deploy on the provisioned host.
+
+Each drill breaks something the way production breaks, measures how long the stack takes to
+notice and recover, checks that an alert reached the webhook receiver (started on the host,
+on loopback: conftest.py points alert_webhook_url at it) and that `orchestra-infra status`
+reports the state while it lasts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .conftest import REPO, WEBHOOK_PORT, converge, on, pyinfra
+
+pytestmark = pytest.mark.e2e
+
+ALERTS = "/run/alert-receiver/alerts.jsonl"
+RECEIVER = f"""
+import http.server, os
+os.makedirs(os.path.dirname({ALERTS!r}), exist_ok=True)
+class Receiver(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open({ALERTS!r}, "ab") as alerts:
+            alerts.write(body.replace(b"\\n", b" ") + b"\\n")
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", {WEBHOOK_PORT}), Receiver).serve_forever()
+"""
+
+
+@pytest.fixture(scope="module")
+def receiver(target, provisioned):
+    on(target, f"cat > /usr/local/lib/alert-receiver.py <<'EOF'\n{RECEIVER}\nEOF")
+    on(target, "systemd-run --unit=alert-receiver python3 /usr/local/lib/alert-receiver.py")
+    on(target, f"for i in $(seq 50); do ss -Htln | grep -q ':{WEBHOOK_PORT} ' && exit 0; "
+               "sleep 0.1; done; exit 1")
+    yield
+    on(target, "systemctl stop alert-receiver; rm -f /usr/local/lib/alert-receiver.py")
+
+
+def _alerts(target) -> list[str]:
+    return on(target, f"cat {ALERTS} 2>/dev/null || true").splitlines()
+
+
+def _wait_for_alert(target, *words: str, timeout: float = 90) -> float:
+    """Seconds until an alert naming every word arrives (bounded)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if any(all(word in alert for word in words) for alert in _alerts(target)):
+            return time.monotonic() - started
+        time.sleep(1)
+    raise AssertionError(f"no alert naming {words} within {timeout} s; got: "
+                         f"{_alerts(target)[-5:]}")
+
+
+def _status(target, *data: str) -> dict[str, dict]:
+    result = subprocess.run([sys.executable, "-m", "orchestra_infra", "status", "sandbox",
+                             "--json", *data], cwd=REPO, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "ORCHESTRA_SANDBOX_HOSTS": target.name})
+    assert result.returncode in (0, 1), result.stderr
+    return {row["service"]: row for row in json.loads(result.stdout)}
+
+
+def _wait(predicate, timeout: float, step: float = 0.5) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(step)
+    raise AssertionError(f"not within {timeout} s")
+
+
+def test_a_hung_api_instance_is_restarted_by_monit_with_an_alert(target, receiver):
+    pid = on(target, "supervisorctl pid orchestra:api-0").strip()
+    on(target, f"kill -STOP {pid}")
+    stopped = time.monotonic()
+    try:
+        hung = _status(target)["api-0"]
+        assert hung["health"] == "fail", hung
+
+        def restarted() -> bool:
+            now = on(target, "supervisorctl pid orchestra:api-0").strip()
+            healthy = on(target, "curl -fsS -m 2 -o /dev/null http://127.0.0.1:8000/api/health/"
+                                 " && echo yes || true", sudo=False).strip()
+            return now not in (pid, "0") and healthy == "yes"
+
+        recovered = _wait(restarted, timeout=120, step=1)
+    finally:
+        on(target, f"kill -CONT {pid} 2>/dev/null || true")
+    _wait_for_alert(target, "api-0")
+    print(f"hang drill: api-0 restarted by Monit {recovered:.0f} s after SIGSTOP; alert "
+          f"{time.monotonic() - stopped:.0f} s after it")
+    assert recovered < 60
+    assert _status(target)["api-0"]["health"] != "fail"
+
+
+def test_a_program_failing_at_every_start_raises_an_alert(target, receiver):
+    """mcp-data cannot start (its env file is unreadable): Supervisor gives up (FATAL), and
+    that is an alert, not silence."""
+    env_file = "/etc/orchestra/mcp-data.env"
+    on(target, f"mv {env_file} {env_file}.drill && supervisorctl restart orchestra:mcp-data "
+               "|| true")
+    started = time.monotonic()
+    try:
+        _wait(lambda: "FATAL" in on(target, "supervisorctl status orchestra:mcp-data || true"),
+              timeout=150, step=2)
+        fatal = time.monotonic() - started
+        assert _status(target)["mcp-data"]["health"] == "fail"
+        alerted = _wait_for_alert(target, "mcp-data", timeout=120)
+        print(f"crash-loop drill: mcp-data FATAL after {fatal:.0f} s, alert "
+              f"{fatal + alerted:.0f} s after its first failed start")
+    finally:
+        on(target, f"mv {env_file}.drill {env_file}")
+    converge(target)  # starts the program again (Monit may have stopped watching it)
+    on(target, "monit monitor all")
+    assert _status(target)["mcp-data"]["health"] != "fail"
+
+
+def test_a_disk_past_its_threshold_raises_an_alert(target, receiver):
+    """A small volume mounted for the drill and filled past monit_disk_alert_percent."""
+    volume = "/srv/drill-volume"
+    extra = ("--data", f'monit_extra_filesystems=["{volume}"]')
+    on(target, f"mkdir -p {volume} && mount -t tmpfs -o size=32M drill-volume {volume}")
+    try:
+        converge(target, *extra)
+        on(target, f"fallocate -l 30M {volume}/fill")  # bounded: the volume is 32M
+        alerted = _wait_for_alert(target, "drill-volume", timeout=90)
+        disk = _status(target, *extra)[f"disk {volume}"]
+        assert disk["health"] == "fail", disk
+        print(f"disk drill: alert {alerted:.0f} s after the volume passed its threshold")
+    finally:
+        on(target, f"rm -f {volume}/fill; umount {volume}; rmdir {volume}")
+    converge(target)
+
+
+def test_an_interrupted_deploy_converges_on_the_next_run(target, provisioned, tmp_path):
+    """The pyinfra process is killed in the middle of a release; the next run finishes the
+    job and the one after changes nothing."""
+    source = tmp_path / "app"
+    subprocess.run(["cp", "-r", str(REPO / "app"), str(source)], check=True)
+    (source / "api" / "RELEASE_NOTE").write_text(f"interrupted {time.time()}\n")
+    argv = [sys.executable, "-m", "pyinfra", "-y", "inventories/sandbox.py", "deploy.py",
+            "--data", f"app_source={source}"]
+    process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, stdin=subprocess.DEVNULL, start_new_session=True,
+                               env={**os.environ, "ORCHESTRA_SANDBOX_HOSTS": target.name})
+    seen = []
+    for line in process.stdout:  # bounded by the deploy's own length
+        seen.append(line)
+        if "Build release" in line:
+            time.sleep(5)  # in the middle of unpacking and building
+            os.killpg(process.pid, signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert any("Build release" in line for line in seen), "".join(seen)[-3000:]
+    finished = converge(target, "--data", f"app_source={source}")
+    assert "App | Make release" in " ".join(finished.changed)
+    assert converge(target, "--data", f"app_source={source}").totals["success"] == 0
+    converge(target)  # the repository's app again (still built: a switch, no build)
+    assert pyinfra(target, "-y").returncode == 0

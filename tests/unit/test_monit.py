@@ -1,0 +1,267 @@
+"""Monit: which services a host's groups get, the rules rendered for them, the alert script."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from unittest import mock
+
+import pytest
+
+from operations import app, monit, render
+from orchestra_infra import config as config_module
+from orchestra_infra.schema import ConfigError, validate
+from orchestra_infra.secrets import MASK, Secrets
+
+PASSWORD = "m" * 43
+
+
+def _config(**overrides):
+    data = {**config_module.environment_data("prod"), "weaviate_sha256": "0" * 64}
+    return validate({**data, **overrides})
+
+
+def _services(config, data=True, app_host=True, edge=True):
+    with mock.patch("operations.postgres.major_version", return_value=15):
+        return {s["name"]: s for s in monit.services(config, data, app_host, edge)}
+
+
+def _checks(config, **groups) -> str:
+    services = list(_services(config, **groups).values())
+    return render.render("monit/etc/monit/orchestra/checks.conf.j2", {
+        "config": config, "alert": monit.ALERT_SCRIPT, "services": services,
+        "filesystems": {"fs-root": "/", "fs-data": "/data"}})
+
+
+def _block(text: str, name: str) -> list[str]:
+    """The lines of one `check` block."""
+    blocks = re.split(r"\n(?=check )", text)
+    found = [b for b in blocks if b.split("\n", 1)[0].split()[2:3] == [name]]
+    assert len(found) == 1, name
+    return [line.strip() for line in found[0].strip().splitlines()]
+
+
+def test_each_group_gets_its_own_services():
+    config = _config()
+    assert list(_services(config, data=True, app_host=False, edge=False)) == [
+        "postgres", "redis", "weaviate"]
+    assert list(_services(config, data=False, app_host=True, edge=False)) == [
+        "supervisord", "api-0", "api-1", "mcp-memory", "mcp-task", "mcp-agent", "mcp-data",
+        "mcp-monitor", "admin"]
+    assert list(_services(config, data=False, app_host=False, edge=True)) == ["nginx"]
+
+
+def test_a_new_mcp_server_is_checked_without_more_data():
+    config = _config(mcp_servers={"memory": {"port": 8003}, "search": {"port": 8011}})
+    service = _services(config)["mcp-search"]
+    assert service["health"] == [
+        'failed host 127.0.0.1 port 8011 protocol http request "/health" status < 600']
+
+
+def test_program_patterns_match_supervisor_command_lines_only():
+    config = _config()
+    services = _services(config)
+    for program in app.programs(config):
+        pattern = re.compile(services[program["name"]]["matching"])
+        command = (f"{app.CURRENT}/venv/bin/python -m {program['module']} --host 127.0.0.1 "
+                   f"--port {program['port']}")
+        assert pattern.search(command), program["name"]
+        # The launcher before it execs, and the same program on another port.
+        assert pattern.search(f"/bin/sh {app.LAUNCHER} {program['env_file']} {command}")
+        assert not pattern.search(command + "0")
+        assert not pattern.search(command.replace(f"--port {program['port']}", "--port 8090"))
+    assert not re.search(services["api-0"]["matching"],
+                         f"{app.CURRENT}/venv/bin/python -m api --host 127.0.0.1 --port 8001")
+
+
+def test_posix_escape():
+    assert monit.posix_escape("mcp.server --name a-b") == r"mcp\.server --name a-b"
+    assert monit.posix_escape("(x)[y]{z}|*+?^$\\") == r"\(x\)\[y\]\{z\}\|\*\+\?\^\$\\"
+
+
+def test_api_instance_rules():
+    config = _config()
+    assert _block(_checks(config), "api-0") == [
+        'check process api-0 matching "-m api --host 127\\.0\\.0\\.1 --port 8000$"',
+        "group app",
+        'start program = "/usr/bin/supervisorctl start orchestra:api-0" with timeout 13 seconds',
+        'stop program = "/usr/bin/supervisorctl stop orchestra:api-0" with timeout 13 seconds',
+        'restart program = "/usr/bin/supervisorctl signal KILL orchestra:api-0" '
+        "with timeout 13 seconds",
+        "if does not exist for 2 cycles then start",
+        'if does not exist for 2 cycles then exec "/usr/local/lib/orchestra/monit-alert start" '
+        'else if succeeded then exec "/usr/local/lib/orchestra/monit-alert"',
+        'if failed host 127.0.0.1 port 8000 protocol http request "/api/health/" status < 600 '
+        "with timeout 5 seconds for 2 cycles then restart",
+        'if failed host 127.0.0.1 port 8000 protocol http request "/api/health/" status < 600 '
+        'with timeout 5 seconds for 2 cycles then exec "/usr/local/lib/orchestra/monit-alert '
+        'restart" else if succeeded then exec "/usr/local/lib/orchestra/monit-alert"',
+        'if totalmemory > 40% for 6 cycles then exec "/usr/local/lib/orchestra/monit-alert" '
+        'else if succeeded then exec "/usr/local/lib/orchestra/monit-alert"',
+        'if totalcpu > 90% for 6 cycles then exec "/usr/local/lib/orchestra/monit-alert" '
+        'else if succeeded then exec "/usr/local/lib/orchestra/monit-alert"',
+        # Monit evaluates these bottom-up: the alert goes out before monitoring stops.
+        "if 3 restarts within 20 cycles then unmonitor",
+        'if 3 restarts within 20 cycles then exec "/usr/local/lib/orchestra/monit-alert '
+        'unmonitor"',
+    ]
+
+
+def test_data_and_edge_rules():
+    config = _config(monit_health_timeout=4, monit_failed_cycles=3, monit_restart_window=12)
+    checks = _checks(config)
+    postgres = _block(checks, "postgres")
+    assert postgres[0] == "check process postgres with pidfile /var/run/postgresql/15-main.pid"
+    assert ('restart program = "/bin/systemctl restart postgresql@15-main" with timeout 60 '
+            "seconds") in postgres
+    assert ("if failed host 127.0.0.1 port 5432 protocol pgsql with timeout 4 seconds "
+            "for 3 cycles then restart") in postgres
+    assert not any("totalmemory" in line for line in postgres)
+    redis = _block(checks, "redis")
+    assert ('if failed host 127.0.0.1 port 6379 send "PING\\r\\n" expect "^(\\+PONG|-NOAUTH)" '
+            "with timeout 4 seconds for 3 cycles then restart") in redis
+    weaviate = _block(checks, "weaviate")
+    assert weaviate[0] == 'check process weaviate matching "/opt/weaviate/current/weaviate --host "'
+    assert any('"/v1/.well-known/live" with timeout 4 seconds for 3 cycles then restart' in line
+               for line in weaviate)
+    # Not ready only alerts, after the resource rounds.
+    assert [line for line in weaviate if "ready" in line] == [
+        'if failed host 127.0.0.1 port 8080 protocol http request "/v1/.well-known/ready" '
+        'with timeout 4 seconds for 6 cycles then exec "/usr/local/lib/orchestra/monit-alert" '
+        'else if succeeded then exec "/usr/local/lib/orchestra/monit-alert"']
+    nginx = _block(checks, "nginx")
+    assert nginx[0] == "check process nginx with pidfile /run/nginx.pid"
+    assert any('port 8088 protocol http request "/stub_status" with timeout 4' in line
+               for line in nginx)
+    admin = _block(checks, "admin")
+    assert admin[0] == "check process admin with pidfile /var/lib/orchestra/pm2/pm2.pid"
+    assert admin[4] == (
+        'restart program = "/usr/sbin/runuser -u orchestra -- /usr/bin/env '
+        'HOME=/var/lib/orchestra PM2_HOME=/var/lib/orchestra/pm2 /usr/local/bin/pm2 restart '
+        'orchestra-admin" with timeout 60 seconds')
+
+
+def test_system_and_volume_rules():
+    checks = _checks(_config(monit_disk_alert_percent=80, monit_load_per_core=1.5))
+    alert = ('exec "/usr/local/lib/orchestra/monit-alert" else if succeeded then exec '
+             '"/usr/local/lib/orchestra/monit-alert"')
+    assert _block(checks, "$HOST") == [
+        "check system $HOST",
+        "group system",
+        f"if loadavg (5min) per core > 1.5 for 6 cycles then {alert}",
+        f"if memory usage > 90% for 6 cycles then {alert}",
+    ]
+    assert _block(checks, "fs-data") == [
+        "check filesystem fs-data with path /data",
+        "group system",
+        f"if space usage > 80% then {alert}",
+        f"if inode usage > 85% then {alert}",
+    ]
+
+
+def test_only_the_host_groups_are_rendered():
+    checks = _checks(_config(), data=False, app_host=False, edge=True)
+    assert re.findall(r"^check (\w+) (\S+)", checks, re.M) == [
+        ("system", "$HOST"), ("filesystem", "fs-root"), ("filesystem", "fs-data"),
+        ("process", "nginx")]
+
+
+def test_volume_paths_and_names():
+    config = _config(monit_extra_filesystems=["/home/ubuntu/backups"])
+    assert monit.volume_paths(config, data=False, app_host=True) == [
+        "/", "/var/log/orchestra", "/var/log", "/var/lib/orchestra-infra", "/opt/orchestra",
+        "/home/ubuntu/backups"]
+    assert "/var/lib/postgresql" in monit.volume_paths(config, data=True, app_host=False)
+    assert monit.filesystem_name("/") == "fs-root"
+    assert monit.filesystem_name("/var/lib/postgresql") == "fs-var-lib-postgresql"
+    assert monit.filesystem_name("/home/ubuntu/my_fs") == "fs-home-ubuntu-my-fs"
+
+
+def test_mount_points_fact():
+    fact = monit.MountPoints()
+    command = fact.command(paths=("/", "/var/lib/weaviate", "/odd path"))
+    assert "'/odd path'" in command and "findmnt -n -o TARGET --target" in command
+    assert fact.process(["/", "/var/lib/weaviate", "/", ""]) == ["/", "/var/lib/weaviate"]
+
+
+def _settings(config, masked=False) -> str:
+    render.use_secrets(Secrets("test", {"monit_password": PASSWORD}))
+    return render.render("monit/etc/monit/orchestra/settings.conf.j2", {"config": config},
+                         masked=masked)
+
+
+def test_settings_loopback_web_interface_and_no_email_by_default():
+    text = _settings(_config())
+    assert "set daemon 10 with start delay 30\n" in text
+    assert ("set httpd port 2812 and use address 127.0.0.1\n"
+            f'    allow monit:"{PASSWORD}"\n') in text
+    assert "mailserver" not in text and "set alert" not in text
+    assert PASSWORD not in _settings(_config(), masked=True)
+    assert f'allow monit:"{MASK}(monit_password)"' in _settings(_config(), masked=True)
+
+
+def test_settings_email():
+    text = _settings(_config(alert_smtp_host="smtp.example.com", alert_smtp_port=587,
+                             alert_email_from="monit@example.com",
+                             alert_email_to=["ops@example.com", "oncall@example.com"]))
+    assert "set mailserver smtp.example.com port 587\n" in text
+    assert "    from: monit@example.com\n" in text
+    assert "    subject: [$HOST] $SERVICE: $EVENT\n" in text
+    assert "set alert ops@example.com\nset alert oncall@example.com\n" in text
+
+
+def test_schema_checks():
+    with pytest.raises(ConfigError) as raised:
+        _config(alert_email_to=["ops@example.com"])
+    assert raised.value.problems == [
+        "alert_email_to: email alerts need alert_smtp_host (an SMTP relay)"]
+    with pytest.raises(ConfigError) as raised:
+        _config(monit_restart_limit=5, monit_restart_window=10)
+    assert raised.value.problems == [
+        "monit_restart_window: 10 rounds can never hold 5 restarts that each follow 2 failed "
+        "rounds: use at least 15"]
+    with pytest.raises(ConfigError) as raised:
+        _config(monit_disk_alert_percent=0, alert_email_to=["not-an-address"],
+                alert_smtp_host="smtp.example.com")
+    assert raised.value.problems[0] == "monit_disk_alert_percent: 0 must be at least 1"
+    assert raised.value.problems[1].startswith("alert_email_to[0]: 'not-an-address' does not")
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((self.path, self.headers["Content-Type"], json.loads(body)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed")
+def test_alert_script_posts_slack_json_with_the_url_from_a_file(tmp_path):
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url_file = tmp_path / "webhook.curl"
+    url_file.write_text(f'url = "http://127.0.0.1:{server.server_port}/hook"\n')
+    script = tmp_path / "monit-alert"
+    script.write_text(render.render("monit/usr/local/lib/orchestra/monit-alert.j2",
+                                    {"webhook_config": str(url_file)}))
+    env = {"PATH": os.environ["PATH"], "MONIT_HOST": "gpu-1", "MONIT_SERVICE": "api-0",
+           "MONIT_EVENT": "Connection failed", "MONIT_DATE": "now",
+           "MONIT_DESCRIPTION": 'failed "HTTP" \\ at\t[127.0.0.1]:8000\nsecond line\x01'}
+    try:
+        subprocess.run(["sh", str(script), "restart"], env=env, check=True, timeout=30)
+        # No URL file: nothing is sent, and it is not an error.
+        url_file.unlink()
+        subprocess.run(["sh", str(script)], env=env, check=True, timeout=30)
+    finally:
+        server.shutdown()
+    assert _Hook.received == [("/hook", "application/json", {
+        "text": '[gpu-1] api-0: Connection failed: failed "HTTP" \\ at\t[127.0.0.1]:8000\n'
+                "second line -> Monit restarts it (now)"})]
