@@ -9,6 +9,7 @@ previous one serving and prints the failing service's log and the URL it checked
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from pyinfra import host
@@ -117,14 +118,19 @@ def build(tarball: str, release_id: str, ready_file: str):
         host.noop(f"release {release_id} is built")
         return
     target = f"{RELEASES}/{release_id}"
-    upload = f"{RELEASES}/{release_id}.tar.gz"
-    yield StringCommand("rm", "-rf", target)
+    # Unique per run: a build left running by an interrupted deploy (the remote side of a
+    # killed pyinfra goes on) must not remove or read this run's upload.
+    upload = f"{RELEASES}/.upload-{release_id}-{uuid.uuid4().hex[:12]}.tar.gz"
     yield FileUploadCommand(tarball, upload, remote_temp_filename=host.get_temp_filename(upload))
-    # The virtualenv is made in its final place (its scripts record their path).
+    # One build at a time, under a lock: this run waits for such a leftover build, then
+    # finds the release ready, or builds it anew. The virtualenv is made in its final place
+    # (its scripts record their path).
     script = "\n".join([
         "set -e",
         f"trap 'rm -f {upload}' EXIT",
-        f"mkdir -p {target} && tar -xzf {upload} -C {target} --no-same-owner",
+        f"[ -e {ready_file} ] && exit 0",
+        f"rm -rf {target} && mkdir -p {target}",
+        f"tar -xzf {upload} -C {target} --no-same-owner",
         f"cd {target} && python3 -m venv venv",
         "venv/bin/pip install --quiet --disable-pip-version-check --no-input "
         "--require-hashes -r requirements.txt",
@@ -132,7 +138,7 @@ def build(tarball: str, release_id: str, ready_file: str):
         "--silent && rm -rf node_modules",
         f"echo {release_id} > {ready_file}",
     ])
-    yield StringCommand("sh", "-c", QuoteString(script))
+    yield StringCommand("flock", f"{RELEASES}/.build.lock", "sh", "-c", QuoteString(script))
 
 
 def _preflight_script(config, release_id: str) -> str:
