@@ -128,7 +128,7 @@ def test_a_program_failing_at_every_start_raises_an_alert(target, receiver):
     converge(target)  # starts the program again
     on(target, "monit monitor mcp-data")
     _wait(lambda: "Not monitored" not in _monit_line(target, "mcp-data"), timeout=60, step=2)
-    assert _status(target)["mcp-data"]["health"] != "fail"
+    _wait(lambda: _status(target)["mcp-data"]["health"] != "fail", timeout=30, step=2)
 
 
 def _monit_line(target, service: str) -> str:
