@@ -80,17 +80,17 @@ def _launch(env: str, launch: Launch, echo: Callable[[str], None]) -> str:
     return instance.ip
 
 
-def _wait_for_ssh(address: str, timeout: float = 600.0) -> None:
+def _wait_for_ssh(address: str, timeout: float = 600.0, port: int = 22) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with socket.create_connection((address, 22), timeout=5) as conn:
+            with socket.create_connection((address, port), timeout=5) as conn:
                 if conn.recv(8).startswith(b"SSH-"):
                     return
         except OSError:
             pass
         if time.monotonic() > deadline:
-            raise StageFailed(f"ssh: {address}:22 did not answer within {timeout:.0f} s")
+            raise StageFailed(f"ssh: {address}:{port} did not answer within {timeout:.0f} s")
         time.sleep(2)
 
 
