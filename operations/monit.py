@@ -54,6 +54,25 @@ class MountPoints(FactBase):
         return list(dict.fromkeys(line.strip() for line in output if line.strip()))
 
 
+class UnmonitoredServices(FactBase):
+    """
+    The services Monit is not watching: the ones it gave up on after too many restarts, or
+    that an operator paused with ``monit unmonitor``. Empty when Monit is not running yet.
+
+    .. code:: python
+
+        ["redis"]
+    """
+
+    requires_command = MONIT
+
+    def command(self) -> str:
+        return f"{MONIT} -B summary 2>/dev/null || true"
+
+    def process(self, output):
+        return [line.split()[0] for line in output if "Not monitored" in line]
+
+
 # Monit waits this long for a process it (re)started to appear, blocking every other check
 # meanwhile, and skips the port checks of a process younger than this (its startup grace).
 SYSTEMD_TIMEOUT = 60
@@ -224,12 +243,13 @@ def configure(config, data: bool, app_host: bool, edge: bool, webhook: bool):
         validate=validate,
     )
     mounts = host.get_fact(MountPoints, paths=tuple(volume_paths(config, data, app_host)))
+    watched = services(config, data, app_host, edge)
     checks = render.template(
         name="Configure the Monit checks",
         src="monit/etc/monit/orchestra/checks.conf.j2",
         dest=f"{CONF_DIR}/checks.conf",
         context={"config": config, "alert": ALERT_SCRIPT,
-                 "services": services(config, data, app_host, edge),
+                 "services": watched,
                  "filesystems": {filesystem_name(m): m for m in mounts}},
         mode="600",
         validate=validate,
@@ -254,3 +274,14 @@ def configure(config, data: bool, app_host: bool, edge: bool, webhook: bool):
     )
     system.service(name="Run Monit", unit="monit", restart_when=[unit],
                    reload_when=[include, settings, checks])
+    # The desired state is "watched": a check Monit gave up on (its restart limit, see
+    # monit_restart_limit) or one paused by hand is armed again, as after `monit monitor NAME`.
+    # Monit keeps that state across reloads; its web interface may need a moment after one.
+    ours = {s["name"] for s in watched} | {filesystem_name(m) for m in mounts}
+    paused = [name for name in host.get_fact(UnmonitoredServices) if name in ours]
+    if paused:
+        server.shell(
+            name=f"Watch again what Monit stopped watching: {', '.join(paused)}",
+            commands=[f"for i in $(seq 15); do {MONIT} monitor {name} && exit 0; sleep 1; done; "
+                      "exit 1" for name in paused],
+        )

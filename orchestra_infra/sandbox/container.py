@@ -98,6 +98,19 @@ def restart_failed_units(entry: Mapping[str, Any]) -> None:
                     "sh", "-c", restart], capture_output=True, check=False, timeout=60)
 
 
+def _exited(pid: int) -> bool:
+    """Whether the systemd-nspawn just started has exited.
+
+    Not is_running(): its /proc/PID/cmdline check once failed right after the start of a
+    container that then booted fine. A PID we started cannot be reused before it is reaped.
+    """
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # reaped elsewhere (subprocess's cleanup), or not our child
+        return not Path(f"/proc/{pid}").exists()
+    return done == pid
+
+
 def wait_until_ready(entry: Mapping[str, Any], timeout: float = BOOT_TIMEOUT) -> None:
     """Until sshd answers and systemd reports running, within timeout."""
     name, address = entry["name"], entry["address"]
@@ -106,7 +119,7 @@ def wait_until_ready(entry: Mapping[str, Any], timeout: float = BOOT_TIMEOUT) ->
     banner_since = None
     restarts = 0
     while time.monotonic() < deadline:
-        if not is_running(entry):
+        if _exited(entry["pid"]):
             raise SandboxError(f"systemd-nspawn exited during boot\n{console_tail(name)}")
         if ssh_banner(address):
             banner_since = banner_since or time.monotonic()

@@ -125,8 +125,9 @@ def test_a_program_failing_at_every_start_raises_an_alert(target, receiver):
               f"Monit gave up with an alert {gave_up:.0f} s after the first failed start")
     finally:
         on(target, f"mv {env_file}.drill {env_file}")
-    converge(target)  # starts the program again
-    on(target, "monit monitor mcp-data")
+    # The deploy starts the program again and re-arms the check Monit gave up on.
+    assert "Monit | Watch again what Monit stopped watching: mcp-data" in \
+        converge(target).changed
     _wait(lambda: "Not monitored" not in _monit_line(target, "mcp-data"), timeout=60, step=2)
     _wait(lambda: _status(target)["mcp-data"]["health"] != "fail", timeout=30, step=2)
 

@@ -187,6 +187,20 @@ def test_mount_points_fact():
     assert fact.process(["/", "/var/lib/weaviate", "/", ""]) == ["/", "/var/lib/weaviate"]
 
 
+def test_unmonitored_services_fact_reads_the_batch_summary():
+    fact = monit.UnmonitoredServices()
+    assert fact.command() == "/usr/bin/monit -B summary 2>/dev/null || true"
+    summary = """Monit 5.33.0 uptime: 4m
+ Service Name                     Status                      Type
+ t-e2e-target                     OK                          System
+ redis                            Not monitored               Process
+ api-0                            Initializing                Process
+ mcp-data                         Not monitored               Process
+ fs-root                          Not monitored               Filesystem""".splitlines()
+    assert fact.process(summary) == ["redis", "mcp-data", "fs-root"]
+    assert fact.process(["Monit: the monit daemon is not running"]) == []
+
+
 def _settings(config, masked=False) -> str:
     render.use_secrets(Secrets("test", {"monit_password": PASSWORD}))
     return render.render("monit/etc/monit/orchestra/settings.conf.j2", {"config": config},
