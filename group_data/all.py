@@ -322,6 +322,9 @@ monit_service_cpu_alert_percent = 90
 monit_load_per_core = 2.0
 # More paths whose volumes are checked (e.g. a Lambda persistent filesystem holding backups).
 monit_extra_filesystems = []
+# Services Monit leaves alone (maintenance): a deploy unmonitors them. Every other check is
+# armed again by each deploy, including one Monit gave up on after monit_restart_limit restarts.
+monit_paused = []
 
 # Alerts go to a webhook (Slack-compatible JSON; the URL is the optional secret
 # alert_webhook_url) and/or by email. Email needs an SMTP relay that accepts mail from this

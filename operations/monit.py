@@ -54,23 +54,30 @@ class MountPoints(FactBase):
         return list(dict.fromkeys(line.strip() for line in output if line.strip()))
 
 
-class UnmonitoredServices(FactBase):
+class MonitStates(FactBase):
     """
-    The services Monit is not watching: the ones it gave up on after too many restarts, or
-    that an operator paused with ``monit unmonitor``. Empty when Monit is not running yet.
+    Each service's status in Monit's summary; empty when Monit is not running yet.
+    "Not monitored": Monit gave up on it after too many restarts, or it was paused.
 
     .. code:: python
 
-        ["redis"]
+        {"redis": "Not monitored", "api-0": "OK"}
     """
 
     requires_command = MONIT
+
+    @staticmethod
+    def default():
+        return {}
 
     def command(self) -> str:
         return f"{MONIT} -B summary 2>/dev/null || true"
 
     def process(self, output):
-        return [line.split()[0] for line in output if "Not monitored" in line]
+        # Columns: name (no spaces), status (may have spaces), type (one word).
+        return {fields[0]: " ".join(fields[1:-1]) for fields in map(str.split, output)
+                if len(fields) >= 3 and fields[:2] != ["Service", "Name"]
+                and not fields[0].startswith("Monit")}
 
 
 # Monit waits this long for a process it (re)started to appear, blocking every other check
@@ -274,14 +281,20 @@ def configure(config, data: bool, app_host: bool, edge: bool, webhook: bool):
     )
     system.service(name="Run Monit", unit="monit", restart_when=[unit],
                    reload_when=[include, settings, checks])
-    # The desired state is "watched": a check Monit gave up on (its restart limit, see
-    # monit_restart_limit) or one paused by hand is armed again, as after `monit monitor NAME`.
-    # Monit keeps that state across reloads; its web interface may need a moment after one.
+    # The desired state: watched, but for monit_paused. A check Monit gave up on (after
+    # monit_restart_limit restarts) or paused by hand is armed again, as by `monit monitor`.
+    # Monit keeps this state across reloads; its web interface may need a moment after one.
+    states = host.get_fact(MonitStates)
     ours = {s["name"] for s in watched} | {filesystem_name(m) for m in mounts}
-    paused = [name for name in host.get_fact(UnmonitoredServices) if name in ours]
-    if paused:
-        server.shell(
-            name=f"Watch again what Monit stopped watching: {', '.join(paused)}",
-            commands=[f"for i in $(seq 15); do {MONIT} monitor {name} && exit 0; sleep 1; done; "
-                      "exit 1" for name in paused],
-        )
+    paused = set(config.monit_paused)
+    rearm = [n for n, status in states.items()
+             if status == "Not monitored" and n in ours and n not in paused]
+    pause = [n for n in config.monit_paused if n in ours and states.get(n) != "Not monitored"]
+    for action, names, title in (("monitor", rearm, "Watch again what Monit stopped watching"),
+                                 ("unmonitor", pause, "Pause the checks of monit_paused")):
+        if names:
+            server.shell(
+                name=f"{title}: {', '.join(names)}",
+                commands=[f"for i in $(seq 15); do {MONIT} {action} {name} && exit 0; sleep 1; "
+                          "done; exit 1" for name in names],
+            )

@@ -366,6 +366,7 @@ class MonitData(_Block):
     monit_service_cpu_alert_percent: Percent
     monit_load_per_core: Annotated[float, Field(gt=0, le=100)]
     monit_extra_filesystems: list[AbsolutePath]
+    monit_paused: list[str]
     alert_smtp_host: Annotated[str, Field(pattern=r"^[A-Za-z0-9.:-]+$")] | None
     alert_smtp_port: Port
     alert_email_from: Annotated[str, Field(pattern=_EMAIL)] | None
@@ -422,6 +423,12 @@ class Config(BaseData, SecurityData, PortsData, PostgresData, RedisData, Weaviat
         for name, server in self.mcp_servers.items():
             ports[f"mcp_servers.{name}"] = server.port
         return ports
+
+    def monit_service_names(self) -> list[str]:
+        """What Monit calls the services it may watch, on a host of every group."""
+        return ["postgres", "redis", "weaviate", "supervisord",
+                *(f"api-{i}" for i in range(self.api_instances)),
+                *(f"mcp-{name}" for name in self.mcp_servers), "admin", "nginx"]
 
     def public_tcp_ports(self) -> list[int]:
         """Ports the firewall opens to everyone; SSH is always among them."""
@@ -496,6 +503,17 @@ def _app_source_problems(config: Config) -> list[str]:
     if uses_ssh(config.app_source) and not config.app_source_known_hosts:
         problems.append("app_source_known_hosts: required for an SSH git URL (the git host's "
                         "key lines, as `ssh-keyscan HOST` prints them)")
+    return problems
+
+
+def _monit_problems(config: Config) -> list[str]:
+    known = config.monit_service_names()
+    problems = []
+    for i, name in enumerate(config.monit_paused):
+        if name not in known:
+            hint = get_close_matches(name, known, n=1)
+            suffix = f" (did you mean {hint[0]}?)" if hint else f" (one of {', '.join(known)})"
+            problems.append(f"monit_paused[{i}]: {name!r} is not a service Monit watches{suffix}")
     return problems
 
 
@@ -577,7 +595,7 @@ def validate(data: dict[str, Any]) -> Config:
     from .secrets import SPEC_BY_NAME
 
     problems = _port_conflicts(config) + _data_service_problems(config, set(SPEC_BY_NAME))
-    problems += _backup_problems(config)
+    problems += _backup_problems(config) + _monit_problems(config)
     if problems:
         raise ConfigError(problems)
     return config

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from .conftest import REPO, on
+from .conftest import REPO, converge, on
 
 pytestmark = pytest.mark.e2e
 
@@ -37,6 +37,25 @@ def test_monit_watches_every_service_and_only_on_loopback(target, provisioned,
     assert sockets and all("127.0.0.1:2812" in line for line in sockets.splitlines())
     for path in on(target, "ls /etc/monit/orchestra").split():
         assert testinfra_host.file(f"/etc/monit/orchestra/{path}").mode == 0o600
+
+
+def test_monit_paused_is_left_alone_and_the_rest_is_armed_again(target, provisioned):
+    def status() -> str:  # Monit acts on `monit (un)monitor` within a moment: bounded wait
+        deadline = time.monotonic() + 15
+        while "pending" in (line := on(target, "monit -B summary | grep ' mcp-agent '")) \
+                and time.monotonic() < deadline:
+            time.sleep(1)
+        return line
+
+    paused = ("--data", 'monit_paused=["mcp-agent"]')
+    assert "Monit | Pause the checks of monit_paused: mcp-agent" in \
+        converge(target, *paused).changed
+    assert "Not monitored" in status()
+    assert converge(target, *paused).totals["success"] == 0
+    assert "Monit | Watch again what Monit stopped watching: mcp-agent" in \
+        converge(target).changed
+    assert "Not monitored" not in status()
+    assert converge(target).totals["success"] == 0
 
 
 def test_prometheus_scrapes_every_target_and_loads_the_rules(target, provisioned):

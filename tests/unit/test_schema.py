@@ -94,6 +94,8 @@ BAD_INPUTS = [
     ({"weaviate_sha256": "ABC"}, "weaviate_sha256: 'ABC' does not match ^[0-9a-f]{64}$"),
     ({"weaviate_source": "upload", "weaviate_local_tarball": None},
      "weaviate_local_tarball: required when weaviate_source is 'upload'"),
+    ({"monit_paused": ["redsi"]},
+     "monit_paused[0]: 'redsi' is not a service Monit watches (did you mean redis?)"),
     ({"app_source": "git@git.example.invalid:org/orchestra.git",
       "app_source_known_hosts": ["git.example.invalid ssh-ed25519 AAAA"]},
      "app_source_ref: required when app_source is a git URL (a branch, tag or commit)"),
