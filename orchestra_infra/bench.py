@@ -46,11 +46,13 @@ class Figures:
 
 def floor_packages() -> list[str]:
     """Every package the deploy installs on a Debian 12 sandbox host, for the plain script."""
-    from operations import app, nginx, pm2, postgres, redis, supervisor
+    from operations import app, backup, monit, nginx, pm2, postgres, prometheus, redis, supervisor
 
     config = validate(config_module.environment_data("sandbox"))
-    return [*config.base_packages, *postgres.package_names(15, pgvector=False), *redis.PACKAGES,
-            *app.PACKAGES, *supervisor.PACKAGES, *pm2.packages(config), *nginx.packages(config)]
+    return [*config.base_packages, *monit.PACKAGES, *postgres.package_names(15, pgvector=False),
+            *redis.PACKAGES, *backup.packages(config), *app.PACKAGES, *supervisor.PACKAGES,
+            *pm2.packages(config), *nginx.packages(config),
+            *prometheus.packages(config, ["data", "app", "edge"])]
 
 
 def floor_script(packages: list[str]) -> str:
