@@ -53,6 +53,9 @@ base.install(config, packages, new_sources)
 base.configure(config, gpus)
 ports.record(moved_ports)
 security.configure(config)
+# Monit's checks are written before the services change, and read at the end.
+monit_plan = monit.write_config(config, data=data_host, app_host=app_host, edge=edge_host,
+                                webhook="alert_webhook_url" in secret_values)
 
 if data_host:
     postgres.configure(config)
@@ -72,5 +75,4 @@ if edge_host:
 
 # ops: metrics, then the health checks (they expect every service in place)
 prometheus.configure(config, host.groups)
-monit.configure(config, data=data_host, app_host=app_host, edge=edge_host,
-                webhook="alert_webhook_url" in secret_values)
+monit.run(monit_plan)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from dataclasses import dataclass
 
 from pyinfra import host
 from pyinfra.api import FactBase, deploy
@@ -208,10 +209,27 @@ def filesystem_name(mount_point: str) -> str:
     return f"fs-{slug or 'root'}"
 
 
+@dataclass
+class Plan:
+    """What :func:`write_config` wrote and found, for :func:`run` once the services changed."""
+
+    config: object
+    changed: list  # the operations whose change needs a reload
+    watched: set[str]  # our checks: services and volumes
+    states: dict[str, str]  # the MonitStates fact, read before any change
+    held: list[str]
+
+
 @deploy("Monit")
-def configure(config, data: bool, app_host: bool, edge: bool, webhook: bool):
-    """Checks for the services of the host's groups (``data``, ``app_host``, ``edge``);
-    ``webhook``: the secret alert_webhook_url is set."""
+def write_config(config, data: bool, app_host: bool, edge: bool, webhook: bool) -> Plan:
+    """Write the checks for the services of the host's groups (``data``, ``app_host``,
+    ``edge``; ``webhook``: the secret alert_webhook_url is set), before the services change.
+
+    Monit reads them at the reload in :func:`run`, the deploy's last step. Until then its
+    checks are those of the previous deploy, which may no longer match a reconfigured
+    service (a moved port: its process "does not exist", its health check fails): when the
+    checks change, Monit stops watching the services until the reload, instead of
+    restarting them and alerting at the deploy's every step."""
     system.directory(name="Create /usr/local/lib/orchestra", path="/usr/local/lib/orchestra")
     render.template(
         name="Install the monit-alert webhook script",
@@ -261,8 +279,25 @@ def configure(config, data: bool, app_host: bool, edge: bool, webhook: bool):
         mode="600",
         validate=validate,
     )
-    # Last before the restart it needs: a run stopped by a failed validation above
-    # leaves the distro's init script in charge, and the next run switches.
+    states = host.get_fact(MonitStates)
+    paused = set(config.monit_paused)
+    held = [s["name"] for s in watched if s["name"] not in paused
+            and states.get(s["name"], "Not monitored") != "Not monitored"]
+    if held and checks.will_change:
+        _each("unmonitor", held, f"Hold the checks while the services change: "
+              f"{', '.join(held)}")
+    else:
+        held = []
+    ours = {s["name"] for s in watched} | {filesystem_name(m) for m in mounts}
+    return Plan(config, [include, settings, checks], ours, states, held)
+
+
+@deploy("Monit")
+def run(plan: Plan):
+    """Run Monit under systemd with the checks of :func:`write_config`, and watch every
+    check but those of monit_paused."""
+    # After the checks, before the restart it needs: a run stopped by a failed validation
+    # in write_config leaves the distro's init script in charge, and the next run switches.
     unit = render.template(
         name="Run Monit under systemd (restarted if it dies)",
         src="monit/etc/systemd/system/monit.service.j2",
@@ -280,21 +315,33 @@ def configure(config, data: bool, app_host: bool, edge: bool, webhook: bool):
         _if=unit.did_change,
     )
     system.service(name="Run Monit", unit="monit", restart_when=[unit],
-                   reload_when=[include, settings, checks])
+                   reload_when=plan.changed)
     # The desired state: watched, but for monit_paused. A check Monit gave up on (after
     # monit_restart_limit restarts) or paused by hand is armed again, as by `monit monitor`.
     # Monit keeps this state across reloads; its web interface may need a moment after one.
-    states = host.get_fact(MonitStates)
-    ours = {s["name"] for s in watched} | {filesystem_name(m) for m in mounts}
-    paused = set(config.monit_paused)
-    rearm = [n for n, status in states.items()
-             if status == "Not monitored" and n in ours and n not in paused]
-    pause = [n for n in config.monit_paused if n in ours and states.get(n) != "Not monitored"]
-    for action, names, title in (("monitor", rearm, "Watch again what Monit stopped watching"),
-                                 ("unmonitor", pause, "Pause the checks of monit_paused")):
+    paused = plan.config.monit_paused
+    rearm = [n for n, status in plan.states.items()
+             if status == "Not monitored" and n in plan.watched and n not in paused]
+    pause = [n for n in paused if n in plan.watched and plan.states.get(n) != "Not monitored"]
+    for action, names, title in (
+            ("monitor", rearm, "Watch again what Monit stopped watching"),
+            ("monitor", plan.held, "Watch the checks held while the services changed"),
+            ("unmonitor", pause, "Pause the checks of monit_paused")):
         if names:
-            server.shell(
-                name=f"{title}: {', '.join(names)}",
-                commands=[f"for i in $(seq 15); do {MONIT} {action} {name} && exit 0; sleep 1; "
-                          "done; exit 1" for name in names],
-            )
+            _each(action, names, f"{title}: {', '.join(names)}")
+
+
+def _each(action: str, names: list[str], title: str):
+    """``monit ACTION NAME`` for each name until Monit shows them all done: Monit drops an
+    action it receives while it reloads (and its web interface may need a moment after one).
+    """
+    done = '= "Not monitored"' if action == "unmonitor" else '!= "Not monitored"'
+    status = "awk -v n=\"$n\" '$1 == n {s = $2; for (i = 3; i < NF; i++) s = s \" \" $i; print s}'"
+    server.shell(
+        name=title,
+        commands=[f"for i in $(seq 20); do all=$({MONIT} -B summary 2>/dev/null); left=; "
+                  f"for n in {' '.join(names)}; do s=$(echo \"$all\" | {status}); "
+                  f'[ -n "$s" ] && [ "${{s%pending}}" = "$s" ] && [ "$s" {done} ] && continue; '
+                  f"left=1; {MONIT} {action} $n >/dev/null 2>&1; done; "
+                  '[ -z "$left" ] && exit 0; sleep 1; done; exit 1'],
+    )

@@ -213,38 +213,54 @@ def test_failing_release_keeps_the_previous_one_serving(target, provisioned, tmp
 
 
 def test_a_foreign_process_on_a_stack_port_stops_the_deploy_or_moves_it(target, provisioned):
+    # Maintenance as the runbook has it: Monit leaves mcp-task alone while its port is taken
+    # (else it would start it on the held port until it gave up, at a moment of its own,
+    # racing the zero-change runs below). The drills test that escalation.
+    paused = ("--data", 'monit_paused=["mcp-task"]')
+    reassign = (*paused, "--data", "ports_auto_reassign=true")
+    assert "Monit | Pause the checks of monit_paused: mcp-task" in \
+        converge(target, *paused).changed
     on(target, "supervisorctl stop orchestra:mcp-task")
     on(target, "systemd-run --unit=squatter python3 -m http.server 8006 --bind 127.0.0.1 "
                "--directory /var/empty")
-    reassign = ("--data", "ports_auto_reassign=true")
     try:
         on(target, "for i in $(seq 50); do ss -Htln | grep -q ':8006 ' && exit 0; sleep 0.1;"
                    " done; exit 1")
-        run = pyinfra(target, "-y")
+        run = pyinfra(target, "-y", *paused)
         output = run.stdout + run.stderr
         assert run.returncode != 0
         assert "port 8006 (mcp_servers.task) is held by python3" in output
         assert "user root), which this stack does not manage" in output
         assert "Starting operation" not in output
-        # Allowed to move: the MCP server goes to the first free port of the range, nginx
-        # and the other programs follow, and the move is kept.
+        # Allowed to move: the MCP server goes to the first free port of the range, nginx,
+        # Monit and the other programs follow, and the move is kept.
         moved = converge(target, *reassign)
         assert f"Record moved ports in {RECORD}" in " ".join(moved.changed)
         assert json.loads(on(target, f"cat {RECORD}")) == {"mcp_servers.task": 8100}
         assert _request(target, "/mcp/task/health")[2] == {"status": "ok", "server": "task"}
         pid = on(target, "supervisorctl pid orchestra:mcp-task").strip()
         assert f"pid={pid}," in on(target, "ss -Htlnp 'sport = :8100'")
-        assert converge(target, *reassign).totals["success"] == 0
-    finally:
+        assert r'--name task --host 127\.0\.0\.1 --port 8100$"' in \
+            on(target, "cat /etc/monit/orchestra/checks.conf")
+        assert converge(target, *reassign).changed == []
         on(target, "systemctl stop squatter")
-        # Monit may have tried to start mcp-task on the held port until it gave up: the
-        # operator's step once the cause is gone (docs/runbook.md).
-        on(target, "monit monitor all")
-    assert converge(target, *reassign).totals["success"] == 0  # the move is kept
-    # Back to the data's port: drop the record. The next run starts the program that was
-    # stopped, and then nothing is left to do.
-    on(target, f"rm {RECORD}")
-    converge(target)
-    assert converge(target).totals["success"] == 0
+        # The cause is gone: Monit watches mcp-task again, and the move is kept.
+        reassign = reassign[2:]
+        assert converge(target, *reassign).changed == \
+            ["Monit | Watch again what Monit stopped watching: mcp-task"]
+        assert converge(target, *reassign).changed == []
+        # Back to the data's port: drop the record. The next run moves the program back, and
+        # then nothing is left to do. Monit holds its checks meanwhile, else its old ones
+        # would find no mcp-task on 8100 and start it (an alert, a start counted).
+        on(target, f"rm {RECORD}")
+        log = int(on(target, "wc -l < /var/log/monit.log"))
+        back = " ".join(converge(target).changed)
+        assert "Monit | Hold the checks while the services change: " in back
+        assert "Monit | Watch the checks held while the services changed: " in back
+        assert "'mcp-task' start" not in on(target, f"tail -n +{log + 1} /var/log/monit.log")
+        assert converge(target).changed == []
+    finally:  # whatever failed, the later tests find the port table's ports
+        on(target, f"systemctl stop squatter 2>/dev/null; rm -f {RECORD}")
+        pyinfra(target, "-y")
     assert _request(target, "/mcp/task/health")[0] == 200
     on(target, "curl -fsS -o /dev/null http://127.0.0.1:8006/health", sudo=False)
