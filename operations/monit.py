@@ -6,9 +6,10 @@ check (a timeout, a number of failed rounds) and a restart through its own manag
 (supervisorctl, pm2, systemctl); volumes, memory, CPU and load are checked too. A service
 that keeps failing is left alone after a few restarts, with an alert: never a silent loop.
 
-Alerts: Monit's own email (`set alert`) when configured, and, for the Slack-compatible
-webhook, an `exec` of monit-alert beside each rule (Monit has no webhook of its own); the
-script reads the URL from a root-only file, never from its command line.
+Alerts: an `exec` of monit-alert beside each rule (Monit has no webhook of its own, and
+its own email would send one message per rule, two per event) posts the event to the
+Slack-compatible webhook and mails it through the relay; the script reads the webhook's URL
+from a root-only file, never from its command line.
 """
 
 from __future__ import annotations
@@ -209,6 +210,16 @@ def filesystem_name(mount_point: str) -> str:
     return f"fs-{slug or 'root'}"
 
 
+def alert_context(config) -> dict:
+    """What monit-alert.j2 needs: the webhook's URL file and the email settings."""
+    host = config.alert_smtp_host or ""
+    return {"webhook_config": WEBHOOK_CONFIG, "email_to": config.alert_email_to,
+            "email_from": config.alert_email_from,
+            "rcpt_args": " ".join(f"--mail-rcpt {shlex.quote(a)}" for a in config.alert_email_to),
+            "smtp_host": f"[{host}]" if ":" in host else host,
+            "smtp_port": config.alert_smtp_port}
+
+
 @dataclass
 class Plan:
     """What :func:`write_config` wrote and found, for :func:`run` once the services changed."""
@@ -232,10 +243,10 @@ def write_config(config, data: bool, app_host: bool, edge: bool, webhook: bool) 
     restarting them and alerting at the deploy's every step."""
     system.directory(name="Create /usr/local/lib/orchestra", path="/usr/local/lib/orchestra")
     render.template(
-        name="Install the monit-alert webhook script",
+        name="Install the monit-alert script (webhook and email)",
         src="monit/usr/local/lib/orchestra/monit-alert.j2",
         dest=ALERT_SCRIPT,
-        context={"webhook_config": WEBHOOK_CONFIG},
+        context=alert_context(config),
         mode="755",
     )
     if webhook:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+import shlex
 from io import StringIO
 from pathlib import Path
 
@@ -46,6 +47,7 @@ _jinja = Environment(
 )
 
 _jinja.filters["bytes"] = parse_size
+_jinja.filters["quote"] = shlex.quote  # one shell word
 
 _active: secrets_module.Secrets | None = None
 

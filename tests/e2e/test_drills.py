@@ -154,6 +154,53 @@ def test_a_disk_past_its_threshold_raises_an_alert(target, receiver):
     converge(target)
 
 
+SMTP_PORT = 2525
+MAIL = "/run/alert-receiver/mail"
+
+
+def _mails(target) -> list[str]:
+    return [on(target, f"cat {path}") for path in
+            on(target, f"ls -d {MAIL}/*.eml 2>/dev/null || true").split()]
+
+
+def test_email_alerts_one_per_event_and_none_for_a_deploy(target, receiver):
+    """Email through a relay (the smtp-sink stand-in): a failure and its recovery are mailed
+    once each; a deploy (Monit reloaded, its checks held) mails nothing."""
+    email = ("--data", 'alert_email_to=["ops@example.invalid"]',
+             "--data", "alert_email_from=monit@example.invalid",
+             "--data", "alert_smtp_host=127.0.0.1", "--data", f"alert_smtp_port={SMTP_PORT}")
+    sink = (REPO / "standins" / "smtp" / "smtp-sink").read_text()
+    on(target, f"cat > /usr/local/lib/smtp-sink <<'EOF'\n{sink}\nEOF")
+    on(target, f"systemd-run --unit=smtp-sink python3 /usr/local/lib/smtp-sink {SMTP_PORT} {MAIL}")
+    try:
+        on(target, f"for i in $(seq 50); do ss -Htln | grep -q ':{SMTP_PORT} ' && exit 0; "
+                   "sleep 0.1; done; exit 1")
+        # Two deploys that reload Monit and hold its checks (a volume check added, then
+        # removed): what they raised would be sent at once.
+        converge(target, *email, "--data", 'monit_extra_filesystems=["/tmp"]')
+        converge(target, *email)
+        time.sleep(3)
+        assert _mails(target) == []
+        on(target, "supervisorctl stop orchestra:mcp-monitor")
+        stopped = time.monotonic()
+        _wait(lambda: sum("mcp-monitor" in m for m in _mails(target)) >= 2, timeout=90, step=2)
+        print(f"email drill: failure and recovery mailed within {time.monotonic() - stopped:.0f}"
+              " s of the stop")
+        time.sleep(12)  # a round more: nothing else comes for the same events
+        mails = _mails(target)
+        subjects = [line for mail in mails for line in mail.splitlines()
+                    if line.startswith("Subject:")]
+        assert len(mails) == 2, subjects
+        assert subjects[0].startswith(f"Subject: [{target.name}] mcp-monitor: Does not exist")
+        assert subjects[1].startswith(f"Subject: [{target.name}] mcp-monitor: Exists")
+        assert all("From: monit@example.invalid" in mail and "To: ops@example.invalid" in mail
+                   for mail in mails)
+    finally:
+        on(target, f"systemctl stop smtp-sink; rm -rf /usr/local/lib/smtp-sink {MAIL}")
+        on(target, "supervisorctl start orchestra:mcp-monitor || true")
+    converge(target)
+
+
 def test_an_interrupted_deploy_converges_on_the_next_run(target, provisioned, tmp_path):
     """The pyinfra process is killed in the middle of a release; the next run finishes the
     job and the one after changes nothing."""

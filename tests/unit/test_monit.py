@@ -5,8 +5,10 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -17,6 +19,7 @@ from orchestra_infra.schema import ConfigError, validate
 from orchestra_infra.secrets import MASK, Secrets
 
 PASSWORD = "m" * 43
+SMTP_SINK = Path(__file__).parents[2] / "standins" / "smtp" / "smtp-sink"
 
 
 def _config(**overrides):
@@ -223,14 +226,11 @@ def test_settings_loopback_web_interface_and_no_email_by_default():
     assert f'allow monit:"{MASK}(monit_password)"' in _settings(_config(), masked=True)
 
 
-def test_settings_email():
+def test_email_is_not_monits_own():
+    """monit-alert mails the alerts: Monit's `set alert` would send one per rule."""
     text = _settings(_config(alert_smtp_host="smtp.example.com", alert_smtp_port=587,
-                             alert_email_from="monit@example.com",
-                             alert_email_to=["ops@example.com", "oncall@example.com"]))
-    assert "set mailserver smtp.example.com port 587\n" in text
-    assert "    from: monit@example.com\n" in text
-    assert "    subject: [$HOST] $SERVICE: $EVENT\n" in text
-    assert "set alert ops@example.com\nset alert oncall@example.com\n" in text
+                             alert_email_to=["ops@example.com"]))
+    assert "mailserver" not in text and "set alert" not in text
 
 
 def test_schema_checks():
@@ -263,18 +263,26 @@ class _Hook(BaseHTTPRequestHandler):
         pass
 
 
+def _alert_script(tmp_path, config) -> Path:
+    script = tmp_path / "monit-alert"
+    context = {**monit.alert_context(config), "webhook_config": str(tmp_path / "webhook.curl")}
+    script.write_text(render.render("monit/usr/local/lib/orchestra/monit-alert.j2", context))
+    return script
+
+
+_EVENT = {"MONIT_HOST": "gpu-1", "MONIT_SERVICE": "api-0", "MONIT_EVENT": "Connection failed",
+          "MONIT_DATE": "now",
+          "MONIT_DESCRIPTION": 'failed "HTTP" \\ at\t[127.0.0.1]:8000\nsecond line\x01'}
+
+
 @pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed")
 def test_alert_script_posts_slack_json_with_the_url_from_a_file(tmp_path):
     server = HTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url_file = tmp_path / "webhook.curl"
     url_file.write_text(f'url = "http://127.0.0.1:{server.server_port}/hook"\n')
-    script = tmp_path / "monit-alert"
-    script.write_text(render.render("monit/usr/local/lib/orchestra/monit-alert.j2",
-                                    {"webhook_config": str(url_file)}))
-    env = {"PATH": os.environ["PATH"], "MONIT_HOST": "gpu-1", "MONIT_SERVICE": "api-0",
-           "MONIT_EVENT": "Connection failed", "MONIT_DATE": "now",
-           "MONIT_DESCRIPTION": 'failed "HTTP" \\ at\t[127.0.0.1]:8000\nsecond line\x01'}
+    script = _alert_script(tmp_path, _config())
+    env = {"PATH": os.environ["PATH"], **_EVENT}
     try:
         subprocess.run(["sh", str(script), "restart"], env=env, check=True, timeout=30)
         # No URL file: nothing is sent, and it is not an error.
@@ -285,3 +293,35 @@ def test_alert_script_posts_slack_json_with_the_url_from_a_file(tmp_path):
     assert _Hook.received == [("/hook", "application/json", {
         "text": '[gpu-1] api-0: Connection failed: failed "HTTP" \\ at\t[127.0.0.1]:8000\n'
                 "second line -> Monit restarts it (now)"})]
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed")
+def test_alert_script_mails_each_event_once_to_every_address(tmp_path):
+    """Through the smtp-sink stand-in: a real SMTP conversation by curl over loopback."""
+    sink = subprocess.Popen([sys.executable, str(SMTP_SINK), "0", str(tmp_path / "mail")],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(sink.stdout.readline())
+        config = _config(alert_smtp_host="127.0.0.1", alert_smtp_port=port,
+                         alert_email_from="monit@gpu-1.example.com",
+                         alert_email_to=["ops@example.com", "on'call@example.com"])
+        script = _alert_script(tmp_path, config)
+        env = {"PATH": os.environ["PATH"], **_EVENT, "MONIT_SERVICE": "api-0\nBcc: x@y.z"}
+        subprocess.run(["sh", str(script), "restart"], env=env, check=True, timeout=30)
+        # A relay that does not answer: the script fails (Monit logs it), bounded by --max-time.
+        sink.terminate()
+        sink.wait(timeout=10)
+        assert subprocess.run(["sh", str(script)], env=env, timeout=120,
+                              capture_output=True).returncode != 0
+    finally:
+        sink.kill()
+    mails = sorted((tmp_path / "mail").glob("*.eml"))
+    assert len(mails) == 1
+    headers, _, body = mails[0].read_bytes().decode().partition("\r\n\r\n")
+    assert headers.split("\r\n")[:3] == [
+        "From: monit@gpu-1.example.com", "To: ops@example.com, on'call@example.com",
+        "Subject: [gpu-1] api-0Bcc: x@y.z: Connection failed"]
+    assert "Bcc" not in headers.replace("api-0Bcc", "")  # no header slipped in
+    assert body == ("host: gpu-1\r\nservice: api-0\r\nBcc: x@y.z\r\nevent: Connection failed\r\n"
+                    "date: now\r\ndescription: failed \"HTTP\" \\ at\t[127.0.0.1]:8000\r\n"
+                    "second line\x01 -> Monit restarts it\r\n")
