@@ -345,12 +345,14 @@ def run(plan: Plan):
 def _each(action: str, names: list[str], title: str):
     """``monit ACTION NAME`` for each name until Monit shows them all done: Monit drops an
     action it receives while it reloads (and its web interface may need a moment after one).
+    It does them between its checks, and one start blocks it for up to SYSTEMD_TIMEOUT.
     """
     done = '= "Not monitored"' if action == "unmonitor" else '!= "Not monitored"'
+    rounds = SYSTEMD_TIMEOUT + 30
     status = "awk -v n=\"$n\" '$1 == n {s = $2; for (i = 3; i < NF; i++) s = s \" \" $i; print s}'"
     server.shell(
         name=title,
-        commands=[f"for i in $(seq 20); do all=$({MONIT} -B summary 2>/dev/null); left=; "
+        commands=[f"for i in $(seq {rounds}); do all=$({MONIT} -B summary 2>/dev/null); left=; "
                   f"for n in {' '.join(names)}; do s=$(echo \"$all\" | {status}); "
                   f'[ -n "$s" ] && [ "${{s%pending}}" = "$s" ] && [ "$s" {done} ] && continue; '
                   f"left=1; {MONIT} {action} $n >/dev/null 2>&1; done; "
