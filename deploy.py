@@ -30,11 +30,14 @@ render.use_secrets(secret_values)
 security.check_ssh_access(config, host.data.get("ssh_user"))
 gpus = base.check_gpu(config)
 config, moved_ports = ports.check(config)
+if "app" in host.groups:
+    pm2.check_node(config)
 
 data_host = "data" in host.groups
 edge_host = "edge" in host.groups
 app_host = "app" in host.groups
 
+base.prepare(config)
 packages = list(config.base_packages) + monit.PACKAGES
 new_sources = False
 if data_host:
@@ -49,6 +52,9 @@ if edge_host:
     packages += nginx.packages(config)
 packages += prometheus.packages(config, host.groups)
 base.install(config, packages, new_sources)
+if app_host and config.node_source == "nodesource":
+    pm2.node_major(name=f"Upgrade Node.js to {config.node_major} when an older one is installed",
+                   major=config.node_major)
 
 base.configure(config, gpus)
 ports.record(moved_ports)

@@ -18,6 +18,10 @@ timezone = "UTC"
 locale = "en_US.UTF-8"
 # Seconds an `apt-get update` stays fresh; a converged run then performs none.
 apt_cache_time = 86400
+# Seconds to wait for apt and dpkg when another process holds their locks (a fresh Lambda
+# instance runs unattended-upgrades for minutes after its first boot). The deploy never
+# kills the holder: past this it stops, naming it.
+apt_lock_timeout = 900
 # Packages every host gets. Keep this short: each component installs its own.
 base_packages = [
     "acl",
@@ -239,8 +243,14 @@ supervisor_stopwaitsecs = 30
 
 # --- node and pm2 (the React admin) -------------------------------------------------------------
 
-# Node.js from an apt repository (NodeSource on prod: its deb URL and key URL), or the
-# distro's own when both are None (Debian 12: 18; Ubuntu 22.04 needs NodeSource).
+# Where Node.js comes from: "nodesource" (NodeSource's signed apt repository, major
+# node_major; the default, because Ubuntu 22.04 ships Node.js 12 and Debian 12 ships 18, both
+# end of life) or "distro" (the distribution's own; refused before any change where it is
+# older than 18, as on Ubuntu 22.04).
+node_source = "nodesource"
+node_major = 22
+# Another repository with NodeSource's layout (a mirror) and its ASCII-armoured key; None:
+# NodeSource's own (https://deb.nodesource.com/node_<node_major>.x and its gpgkey).
 node_apt_repository = None
 node_apt_key_url = None
 # pm2 and pm2-logrotate, installed with npm at exactly these versions.

@@ -141,23 +141,32 @@ def build(tarball: str, release_id: str, ready_file: str):
     yield StringCommand("flock", f"{RELEASES}/.build.lock", "sh", "-c", QuoteString(script))
 
 
+# The preflight instance runs as a transient systemd unit: stopping the unit kills every
+# process it started, so no instance survives an interrupted or failed attempt to hold the
+# preflight port against the next one (the first command of every attempt stops it again).
+PREFLIGHT_UNIT = "orchestra-preflight"
+
+
 def _preflight_script(config, release_id: str) -> str:
     target = f"{RELEASES}/{release_id}"
     url = f"http://127.0.0.1:{config.app_preflight_port}/api/health/"
     log = f"{config.log_root}/preflight-{release_id}.log"
+    stop = (f"systemctl stop {PREFLIGHT_UNIT} 2>/dev/null; "
+            f"systemctl reset-failed {PREFLIGHT_UNIT} 2>/dev/null")
     return "\n".join([
-        f"cd {target}",
-        f"runuser -u {config.service_user} -- {LAUNCHER} {env_file(config, 'api')} "
-        f"venv/bin/python -m api --host 127.0.0.1 --port {config.app_preflight_port} "
-        f"> {log} 2>&1 &",
-        "pid=$!",
+        stop,
+        f"trap '{stop}' EXIT",
+        f"systemd-run --quiet --collect --unit={PREFLIGHT_UNIT} --uid={config.service_user} "
+        f"--gid={config.service_user} --working-directory={target} "
+        f"--property=StandardOutput=append:{log} --property=StandardError=append:{log} "
+        f"{LAUNCHER} {env_file(config, 'api')} "
+        f"{target}/venv/bin/python -m api --host 127.0.0.1 --port {config.app_preflight_port}",
         "healthy=",
         f"for i in $(seq {config.app_health_timeout}); do",
         f"  if curl -fsS -o /dev/null {url}; then healthy=1; break; fi",
-        "  kill -0 $pid 2>/dev/null || break",
+        f"  systemctl is-active --quiet {PREFLIGHT_UNIT} || break",
         "  sleep 1",
         "done",
-        "kill $pid 2>/dev/null; wait $pid 2>/dev/null",
         "if [ -z \"$healthy\" ]; then",
         f"  echo 'release {release_id} failed its health check at {url}; "
         f"{CURRENT} still points at the previous release. Last log lines:' >&2",

@@ -6,14 +6,17 @@ import posixpath
 from pathlib import Path
 
 from pyinfra import host, logger
-from pyinfra.api import DeployError, deploy
+from pyinfra.api import DeployError, QuoteString, StringCommand, deploy, operation
 from pyinfra.operations import apt, files, server
 from pyinfra.operations.util import any_changed
 
 from operations import render, snapshot, system
-from operations.facts import GpuInfo
+from operations.facts import APT_LOCKS, AptLockHolders, GpuInfo
 
 CA_DIR = "/usr/local/share/ca-certificates/orchestra"
+# The deploy's apt runs: needrestart (Ubuntu server images) must neither prompt nor restart
+# services (sshd among them) in the middle of a deploy; the deploy restarts what it changes.
+APT_ENV = {"NEEDRESTART_SUSPEND": "1", "NEEDRESTART_MODE": "l"}
 
 
 def check_gpu(config) -> list[dict]:
@@ -31,17 +34,67 @@ def check_gpu(config) -> list[dict]:
     return gpus
 
 
+@deploy("Prepare apt")
+def prepare(config):
+    """What must hold before any apt source is added or package installed: the extra CAs
+    trusted (a TLS-inspecting proxy), apt free (a fresh instance's first-boot upgrades), and
+    the tools that fetch a repository's key."""
+    _trust_extra_cas(config)
+    wait_for_apt(name="Wait for apt and dpkg to be free", timeout=config.apt_lock_timeout)
+    apt.packages(name="Install the tools that add apt repositories",
+                 packages=["ca-certificates", "curl"], update=True,
+                 cache_time=config.apt_cache_time, _env=APT_ENV)
+
+
+@operation()
+def wait_for_apt(timeout: int):
+    """
+    Wait, bounded, until no process holds apt's or dpkg's locks; never kill the holder.
+
+    + timeout: seconds to wait before stopping with the holder's name and command line
+    """
+    holders = host.get_fact(AptLockHolders)
+    if not holders:
+        host.noop("apt and dpkg are free")
+        return
+    who = ", ".join(sorted({f"{h['command']} (pid {h['pid']})" for h in holders}))
+    logger.warning(f"[{host.name}] apt/dpkg locks held by {who}: waiting up to {timeout} s")
+    yield StringCommand("sh", "-c", QuoteString(_wait_for_apt_script(timeout)))
+
+
+def _wait_for_apt_script(timeout: int, interval: int = 5) -> str:
+    locks = "|".join(APT_LOCKS)
+    held = f"lslocks --noheadings --raw --output PID,PATH | grep -E ' ({locks})$'"
+    rounds = max(1, timeout // interval)
+    return "\n".join([
+        "n=0",
+        f"while [ $n -lt {rounds} ]; do",
+        f"  {held} >/dev/null || exit 0",
+        f"  [ $((n % 6)) -eq 0 ] && echo \"apt/dpkg still busy, waited $((n * {interval})) s\"",
+        f"  sleep {interval}",
+        "  n=$((n + 1))",
+        "done",
+        f"{held} >/dev/null || exit 0",
+        f"echo 'apt/dpkg locks still held after {timeout} s (apt_lock_timeout); the deploy "
+        "kills nothing: let the holder finish or stop it, then deploy again. Holders:' >&2",
+        f"{held} | while read -r pid path; do",
+        "  echo \"  $path: pid $pid: $(tr '\\0' ' ' < /proc/$pid/cmdline)\" >&2",
+        "done",
+        "exit 1",
+    ])
+
+
 @deploy("Install")
 def install(config, packages: list[str], new_sources: bool = False):
     """Every package of every component in one apt transaction: one dependency solve and
     one download pass on a bare host, one `dpkg -l` on a converged one. A source added in
     this run (``new_sources``) forces an `apt-get update` whatever its age."""
-    _trust_extra_cas(config)
     apt.packages(
         name="Install packages",
         packages=sorted(set(packages)),
         update=True,
         cache_time=None if new_sources else config.apt_cache_time,
+        _env=APT_ENV,
     )
     # Packages bring files and units: what was read before the install is stale after it.
     snapshot.new_generation()

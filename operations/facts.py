@@ -244,3 +244,33 @@ class AppReleases(FactBase):
     def process(self, output):
         live = output[0].rstrip("/").rsplit("/", 1)[-1] if output and output[0] else None
         return {"live": live or None, "built": [line.strip() for line in output[1:] if line]}
+
+
+APT_LOCKS = ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock", "/var/lib/apt/lists/lock",
+             "/var/cache/apt/archives/lock")
+
+
+class AptLockHolders(FactBase):
+    """
+    The processes holding apt's or dpkg's locks (``lslocks``: apt and dpkg take fcntl record
+    locks), as on a fresh cloud instance whose first-boot unattended-upgrades run is busy;
+    an empty list when apt is free.
+
+    .. code:: python
+
+        [{"pid": 812, "command": "unattended-upgr", "path": "/var/lib/dpkg/lock-frontend"}]
+    """
+
+    def command(self) -> str:
+        return "lslocks --noheadings --raw --output PID,COMMAND,PATH 2>/dev/null || true"
+
+    def default(self):
+        return []
+
+    def process(self, output):
+        holders = []
+        for line in output:
+            parts = line.split()
+            if len(parts) == 3 and parts[0].isdigit() and parts[2] in APT_LOCKS:
+                holders.append({"pid": int(parts[0]), "command": parts[1], "path": parts[2]})
+        return holders

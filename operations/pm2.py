@@ -3,31 +3,84 @@
 from __future__ import annotations
 
 import json
+import re
 
 from pyinfra import host
-from pyinfra.api import StringCommand, deploy, operation
+from pyinfra.api import DeployError, StringCommand, deploy, operation
+from pyinfra.facts.deb import DebPackage
 from pyinfra.facts.files import FileContents
+from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import apt, files, server
 from pyinfra.operations.util import any_changed
 
 from operations import app, render, system
+from operations.facts import AptCandidate
 
 PM2 = "/usr/local/bin/pm2"
 ECOSYSTEM = "/etc/orchestra/ecosystem.config.js"
 KEYRING = "/etc/apt/keyrings/nodesource.asc"
+NODESOURCE = "https://deb.nodesource.com"
+# The admin's build tools and server need this at least.
+NODE_MIN_MAJOR = 18
+# The distributions' own Node.js, for a decision made before their package lists exist.
+DISTRO_NODE_MAJOR = {("Ubuntu", 22): 12, ("Ubuntu", 24): 18, ("Debian", 12): 18}
+
+
+def repository_url(config) -> str:
+    return config.node_apt_repository or f"{NODESOURCE}/node_{config.node_major}.x"
+
+
+def key_url(config) -> str:
+    return config.node_apt_key_url or f"{NODESOURCE}/gpgkey/nodesource-repo.gpg.key"
 
 
 def packages(config) -> list[str]:
     # NodeSource's nodejs bundles npm; the distro splits them.
-    return ["nodejs"] if config.node_apt_repository else ["nodejs", "npm"]
+    return ["nodejs"] if config.node_source == "nodesource" else ["nodejs", "npm"]
+
+
+def check_node(config) -> None:
+    """Stop before any change when node_source is "distro" and the distro's Node is too old."""
+    if config.node_source != "distro":
+        return
+    distro = host.get_fact(LinuxDistribution)
+    major = DISTRO_NODE_MAJOR.get((distro["name"], distro["major"]))
+    if major is None:
+        candidate = host.get_fact(AptCandidate, package="nodejs")
+        found = re.match(r"(?:\d+:)?(\d+)", candidate or "")
+        major = int(found.group(1)) if found else None
+    if major is not None and major < NODE_MIN_MAJOR:
+        raise DeployError(
+            f"{host.name}: node_source is \"distro\", but {distro['name']} {distro['major']} "
+            f"ships Node.js {major}, older than the {NODE_MIN_MAJOR} the admin needs: set "
+            f"node_source = \"nodesource\" (Node.js node_major from NodeSource's repository)"
+        )
 
 
 def add_repository(config):
-    """NodeSource (or another Node.js apt repository), before any install, when set."""
-    if not config.node_apt_repository:
+    """NodeSource's repository (or a mirror of it), before any install."""
+    if config.node_source != "nodesource":
         return None
-    return repository(name="Add the Node.js apt repository", url=config.node_apt_repository,
-                      key_url=config.node_apt_key_url)
+    return repository(name=f"Add the NodeSource apt repository (Node.js {config.node_major})",
+                      url=repository_url(config), key_url=key_url(config))
+
+
+@operation()
+def node_major(major: int):
+    """
+    Upgrade an installed ``nodejs`` of another major version (the distro's, or an older
+    pin) to the one the added repository offers; a fresh install is apt.packages's job.
+
+    + major: the Node.js major version wanted
+    """
+    installed = host.get_fact(DebPackage, package="nodejs")
+    version = (installed or {}).get("version", "")
+    found = re.match(r"(?:\d+:)?(\d+)\.", version)
+    if not found or int(found.group(1)) == major:
+        host.noop(f"nodejs {version or 'absent'}: nothing to upgrade")
+        return
+    yield ("DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 apt-get install -y "
+           "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold nodejs")
 
 
 @operation()

@@ -32,9 +32,9 @@ def sandbox() -> None:
 @click.option(
     "--image",
     type=click.Choice(sorted(sb.IMAGE_SUITES)),
-    default="debian12",
+    default=sb.DEFAULT_IMAGE,
     show_default=True,
-    help="ubuntu2204 needs SANDBOX_MIRROR (an Ubuntu archive URL).",
+    help="Ubuntu 22.04 (a Lambda instance) or Debian 12. SANDBOX_MIRROR: another Ubuntu archive.",
 )
 def up(count: int, image: str) -> None:
     """Start hosts orch-1..orch-N (running ones are left alone)."""

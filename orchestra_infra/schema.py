@@ -115,6 +115,10 @@ Network = Annotated[str, AfterValidator(_network)]
 CaFile = Annotated[str, AfterValidator(_ca_file)]
 
 
+# A plain http(s) URL: nothing that could end an apt source line or a shell word.
+_APT_URL = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?$"
+
+
 class _Block(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -124,6 +128,7 @@ class BaseData(_Block):
     timezone: Annotated[str, AfterValidator(_timezone)]
     locale: Annotated[str, AfterValidator(_locale)]
     apt_cache_time: Annotated[int, Field(ge=0)]
+    apt_lock_timeout: Annotated[int, Field(ge=0, le=7200)]
     base_packages: list[str]
     unattended_upgrades: bool
     unattended_upgrades_reboot: bool
@@ -256,8 +261,10 @@ class AppData(_Block):
     supervisor_startsecs: Annotated[int, Field(ge=0, le=120)]
     supervisor_startretries: Annotated[int, Field(ge=1, le=100)]
     supervisor_stopwaitsecs: Annotated[int, Field(ge=1, le=600)]
-    node_apt_repository: str | None
-    node_apt_key_url: str | None
+    node_source: Literal["nodesource", "distro"]
+    node_major: Annotated[int, Field(ge=18, le=40)]
+    node_apt_repository: Annotated[str, Field(pattern=_APT_URL)] | None
+    node_apt_key_url: Annotated[str, Field(pattern=_APT_URL)] | None
     pm2_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")]
     pm2_logrotate_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")]
     admin_instances: Annotated[int, Field(ge=1, le=32)]

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from .archive import verify_stage_one
 from .commands import run_command
 from .errors import SandboxError
 from .files import remove_tree, replace_file
@@ -21,7 +22,7 @@ from .paths import USER, cache_dir
 
 # Bump when the image customisation below changes; the debootstrap command is hashed into the
 # tarball name as well, so a changed package list or mirror rebuilds the cache by itself.
-IMAGE_RECIPE_VERSION = 1
+IMAGE_RECIPE_VERSION = 2
 BASE_PACKAGES = (
     "systemd",
     "systemd-sysv",
@@ -33,7 +34,13 @@ BASE_PACKAGES = (
     "iproute2",
 )
 IMAGE_SUITES = {"debian12": "bookworm", "ubuntu2204": "jammy"}
+DEFAULT_IMAGE = "ubuntu2204"
+# What a Lambda Stack instance has that can change a deploy, from Ubuntu's own archive:
+# apt's first-boot run and daily timers, needrestart, Docker Engine with its own firewall rules,
+# a time zone database. (No NVIDIA driver or CUDA: no sandbox host has a GPU.)
+LAMBDA_PACKAGES = ("unattended-upgrades", "needrestart", "docker.io", "tzdata")
 UBUNTU_COMPONENTS = "main restricted universe multiverse"
+OVERLAY = Path(__file__).resolve().parent / "overlay"
 BUILD_TIMEOUT = 1800.0
 
 # Numeric owners: the image's users are not this machine's. Extended attributes carry file
@@ -42,31 +49,23 @@ TAR_FLAGS = ("--numeric-owner", "--xattrs", "--xattrs-include=*")
 
 
 def debootstrap_command(image: str, target: str, env: Mapping[str, str] | None = None) -> list[str]:
-    """The debootstrap argv for image; Ubuntu needs an archive URL from SANDBOX_MIRROR."""
+    """The debootstrap argv for image, from debootstrap's own default archive of the suite
+    unless SANDBOX_MIRROR names another one (Ubuntu only).
+
+    Ubuntu is built ``--foreign`` without a signature check (this machine has no Ubuntu
+    keyring): archive.py verifies the download against a pinned key before stage two runs.
+    """
     env = os.environ if env is None else env
     if image not in IMAGE_SUITES:
         raise SandboxError(f"unknown image {image!r}: choose one of {', '.join(IMAGE_SUITES)}")
-    argv = [
-        "debootstrap",
-        "--variant=minbase",
-        f"--include={','.join(BASE_PACKAGES)}",
-        IMAGE_SUITES[image],
-        target,
-    ]
+    argv = ["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}"]
     if image == "ubuntu2204":
-        argv.append(ubuntu_mirror(env))
-    # Debian: no mirror argument, so debootstrap uses its own default mirror.
-    return argv
-
-
-def ubuntu_mirror(env: Mapping[str, str]) -> str:
+        argv += ["--components=main,universe", "--foreign", "--no-check-gpg"]
+    argv += [IMAGE_SUITES[image], target]
     mirror = env.get("SANDBOX_MIRROR", "").strip()
-    if not mirror:
-        raise SandboxError(
-            "image ubuntu2204 needs an Ubuntu archive URL: set SANDBOX_MIRROR to the mirror "
-            "to build from (for example SANDBOX_MIRROR=http://MIRROR/ubuntu)"
-        )
-    return mirror
+    if image == "ubuntu2204" and mirror:
+        argv.append(mirror)
+    return argv
 
 
 def ubuntu_sources_list(mirror: str) -> str:
@@ -77,9 +76,20 @@ def ubuntu_sources_list(mirror: str) -> str:
     )
 
 
+def debootstrap_mirror(rootfs: Path) -> str:
+    """The archive debootstrap used: the one URL of the sources.list it wrote."""
+    lines = (rootfs / "etc/apt/sources.list").read_text().split()
+    if len(lines) < 2 or lines[0] != "deb":
+        raise SandboxError(f"unexpected sources.list from debootstrap: {' '.join(lines)!r}")
+    return lines[1]
+
+
 def image_tarball(image: str, env: Mapping[str, str] | None = None) -> Path:
     """Cache path of image, stamped with the recipe so a changed recipe means a new file."""
-    recipe = json.dumps([IMAGE_RECIPE_VERSION, debootstrap_command(image, "TARGET", env)])
+    overlay = sorted((str(f.relative_to(OVERLAY)), f.read_text())
+                     for f in OVERLAY.rglob("*") if f.is_file())
+    recipe = json.dumps([IMAGE_RECIPE_VERSION, debootstrap_command(image, "TARGET", env),
+                         LAMBDA_PACKAGES, overlay])
     stamp = hashlib.sha256(recipe.encode()).hexdigest()[:10]
     return cache_dir() / f"rootfs-{image}-v{IMAGE_RECIPE_VERSION}-{stamp}.tar"
 
@@ -100,6 +110,10 @@ def build_image(image: str, tarball: Path) -> None:
     try:
         rootfs = work / "rootfs"
         run_command(debootstrap_command(image, str(rootfs)), timeout=BUILD_TIMEOUT)
+        if image == "ubuntu2204":
+            verify_stage_one(rootfs, IMAGE_SUITES[image])
+            run_command(["chroot", str(rootfs), "/debootstrap/debootstrap", "--second-stage"],
+                        timeout=BUILD_TIMEOUT)
         customise_image(rootfs, image)
         partial = work / tarball.name
         run_command(["tar", *TAR_FLAGS, "-C", str(rootfs), "-cf", str(partial), "."])
@@ -129,8 +143,7 @@ def customise_image(rootfs: Path, image: str) -> None:
     run_command(["chroot", str(rootfs), *useradd])
     replace_file(rootfs / "etc/sudoers.d/90-ubuntu", f"{USER} ALL=(ALL) NOPASSWD:ALL\n", 0o440)
     if image == "ubuntu2204":
-        sources = ubuntu_sources_list(ubuntu_mirror(os.environ))
-        replace_file(rootfs / "etc/apt/sources.list", sources)
+        make_lambda_like(rootfs)
     # Identity is per host (set when a host is created): no host may share these.
     for key in (rootfs / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
@@ -145,3 +158,26 @@ def customise_image(rootfs: Path, image: str) -> None:
     for lists in (rootfs / "var/lib/apt/lists").glob("*"):
         if lists.is_file():
             lists.unlink()
+
+
+def make_lambda_like(rootfs: Path) -> None:
+    """Ubuntu's full sources, the packages of LAMBDA_PACKAGES, cloud-init's sshd drop-in and a
+    first boot that holds the dpkg lock (overlay/ubuntu2204 mirrors where its files land)."""
+    replace_file(rootfs / "etc/apt/sources.list", ubuntu_sources_list(debootstrap_mirror(rootfs)))
+    # No service may start inside this chroot: it would run on this machine.
+    replace_file(rootfs / "usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755)
+    try:
+        chroot = ["chroot", str(rootfs), "env", "DEBIAN_FRONTEND=noninteractive"]
+        run_command([*chroot, "apt-get", "update", "-qq"], timeout=BUILD_TIMEOUT)
+        run_command([*chroot, "apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                     *LAMBDA_PACKAGES], timeout=BUILD_TIMEOUT)
+    finally:
+        (rootfs / "usr/sbin/policy-rc.d").unlink()
+    overlay = OVERLAY / "ubuntu2204"
+    for source in sorted(overlay.rglob("*")):
+        if source.is_file():
+            replace_file(rootfs / source.relative_to(overlay), source.read_text(),
+                         source.stat().st_mode & 0o777)
+    wants = rootfs / "etc/systemd/system/multi-user.target.wants/lambda-first-boot-apt.service"
+    wants.unlink(missing_ok=True)
+    wants.symlink_to("/etc/systemd/system/lambda-first-boot-apt.service")
