@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# The module, not its names: it imports from this package too.
+from .. import nodesource_standin
 from .container import is_running, nspawn_command, stop_container
 from .errors import SandboxError
 from .image import (
@@ -45,7 +47,15 @@ from .network import (
     slot_of,
     veth_name,
 )
-from .paths import USER, default_names, host_dir, ssh_key_path, validate_name
+from .paths import (
+    USER,
+    cache_dir,
+    default_names,
+    host_dir,
+    ssh_key_path,
+    state_dir,
+    validate_name,
+)
 from .prerequisites import check_tools, missing_tools, require_root
 from .ssh import ensure_keypair, ssh_base
 from .state import known_host, locked_state, new_entry, placeholder_entry, read_state, write_state
@@ -135,6 +145,8 @@ def up(
                 state.put(entry)  # recorded before anything exists, so `down` can find it
                 jobs.append((entry, ensure_image(image)))
         boot_all(jobs, state)
+        # NodeSource's stand-in, which the hosts reach at their veth's end on this machine.
+        nodesource_standin.ensure_server(cache_dir(), state_dir())
         return [_to_host(state.hosts[name]) for name in names]
 
 
@@ -177,6 +189,9 @@ def inventory_hosts() -> list[tuple[str, dict[str, Any]]]:
                 "ssh_strict_host_key_checking": "off",
                 "ssh_known_hosts_file": "/dev/null",
                 "sandbox_name": e["name"],
+                # Node.js from the NodeSource stand-in this machine serves (see up()).
+                "node_apt_repository": nodesource_standin.repository_url(e["host_address"]),
+                "node_apt_key_url": nodesource_standin.key_url(e["host_address"]),
             },
         )
         for e in read_state().values()
@@ -221,6 +236,7 @@ def down(names: list[str] | None = None) -> None:
                 remove_veth(veth)
         if not state.hosts and not errors:
             remove_nat()
+            nodesource_standin.stop_server(state_dir())
         if errors:
             raise SandboxError("\n".join(errors))
 
