@@ -27,6 +27,7 @@ from .. import nodesource_standin
 from .container import is_running, nspawn_command, stop_container
 from .errors import SandboxError
 from .image import (
+    DEFAULT_IMAGE,
     IMAGE_RECIPE_VERSION,
     IMAGE_SUITES,
     debootstrap_command,
@@ -76,6 +77,7 @@ __all__ = [
     "status",
     "up",
     # Used by the command line and by the tests.
+    "DEFAULT_IMAGE",
     "IMAGE_RECIPE_VERSION",
     "IMAGE_SUITES",
     "NAT_TABLE",
@@ -107,7 +109,7 @@ class SandboxHost:
 
 
 def up(
-    count: int = 1, names: list[str] | None = None, image: str = "debian12"
+    count: int = 1, names: list[str] | None = None, image: str = DEFAULT_IMAGE
 ) -> list[SandboxHost]:
     """Make the named hosts (default orch-1..orch-COUNT) run; running ones are left alone.
 
@@ -118,7 +120,7 @@ def up(
     names = default_names(count) if names is None else list(dict.fromkeys(names))
     for name in names:
         validate_name(name)
-    image_tarball(image)  # rejects an unknown image, or Ubuntu without a mirror, up front
+    image_tarball(image)  # rejects an unknown image up front
     with locked_state() as state:
         for name in names:
             known = state.hosts.get(name)
