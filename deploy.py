@@ -52,9 +52,8 @@ if edge_host:
     packages += nginx.packages(config)
 packages += prometheus.packages(config, host.groups)
 base.install(config, packages, new_sources)
-if app_host and config.node_source == "nodesource":
-    pm2.node_major(name=f"Upgrade Node.js to {config.node_major} when an older one is installed",
-                   major=config.node_major)
+if app_host:
+    pm2.install(config)
 
 base.configure(config, gpus)
 ports.record(moved_ports)

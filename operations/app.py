@@ -125,17 +125,24 @@ def build(tarball: str, release_id: str, ready_file: str):
     # One build at a time, under a lock: this run waits for such a leftover build, then
     # finds the release ready, or builds it anew. The virtualenv is made in its final place
     # (its scripts record their path).
+    # One command per line: `set -e` ignores a failure inside an `a && b` list, and a
+    # release whose admin did not build must never be marked ready.
     script = "\n".join([
         "set -e",
         f"trap 'rm -f {upload}' EXIT",
-        f"[ -e {ready_file} ] && exit 0",
-        f"rm -rf {target} && mkdir -p {target}",
+        f"if [ -e {ready_file} ]; then exit 0; fi",
+        f"rm -rf {target}",
+        f"mkdir -p {target}",
         f"tar -xzf {upload} -C {target} --no-same-owner",
-        f"cd {target} && python3 -m venv venv",
+        f"cd {target}",
+        "python3 -m venv venv",
         "venv/bin/pip install --quiet --disable-pip-version-check --no-input "
         "--require-hashes -r requirements.txt",
-        "cd modern-admin && npm ci --no-audit --no-fund --loglevel=error && npm run build "
-        "--silent && rm -rf node_modules",
+        "cd modern-admin",
+        "npm ci --no-audit --no-fund --loglevel=error",
+        "npm run build --silent",
+        "test -f dist/index.html",
+        "rm -rf node_modules",
         f"echo {release_id} > {ready_file}",
     ])
     yield StringCommand("flock", f"{RELEASES}/.build.lock", "sh", "-c", QuoteString(script))

@@ -133,7 +133,8 @@ def _trust_extra_cas(config):
             commands=["update-ca-certificates"],
             _if=any_changed(*installed),
         )
-    # pip, npm and uv ship their own CA lists; point them at the system store.
+    # pip, npm and uv ship their own CA lists; point them at the system store (npm: see
+    # pm2.use_global_npmrc).
     for src, dest in (("pip.conf", "/etc/pip.conf"), ("npmrc", "/etc/npmrc"),
                       ("uv/uv.toml", "/etc/uv/uv.toml")):
         render.template(name=f"Point {dest} at the system trust store",

@@ -274,3 +274,22 @@ class AptLockHolders(FactBase):
             if len(parts) == 3 and parts[0].isdigit() and parts[2] in APT_LOCKS:
                 holders.append({"pid": int(parts[0]), "command": parts[1], "path": parts[2]})
         return holders
+
+
+class LocalAddresses(FactBase):
+    """
+    Every IPv4 and IPv6 address configured on the host's interfaces.
+
+    .. code:: python
+
+        ["127.0.0.1", "10.213.0.2", "::1"]
+    """
+
+    def command(self) -> str:
+        return "ip -o addr show 2>/dev/null | awk '{print $4}' || true"
+
+    def default(self):
+        return []
+
+    def process(self, output):
+        return [line.strip().split("/")[0] for line in output if line.strip()]

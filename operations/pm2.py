@@ -18,6 +18,7 @@ from operations.facts import AptCandidate
 
 PM2 = "/usr/local/bin/pm2"
 ECOSYSTEM = "/etc/orchestra/ecosystem.config.js"
+ADMIN = "orchestra-admin"  # the app's name in ecosystem.config.js
 KEYRING = "/etc/apt/keyrings/nodesource.asc"
 NODESOURCE = "https://deb.nodesource.com"
 # The admin's build tools and server need this at least.
@@ -63,6 +64,22 @@ def add_repository(config):
         return None
     return repository(name=f"Add the NodeSource apt repository (Node.js {config.node_major})",
                       url=repository_url(config), key_url=key_url(config))
+
+
+@deploy("Node.js")
+def install(config):
+    """After the packages: NodeSource's Node.js at the pinned major, and its npm reading
+    /etc/npmrc like the distros' npm does."""
+    if config.node_source != "nodesource":
+        return
+    node_major(name=f"Upgrade Node.js to {config.node_major} when an older one is installed",
+               major=config.node_major)
+    # npm reads its global config from PREFIX/etc/npmrc, and PREFIX moves with --prefix (pm2
+    # installs modules that way), so the CA setting would be lost; Debian's and Ubuntu's npm
+    # pin it to /etc/npmrc in this builtin file, NodeSource's ships none.
+    render.template(name="Make npm read /etc/npmrc whatever its prefix",
+                    src="pm2/usr/lib/node_modules/npm/npmrc.j2",
+                    dest="/usr/lib/node_modules/npm/npmrc")
 
 
 @operation()
@@ -130,14 +147,20 @@ def configure(config, restart_when: list):
 
 def reload_admin(config, when: list) -> None:
     """startOrReload replaces processes one at a time (cluster mode: no dropped requests);
-    save is what `pm2 resurrect` brings back at boot. Never `pm2 delete all`."""
-    user = config.service_user
-    as_user = f"runuser -u {user} -- env HOME=/var/lib/{user} PM2_HOME={pm2_home(config)} {PM2}"
+    save is what `pm2 resurrect` brings back at boot. Never `pm2 delete all`.
+
+    Also when the saved list lacks the admin: a run that failed before the save (or a list
+    lost) must not leave it out for good, as a change-triggered reload alone would."""
+    user, home = config.service_user, pm2_home(config)
+    dump = host.get_fact(FileContents, path=f"{home}/dump.pm2")
+    saved = dump is not None and f'"name":"{ADMIN}"' in "".join(dump).replace(" ", "")
+    as_user = f"runuser -u {user} -- env HOME=/var/lib/{user} PM2_HOME={home} {PM2}"
+    changed = any_changed(*when)
     server.shell(
         name="Start or reload the admin, and save the process list",
         commands=[f"{as_user} startOrReload {ECOSYSTEM} --update-env >/dev/null && "
                   f"{as_user} save --force >/dev/null"],
-        _if=any_changed(*when),
+        _if=lambda: not saved or changed(),
     )
 
 

@@ -9,7 +9,7 @@ from pyinfra.api import deploy
 from pyinfra.facts.server import LinuxDistribution
 
 from operations import render, system
-from operations.facts import AptCandidate
+from operations.facts import AptCandidate, LocalAddresses
 
 PACKAGES = ["redis-server"]
 
@@ -25,14 +25,16 @@ def configure(config):
         name="Configure Redis",
         src="redis/etc/redis/redis.conf.j2",
         dest="/etc/redis/redis.conf",
-        context={"config": config},
+        context={"config": config, "bind": bind_addresses(config.redis_bind, version(),
+                                                          host.get_fact(LocalAddresses))},
         group="redis", mode="640",
     )
     users = render.template(
         name="Define Redis ACL users",
         src="redis/etc/redis/users.acl.j2",
         dest="/etc/redis/users.acl",
-        context={"config": config, "channel_acls": channel_acls()},
+        context={"config": config, "channel_acls": channel_acls(),
+                 "hello_before_auth": version() < (6, 2)},
         group="redis", mode="640",
         secret=True,
     )
@@ -46,12 +48,29 @@ def configure(config):
     )
 
 
-def channel_acls() -> bool:
-    """Whether Redis takes ACL channel rules (``&*``): 6.2 and later. Ubuntu 22.04 ships
-    6.0, which rejects them (and allows every channel anyway)."""
+def version() -> tuple[int, int]:
+    """Redis's (major, minor) the host installs: apt's candidate, or, before the package lists
+    exist, the distro's (Ubuntu 22.04 ships 6.0; Debian 12 ships 7.0)."""
     candidate = host.get_fact(AptCandidate, package="redis-server")
     if candidate:
         major, minor = (int(part) for part in re.findall(r"\d+", candidate.split(":")[-1])[:2])
-        return (major, minor) >= (6, 2)
+        return major, minor
     distro = host.get_fact(LinuxDistribution)
-    return not (distro["name"] == "Ubuntu" and distro["major"] <= 22)
+    return (6, 0) if distro["name"] == "Ubuntu" and distro["major"] <= 22 else (7, 0)
+
+
+def channel_acls() -> bool:
+    """Whether Redis takes ACL channel rules (``&*``): 6.2 and later. Ubuntu 22.04 ships
+    6.0, which rejects them (and allows every channel anyway)."""
+    return version() >= (6, 2)
+
+
+def bind_addresses(wanted: list[str], redis_version: tuple[int, int],
+                   local: list[str]) -> list[str]:
+    """The ``bind`` list for this Redis. An address with a leading "-" is optional: 6.2 and
+    later skip it when the host lacks it; 6.0 does not know the prefix (it fails to start on
+    "-::1"), so there it is written bare where the host has the address, and left out where
+    it does not."""
+    if redis_version >= (6, 2):
+        return list(wanted)
+    return [a.removeprefix("-") for a in wanted if not a.startswith("-") or a[1:] in local]
