@@ -46,12 +46,18 @@ class Figures:
         ])
 
 
-def floor_packages() -> list[str]:
-    """Every package the deploy installs on a Debian 12 sandbox host, for the plain script."""
+# The distro's PostgreSQL major on each sandbox image.
+POSTGRES_MAJOR = {"ubuntu2204": 14, "debian12": 15}
+
+
+def floor_packages(image: str = sandbox.DEFAULT_IMAGE) -> list[str]:
+    """Every package the deploy installs on a sandbox host of image, for the plain script
+    (nodejs from the distro's archive: the floor adds no repository)."""
     from operations import app, backup, monit, nginx, pm2, postgres, prometheus, redis, supervisor
 
     config = validate(config_module.environment_data("sandbox"))
-    return [*config.base_packages, *monit.PACKAGES, *postgres.package_names(15, pgvector=False),
+    pg = postgres.package_names(POSTGRES_MAJOR[image], pgvector=False)
+    return [*config.base_packages, *monit.PACKAGES, *pg,
             *redis.PACKAGES, *backup.packages(config), *app.PACKAGES, *supervisor.PACKAGES,
             *pm2.packages(config), *nginx.packages(config),
             *prometheus.packages(config, ["data", "app", "edge"])]
@@ -59,8 +65,10 @@ def floor_packages() -> list[str]:
 
 def floor_script(packages: list[str]) -> str:
     return (
-        "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; "
-        f"apt-get install -y -qq {' '.join(shlex.quote(p) for p in packages)} >/dev/null"
+        # Waits for apt like the deploy does (a fresh Ubuntu host's first-boot run holds it).
+        "set -e; export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1; "
+        "apt-get -o DPkg::Lock::Timeout=900 update -qq; apt-get -o DPkg::Lock::Timeout=900 "
+        f"install -y -qq {' '.join(shlex.quote(p) for p in packages)} >/dev/null"
     )
 
 
@@ -76,12 +84,12 @@ def _pyinfra(host: sandbox.SandboxHost, *args: str) -> tuple[float, str]:
     return elapsed, result.stdout + result.stderr
 
 
-def run(keep: bool = False) -> Figures:
+def run(keep: bool = False, image: str = sandbox.DEFAULT_IMAGE) -> Figures:
     secrets.init("sandbox")
-    hosts = {h.name: h for h in sandbox.up(names=[DEPLOY_HOST, FLOOR_HOST])}
+    hosts = {h.name: h for h in sandbox.up(names=[DEPLOY_HOST, FLOOR_HOST], image=image)}
     try:
         started = time.monotonic()
-        floor = sandbox.run(FLOOR_HOST, floor_script(floor_packages()), timeout=1800)
+        floor = sandbox.run(FLOOR_HOST, floor_script(floor_packages(image)), timeout=1800)
         floor_seconds = time.monotonic() - started
         if floor.returncode != 0:
             raise RuntimeError(f"plain install failed: {floor.stderr[-2000:]}")

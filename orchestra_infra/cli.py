@@ -77,12 +77,14 @@ def secrets_list(env: str):
 
 @main.command()
 @click.option("--keep", is_flag=True, help="Leave the two benchmark hosts running.")
-def bench(keep: bool):
+@click.option("--image", type=click.Choice(["ubuntu2204", "debian12"]), default="ubuntu2204",
+              show_default=True, help="The sandbox hosts' system (Lambda: Ubuntu 22.04).")
+def bench(keep: bool, image: str):
     """Time a bare-host first run against a plain install script, then a no-op run."""
     from . import bench as bench_module
 
     try:
-        figures = bench_module.run(keep=keep)
+        figures = bench_module.run(keep=keep, image=image)
     except (RuntimeError, ConfigError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(figures.report())

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from orchestra_infra import sandbox, secrets
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET, PEER = "t-e2e-target", "t-e2e-peer"
+DEBIAN = "t-e2e-debian"
 # The drills' webhook receiver listens here on the target (tests/e2e/test_drills.py); every
 # deploy of the session points alert_webhook_url at it.
 WEBHOOK_PORT = 9999
@@ -74,6 +76,7 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def hosts():
+    """The Ubuntu 22.04 target (a Lambda instance's image: sandbox.DEFAULT_IMAGE) and its peer."""
     if os.geteuid() != 0:
         pytest.skip("end-to-end tests need root (network namespaces, systemd-nspawn)")
     missing = sandbox.missing_tools()
@@ -82,13 +85,27 @@ def hosts():
     secrets.init("sandbox")
     os.environ["ORCHESTRA_SECRET_ALERT_WEBHOOK_URL"] = f"http://127.0.0.1:{WEBHOOK_PORT}/hook"
     booted = {h.name: h for h in sandbox.up(names=[TARGET, PEER])}
+    booted |= {h.name: h for h in sandbox.up(names=[DEBIAN], image="debian12")}
     yield booted
     if not os.environ.get("ORCHESTRA_KEEP_SANDBOX"):
-        sandbox.down([TARGET, PEER])
+        sandbox.down([TARGET, PEER, DEBIAN])
 
 
 @pytest.fixture(scope="session")
-def target(hosts):
+def debian(hosts):
+    return hosts[DEBIAN]
+
+
+@pytest.fixture(scope="session")
+def debian_provisioning(debian):
+    """The Debian 12 host provisioned twice, in a thread started as soon as it is up: it
+    runs while the Ubuntu target is provisioned and checked."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield pool.submit(lambda: (converge(debian), converge(debian)))
+
+
+@pytest.fixture(scope="session")
+def target(hosts, debian_provisioning):
     return hosts[TARGET]
 
 
@@ -98,10 +115,14 @@ def peer(hosts):
 
 
 @pytest.fixture(scope="session")
-def provisioned(target):
+def sshd_before(target) -> str:
+    """sshd's PID on the bare host, before any deploy."""
+    return on(target, "systemctl show -p MainPID --value ssh").strip()
+
+
+@pytest.fixture(scope="session")
+def provisioned(target, sshd_before):
     """The target provisioned from bare, then provisioned again: (first run, second run)."""
-    # Look like a Lambda instance: cloud-init lets passwords in.
-    on(target, f"printf 'PasswordAuthentication yes\\n' > {CLOUD_INIT_DROPIN}")
     first = converge(target)
     second = converge(target)
     return first, second

@@ -210,6 +210,10 @@ def test_failing_release_keeps_the_previous_one_serving(target, provisioned, tmp
     assert "broken release" in output  # the failing service's last log lines
     assert on(target, "readlink /opt/orchestra/current").strip() == live
     assert _request(target, "/api/health/")[0] == 200
+    # The failed attempt left nothing on the preflight port, so the fixed run converges.
+    assert on(target, "ss -Hltn 'sport = :8090'").strip() == ""
+    assert on(target, "systemctl is-active orchestra-preflight || true").strip() != "active"
+    assert converge(target).changed == []
 
 
 def test_a_foreign_process_on_a_stack_port_stops_the_deploy_or_moves_it(target, provisioned):

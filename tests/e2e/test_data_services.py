@@ -18,8 +18,9 @@ from .conftest import converge, on, pyinfra
 
 pytestmark = pytest.mark.e2e
 
+# PostgreSQL's unit is postgresql@<major>-main: 14 on Ubuntu 22.04, 15 on Debian 12.
 SERVICES = {
-    "postgres": "postgresql@15-main",
+    "postgres": "postgresql@*-main",
     "redis": "redis-server",
     "weaviate": "weaviate",
 }
@@ -53,7 +54,7 @@ def test_postgres_needs_the_password(target, provisioned, secret):
     # Not a superuser, and the only role (with the owner) allowed into its database.
     assert _psql(target, secret["postgres_app_password"],
                  "select rolsuper from pg_roles where rolname = current_user") == "f"
-    rules = [line.split() for line in on(target, "cat /etc/postgresql/15/main/pg_hba.conf")
+    rules = [line.split() for line in on(target, "cat /etc/postgresql/*/main/pg_hba.conf")
              .splitlines() if line.strip() and not line.startswith("#")]
     assert {rule[-1] for rule in rules} == {"peer", "scram-sha-256"}
     assert [rule for rule in rules if rule[-1] == "peer"] == [["local", "all", "postgres", "peer"]]
@@ -120,14 +121,14 @@ def test_data_ports_are_closed_to_other_hosts(target, peer, provisioned):
 
 
 def _main_pid(target, unit: str) -> int:
-    return int(on(target, f"systemctl show -p MainPID --value {unit}").strip())
+    return int(on(target, f"systemctl show -p MainPID --value '{unit}'").strip())
 
 
 def _wait_active(target, unit: str, old_pid: int, timeout: float = 30) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         pid = _main_pid(target, unit)
-        if pid not in (0, old_pid) and on(target, f"systemctl is-active {unit} || true").strip() \
+        if pid not in (0, old_pid) and on(target, f"systemctl is-active '{unit}' || true").strip() \
                 == "active":
             return time.monotonic() - started
         time.sleep(0.2)
@@ -150,11 +151,11 @@ def test_ten_kills_in_a_row_do_not_hit_the_start_limit(target, provisioned):
         pid = _main_pid(target, unit)
         on(target, f"kill -9 {pid}")
         _wait_active(target, unit, pid)
-    assert on(target, f"systemctl is-active {unit}").strip() == "active"
+    assert on(target, f"systemctl is-active '{unit}'").strip() == "active"
 
 
 def _start_times(target) -> dict[str, str]:
-    return {name: on(target, f"systemctl show -p ExecMainStartTimestampMonotonic --value {u}")
+    return {name: on(target, f"systemctl show -p ExecMainStartTimestampMonotonic --value '{u}'")
             for name, u in SERVICES.items()}
 
 

@@ -29,28 +29,34 @@ def rebooted(target, provisioned):
     _psql(target, secret["postgres_app_password"],
           "create table if not exists probe (v text); insert into probe values ('kept')")
     _redis(target, "orchestra", secret["redis_app_password"], "SET reboot-probe kept")
+    reboot_until_healthy(target)
+    return secret, note
+
+
+def reboot_until_healthy(host) -> float:
+    """Reboot host; the seconds until every service answered 200 through nginx."""
     started = time.monotonic()
-    sandbox.reboot(target.name)
+    sandbox.reboot(host.name)
     paths = ["/api/health/", "/", *(f"/mcp/{name}/health" for name in MCP_SERVERS)]
     pending = set(paths)
     while pending and time.monotonic() - started < BUDGET:
         for path in sorted(pending):
             try:
-                if _request(target, path, timeout=3)[0] == 200:
+                if _request(host, path, timeout=3)[0] == 200:
                     pending.discard(path)
             except OSError:
                 pass
         time.sleep(0.5)
     healthy_after = time.monotonic() - started
-    print(f"reboot: every service healthy through nginx {healthy_after:.1f} s after the "
-          f"reboot command")
+    print(f"reboot of {host.name} ({host.image}): every service healthy through nginx "
+          f"{healthy_after:.1f} s after the reboot command")
     assert not pending, f"not healthy {BUDGET} s after the reboot: {sorted(pending)}"
-    return secret, note
+    return healthy_after
 
 
 def test_every_service_is_running(target, rebooted):
     for unit in [*SERVICES.values(), "nginx", "supervisor", "pm2-orchestra"]:
-        on(target, f"systemctl is-active -q {unit}")
+        on(target, f"systemctl is-active -q '{unit}'")
     states = on(target, "supervisorctl status").splitlines()
     assert states and all(" RUNNING " in line for line in states), states
 
@@ -72,6 +78,11 @@ def test_data_written_directly_survives(target, rebooted):
 def test_the_hardening_survives(target, rebooted):
     assert "policy drop" in on(target, "nft list table inet orchestra")
     assert "passwordauthentication no" in on(target, "sshd -T")
+
+
+def test_docker_and_its_firewall_rules_survive_the_reboot(target, rebooted):
+    assert on(target, "docker info --format '{{.ServerVersion}}'").strip()
+    assert "-N DOCKER-USER" in on(target, "iptables -S")
 
 
 def test_nothing_to_converge_after_a_reboot(target, rebooted):

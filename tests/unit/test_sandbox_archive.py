@@ -37,7 +37,9 @@ def signer(tmp_path_factory):
                .decode().splitlines() if line.startswith("fpr"))
     keyring = home / "exported.gpg"
     keyring.write_bytes(_gpg(home, "--export", fpr).stdout)
-    return home, fpr, keyring
+    yield home, fpr, keyring
+    # gpg leaves an agent running for its home: stop it with the test.
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
 
 
 def _sha(data: bytes) -> str:
