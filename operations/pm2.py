@@ -10,7 +10,7 @@ from pyinfra.api import DeployError, StringCommand, deploy, operation
 from pyinfra.facts.deb import DebPackage
 from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import LinuxDistribution
-from pyinfra.operations import apt, files, server
+from pyinfra.operations import files, server
 from pyinfra.operations.util import any_changed
 
 from operations import app, render, system
@@ -20,6 +20,7 @@ PM2 = "/usr/local/bin/pm2"
 ECOSYSTEM = "/etc/orchestra/ecosystem.config.js"
 ADMIN = "orchestra-admin"  # the app's name in ecosystem.config.js
 KEYRING = "/etc/apt/keyrings/nodesource.asc"
+SOURCES = "/etc/apt/sources.list.d/nodesource.list"
 NODESOURCE = "https://deb.nodesource.com"
 # The admin's build tools and server need this at least.
 NODE_MIN_MAJOR = 18
@@ -110,9 +111,10 @@ def repository(url: str, key_url: str):
     """
     yield from files.directory._inner(path="/etc/apt/keyrings", mode="755")
     yield from files.download._inner(src=key_url, dest=KEYRING, mode="644")
-    # NodeSource serves one suite, "nodistro", to every distribution.
-    yield from apt.repo._inner(src=f"deb [signed-by={KEYRING}] {url} nodistro main",
-                               filename="nodesource")
+    # NodeSource serves one suite, "nodistro", to every distribution. One line, replaced
+    # when the URL changes (a new major), never a second one beside it.
+    yield from files.line._inner(path=SOURCES, line=r"^deb .* nodistro main$",
+                                 replace=f"deb [signed-by={KEYRING}] {url} nodistro main")
 
 
 def pm2_home(config) -> str:

@@ -13,7 +13,7 @@ from orchestra_infra import sandbox, secrets
 
 from .conftest import converge, on
 from .test_apps import MCP_SERVERS, _request
-from .test_data_services import SERVICES, _psql, _redis
+from .test_data_services import _psql, _redis, data_units
 
 pytestmark = pytest.mark.e2e
 
@@ -55,8 +55,8 @@ def reboot_until_healthy(host) -> float:
 
 
 def test_every_service_is_running(target, rebooted):
-    for unit in [*SERVICES.values(), "nginx", "supervisor", "pm2-orchestra"]:
-        on(target, f"systemctl is-active -q '{unit}'")
+    for unit in [*data_units(target).values(), "nginx", "supervisor", "pm2-orchestra"]:
+        on(target, f"systemctl is-active -q {unit}")
     states = on(target, "supervisorctl status").splitlines()
     assert states and all(" RUNNING " in line for line in states), states
 

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -48,13 +49,22 @@ def test_changed_password_rotates_the_postgres_role(target, provisioned):
     assert old not in processes and new not in processes
 
 
+def _not_the_checkout(directory: str, names: list[str]) -> set[str]:
+    """What an operator's checkout does not hold: build output, caches, the app's
+    node_modules (templates/ has a node_modules of its own: npm's builtin config)."""
+    skip = shutil.ignore_patterns(".git", ".venv", "build", "dist", "__pycache__",
+                                  "*_cache")(directory, names)
+    if not Path(directory).is_relative_to(REPO / "templates"):
+        skip |= {"node_modules"} & set(names)
+    return skip
+
+
 def test_preview_of_one_changed_template_shows_exactly_that_file(target, provisioned,
                                                                   tmp_path):
     """An operator edits one template in their checkout: the preview lists that one file,
     with the secret in its context lines masked."""
     checkout = tmp_path / "orchestra-infra"
-    shutil.copytree(REPO, checkout, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "node_modules", "dist", "__pycache__", "*_cache"))
+    shutil.copytree(REPO, checkout, ignore=_not_the_checkout)
     template = checkout / "templates/weaviate/etc/weaviate/weaviate.env.j2"
     text = template.read_text()
     template.write_text(text.replace("AUTHENTICATION_APIKEY_USERS=",
