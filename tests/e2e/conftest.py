@@ -84,8 +84,9 @@ def hosts():
         pytest.skip(f"missing tools: {', '.join(missing)}")
     secrets.init("sandbox")
     os.environ["ORCHESTRA_SECRET_ALERT_WEBHOOK_URL"] = f"http://127.0.0.1:{WEBHOOK_PORT}/hook"
-    booted = {h.name: h for h in sandbox.up(names=[TARGET, PEER])}
-    booted |= {h.name: h for h in sandbox.up(names=[DEBIAN], image="debian12")}
+    # Debian first: the Ubuntu target's first deploy must meet its first-boot apt run.
+    booted = {h.name: h for h in sandbox.up(names=[DEBIAN], image="debian12")}
+    booted |= {h.name: h for h in sandbox.up(names=[TARGET, PEER])}
     yield booted
     if not os.environ.get("ORCHESTRA_KEEP_SANDBOX"):
         sandbox.down([TARGET, PEER, DEBIAN])

@@ -18,10 +18,25 @@ def test_the_target_is_ubuntu_2204_like_a_lambda_instance(target, provisioned):
 
 def test_the_first_deploy_waited_for_the_first_boot_apt_run(provisioned):
     first, second = provisioned
-    # The image holds apt's locks for 40 s after boot, as unattended-upgrades does: the first
+    # The image holds apt's locks for 60 s after boot, as unattended-upgrades does: the first
     # run found them held and waited (an operation that did something), the second did not.
     assert "Prepare apt | Wait for apt and dpkg to be free" in first.changed
     assert "Prepare apt | Wait for apt and dpkg to be free" not in second.changed
+
+
+def test_apt_busy_past_the_timeout_stops_the_deploy_naming_the_holder(target, provisioned):
+    on(target, "systemd-run --unit=hold-apt /usr/local/sbin/lambda-first-boot-apt 60")
+    try:
+        run = pyinfra(target, "-y", "--data", "apt_lock_timeout=5")
+        output = run.stdout + run.stderr
+        assert run.returncode != 0
+        assert "apt/dpkg locks still held after 5 s (apt_lock_timeout)" in output
+        assert "/var/lib/dpkg/lock-frontend: pid " in output
+        assert "/usr/bin/python3 /usr/local/sbin/lambda-first-boot-apt 60" in output
+        # Never killed: the holder is still there.
+        assert on(target, "systemctl is-active hold-apt").strip() == "active"
+    finally:
+        on(target, "systemctl stop hold-apt; systemctl reset-failed hold-apt 2>/dev/null; true")
 
 
 def test_needrestart_is_installed_and_restarted_nothing_sshd_included(target, sshd_before,
