@@ -30,12 +30,12 @@ render.use_secrets(secret_values)
 security.check_ssh_access(config, host.data.get("ssh_user"))
 gpus = base.check_gpu(config)
 config, moved_ports = ports.check(config)
-if "app" in host.groups:
-    pm2.check_node(config)
 
 data_host = "data" in host.groups
 edge_host = "edge" in host.groups
 app_host = "app" in host.groups
+if app_host:
+    pm2.check_node(config)
 
 base.prepare(config)
 packages = list(config.base_packages) + monit.PACKAGES

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pyinfra import host, logger
 from pyinfra.api import DeployError, QuoteString, StringCommand, deploy, operation
+from pyinfra.facts.server import Which
 from pyinfra.operations import apt, files, server
 from pyinfra.operations.util import any_changed
 
@@ -41,9 +42,11 @@ def prepare(config):
     the tools that fetch a repository's key."""
     _trust_extra_cas(config)
     wait_for_apt(name="Wait for apt and dpkg to be free", timeout=config.apt_lock_timeout)
-    apt.packages(name="Install the tools that add apt repositories",
-                 packages=["ca-certificates", "curl"], update=True,
-                 cache_time=config.apt_cache_time, _env=APT_ENV)
+    # Cloud images have curl; a minimal host gets it here, at the cost of one more update.
+    if not host.get_fact(Which, command="curl"):
+        apt.packages(name="Install the tools that add apt repositories",
+                     packages=["ca-certificates", "curl"], update=True,
+                     cache_time=config.apt_cache_time, _env=APT_ENV)
 
 
 @operation()
