@@ -62,10 +62,10 @@ def wait_for_apt(timeout: int):
         return
     who = ", ".join(sorted({f"{h['command']} (pid {h['pid']})" for h in holders}))
     logger.warning(f"[{host.name}] apt/dpkg locks held by {who}: waiting up to {timeout} s")
-    yield StringCommand("sh", "-c", QuoteString(_wait_for_apt_script(timeout)))
+    yield StringCommand("sh", "-c", QuoteString(wait_for_apt_script(timeout)))
 
 
-def _wait_for_apt_script(timeout: int, interval: int = 5) -> str:
+def wait_for_apt_script(timeout: int, interval: int = 5) -> str:
     locks = "|".join(APT_LOCKS)
     held = f"lslocks --noheadings --raw --output PID,PATH | grep -E ' ({locks})$'"
     rounds = max(1, timeout // interval)

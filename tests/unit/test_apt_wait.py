@@ -28,7 +28,7 @@ def lslocks(tmp_path):
 
     def run(held_for: int, timeout: int):
         (tmp_path / "held_for").write_text(str(held_for))
-        return subprocess.run(["sh", "-c", base._wait_for_apt_script(timeout, interval=1)],
+        return subprocess.run(["sh", "-c", base.wait_for_apt_script(timeout, interval=1)],
                               capture_output=True, text=True, timeout=30,
                               env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
     return run
@@ -50,4 +50,4 @@ def test_stops_after_the_timeout_naming_the_holder_and_kills_nothing(lslocks):
     assert result.returncode == 1
     assert "locks still held after 2 s (apt_lock_timeout)" in result.stderr
     assert "/var/lib/dpkg/lock-frontend: pid 801:" in result.stderr
-    assert "kill" not in base._wait_for_apt_script(2).replace("kills nothing", "")
+    assert "kill" not in base.wait_for_apt_script(2).replace("kills nothing", "")
