@@ -38,7 +38,7 @@ DEFAULT_IMAGE = "ubuntu2204"
 # What a Lambda Stack instance has that can change a deploy, from Ubuntu's own archive:
 # apt's first-boot run and daily timers, needrestart, Docker Engine with its own firewall rules,
 # a time zone database. (No NVIDIA driver or CUDA: no sandbox host has a GPU.)
-LAMBDA_PACKAGES = ("unattended-upgrades", "needrestart", "docker.io", "tzdata")
+LAMBDA_PACKAGES = ("unattended-upgrades", "needrestart", "docker.io", "tzdata", "curl")
 UBUNTU_COMPONENTS = "main restricted universe multiverse"
 OVERLAY = Path(__file__).resolve().parent / "overlay"
 BUILD_TIMEOUT = 1800.0
@@ -86,11 +86,11 @@ def debootstrap_mirror(rootfs: Path) -> str:
 
 def image_tarball(image: str, env: Mapping[str, str] | None = None) -> Path:
     """Cache path of image, stamped with the recipe so a changed recipe means a new file."""
-    overlay = sorted((str(f.relative_to(OVERLAY)), f.read_text())
-                     for f in OVERLAY.rglob("*") if f.is_file())
-    recipe = json.dumps([IMAGE_RECIPE_VERSION, debootstrap_command(image, "TARGET", env),
-                         LAMBDA_PACKAGES, overlay])
-    stamp = hashlib.sha256(recipe.encode()).hexdigest()[:10]
+    recipe = [IMAGE_RECIPE_VERSION, debootstrap_command(image, "TARGET", env)]
+    if image == "ubuntu2204":
+        recipe += [LAMBDA_PACKAGES, sorted((str(f.relative_to(OVERLAY)), f.read_text())
+                                           for f in OVERLAY.rglob("*") if f.is_file())]
+    stamp = hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:10]
     return cache_dir() / f"rootfs-{image}-v{IMAGE_RECIPE_VERSION}-{stamp}.tar"
 
 
