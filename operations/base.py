@@ -15,6 +15,8 @@ from operations import render, snapshot, system
 from operations.facts import APT_LOCKS, AptLockHolders, GpuInfo
 
 CA_DIR = "/usr/local/share/ca-certificates/orchestra"
+# What pyinfra's apt.update reads (and touches) to honour cache_time.
+APT_UPDATE_STAMP = "/var/lib/apt/periodic/update-success-stamp"
 # The deploy's apt runs: needrestart (Ubuntu server images) must neither prompt nor restart
 # services (sshd among them) in the middle of a deploy; the deploy restarts what it changes.
 APT_ENV = {"NEEDRESTART_SUSPEND": "1", "NEEDRESTART_MODE": "l"}
@@ -92,11 +94,17 @@ def install(config, packages: list[str], new_sources: bool = False):
     """Every package of every component in one apt transaction: one dependency solve and
     one download pass on a bare host, one `dpkg -l` on a converged one. A source added in
     this run (``new_sources``) forces an `apt-get update` whatever its age."""
+    if new_sources:
+        # Forget the last update rather than skip the age check: pyinfra records an update
+        # (touches the stamp) only when it checks the age, and Ubuntu without
+        # update-notifier-common never does, so a forced update was redone on the next run.
+        files.file(name="Expire the package lists (an apt source was added)",
+                   path=APT_UPDATE_STAMP, present=False)
     apt.packages(
         name="Install packages",
         packages=sorted(set(packages)),
         update=True,
-        cache_time=None if new_sources else config.apt_cache_time,
+        cache_time=config.apt_cache_time,
         _env=APT_ENV,
     )
     # Packages bring files and units: what was read before the install is stale after it.
