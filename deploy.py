@@ -59,8 +59,7 @@ base.configure(config, gpus)
 ports.record(moved_ports)
 security.configure(config)
 # Monit's checks are written before the services change, and read at the end.
-monit_plan = monit.write_config(config, data=data_host, app_host=app_host, edge=edge_host,
-                                webhook="alert_webhook_url" in secret_values)
+monit_plan = monit.write_config(config, host.groups, webhook="alert_webhook_url" in secret_values)
 
 if data_host:
     postgres.configure(config)

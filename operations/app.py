@@ -25,7 +25,7 @@ from pyinfra.facts.files import Link
 
 from operations import render, snapshot, system
 from operations.facts import AppReleases
-from orchestra_infra import app_source
+from orchestra_infra import app_source, catalog
 from orchestra_infra import release as release_module
 from orchestra_infra.config import project_root
 from orchestra_infra.schema import ConfigError
@@ -41,14 +41,9 @@ def env_file(config, program: str) -> str:
 
 
 def programs(config) -> list[dict]:
-    """Every Supervisor program: the API instances, then one per MCP server."""
-    api = [{"name": f"api-{i}", "module": "api", "port": config.api_port + i,
-            "env_file": env_file(config, "api"), "health": "/api/health/"}
-           for i in range(config.api_instances)]
-    mcp = [{"name": f"mcp-{name}", "module": f"mcp.server --name {name}", "port": server.port,
-            "env_file": env_file(config, f"mcp-{name}"), "health": "/health"}
-           for name, server in config.mcp_servers.items()]
-    return api + mcp
+    """Every Supervisor program (the catalogue's), with the env file it reads."""
+    return [{**program, "env_file": env_file(config, program["env_name"])}
+            for program in catalog.programs(config)]
 
 
 def source_tarball(config) -> tuple[Path, str]:

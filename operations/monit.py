@@ -22,7 +22,8 @@ from pyinfra import host
 from pyinfra.api import FactBase, deploy
 from pyinfra.operations import files, server
 
-from operations import app, pm2, postgres, render, system, weaviate
+from operations import postgres, render, system
+from orchestra_infra import catalog
 
 PACKAGES = ["monit"]
 MONIT = "/usr/bin/monit"
@@ -33,8 +34,6 @@ INCLUDE = "/etc/monit/conf.d/orchestra"
 CONF_DIR = "/etc/monit/orchestra"
 ALERT_SCRIPT = "/usr/local/lib/orchestra/monit-alert"
 WEBHOOK_CONFIG = "/etc/monit/alert-webhook.curl"
-SUPERVISORCTL = "/usr/bin/supervisorctl"
-SYSTEMCTL = "/bin/systemctl"
 
 
 class MountPoints(FactBase):
@@ -82,124 +81,35 @@ class MonitStates(FactBase):
                 and not fields[0].startswith("Monit")}
 
 
-# Monit waits this long for a process it (re)started to appear, blocking every other check
-# meanwhile, and skips the port checks of a process younger than this (its startup grace).
-SYSTEMD_TIMEOUT = 60
+def monit_test(check: catalog.Check) -> str:
+    """A catalogue check in Monit's words."""
+    where = f"failed host 127.0.0.1 port {check.port}"
+    if check.kind == "pgsql":
+        return f"{where} protocol pgsql"
+    if check.kind == "redis":
+        # The default user is disabled: an unauthenticated PING is answered NOAUTH, which
+        # proves Redis is serving as much as PONG does.
+        return f'{where} send "PING\\r\\n" expect "^(\\+PONG|-NOAUTH)"'
+    status = " status < 600" if check.any_status else ""
+    return f'{where} protocol http request "{check.path}"{status}'
 
 
-def _systemd(unit: str, pidfile: str | None = None, matching: str | None = None) -> dict:
-    return {
-        "pidfile": pidfile,
-        "matching": matching,
-        "start": f"{SYSTEMCTL} start {unit}",
-        "stop": f"{SYSTEMCTL} stop {unit}",
-        "restart": f"{SYSTEMCTL} restart {unit}",
-        "timeout": SYSTEMD_TIMEOUT,
-    }
-
-
-def _http(port: int, path: str, status: str | None = None) -> str:
-    status = f" status {status}" if status else ""
-    return f'failed host 127.0.0.1 port {port} protocol http request "{path}"{status}'
-
-
-def posix_escape(text: str) -> str:
-    """Escape text for a POSIX extended regular expression (what Monit's `matching` uses)."""
-    return re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", text)
-
-
-def _program(config, program: dict) -> dict:
-    name = f"orchestra:{program['name']}"
-    module = posix_escape(program["module"])
-    return {
-        "name": program["name"],
-        "group": "app",
-        "pidfile": None,
-        # The command line Supervisor runs (the launcher execs it); the port tells the API
-        # instances apart and keeps a release's health check on the preflight port out.
-        "matching": f"-m {module} --host 127\\.0\\.0\\.1 --port {program['port']}$",
-        "start": f"{SUPERVISORCTL} start {name}",
-        "stop": f"{SUPERVISORCTL} stop {name}",
-        # Monit restarts only what stopped answering: a hung process may never act on
-        # SIGTERM (nor a stopped one, SIGSTOP), and a graceful stop would wait
-        # supervisor_stopwaitsecs for nothing. Supervisor (autorestart) starts it again.
-        "restart": f"{SUPERVISORCTL} signal KILL {name}",
-        # `supervisorctl start` returns once the program has run startsecs (or failed).
-        "timeout": config.supervisor_startsecs + 10,
-        # Liveness: any HTTP answer. /api/health/ answers 503 while a store is down; a
-        # restart would not bring PostgreSQL back (its own check does).
-        "health": [_http(program["port"], program["health"], "< 600")],
-        "watch": [],
-        "resources": True,
-    }
-
-
-def _admin(config) -> dict:
-    as_user = (f"/usr/sbin/runuser -u {config.service_user} -- /usr/bin/env "
-               f"HOME=/var/lib/{config.service_user} PM2_HOME={pm2.pm2_home(config)} {pm2.PM2}")
-    return {
-        **_systemd("pm2-orchestra", pidfile=f"{pm2.pm2_home(config)}/pm2.pid"),
-        "name": "admin",
-        "group": "app",
-        # The PM2 daemon: its children are the admin's processes, whatever their number.
-        "restart": f"{as_user} restart orchestra-admin",
-        "health": [_http(config.admin_port, "/")],
-        "watch": [],
-        "resources": True,
-    }
-
-
-def services(config, data: bool, app_host: bool, edge: bool) -> list[dict]:
+def services(config, groups, postgres_major: int | None) -> list[dict]:
     """Every service Monit watches on a host of these groups: how to find its process, the
     commands of its manager, its health checks (``health``: failing restarts it) and its
     readiness checks (``watch``: failing only alerts)."""
-    found = []
-    if data:
-        version = postgres.major_version(config)
-        found += [
-            {**_systemd(f"postgresql@{version}-main",
-                        pidfile=f"/var/run/postgresql/{version}-main.pid"),
-             "name": "postgres", "group": "data",
-             "health": [f"failed host 127.0.0.1 port {config.postgres_port} protocol pgsql"],
-             "watch": [],
-             # Its processes share the buffer cache, which each one's RSS counts again.
-             "resources": False},
-            {**_systemd("redis-server", pidfile="/run/redis/redis-server.pid"),
-             "name": "redis", "group": "data",
-             # The default user is disabled: an unauthenticated PING is answered NOAUTH,
-             # which proves Redis is serving as much as PONG does.
-             "health": [f'failed host 127.0.0.1 port {config.redis_port} send "PING\\r\\n" '
-                        'expect "^(\\+PONG|-NOAUTH)"'],
-             "watch": [], "resources": True},
-            # The release binary, or the sandbox's stand-in run by python3.
-            {**_systemd("weaviate", matching=f"{weaviate.CURRENT}/weaviate --host "),
-             "name": "weaviate", "group": "data",
-             # Alive restarts it; not ready (loading its shards, a cluster problem) alerts.
-             "health": [_http(config.weaviate_port, "/v1/.well-known/live")],
-             "watch": [_http(config.weaviate_port, "/v1/.well-known/ready")],
-             "resources": True},
-        ]
-    if app_host:
-        found.append({**_systemd("supervisor", pidfile="/var/run/supervisord.pid"),
-                      "name": "supervisord", "group": "app", "health": [], "watch": [],
-                      "resources": False})
-        found += [_program(config, program) for program in app.programs(config)]
-        found.append(_admin(config))
-    if edge:
-        found.append({**_systemd("nginx", pidfile="/run/nginx.pid"),
-                      "name": "nginx", "group": "edge",
-                      "health": [_http(config.nginx_stub_status_port, "/stub_status")],
-                      "watch": [], "resources": True})
-    return found
+    return [{"name": s.monit, "group": s.group, "pidfile": s.pidfile, "matching": s.matching,
+             "start": s.start, "stop": s.stop, "restart": s.restart, "timeout": s.start_timeout,
+             "health": [monit_test(c) for c in s.liveness],
+             "watch": [monit_test(c) for c in s.watch], "resources": s.resources}
+            for s in catalog.services(config, groups, postgres_major) if s.monit]
 
 
-def volume_paths(config, data: bool, app_host: bool) -> list[str]:
+def volume_paths(config, groups) -> list[str]:
     """Paths whose volumes are checked for space and inodes."""
     paths = ["/", config.log_root, "/var/log", config.state_root]
-    if data:
-        paths += ["/var/lib/postgresql", "/var/lib/redis", config.weaviate_data_dir,
-                  config.weaviate_backup_dir]
-    if app_host:
+    paths += [d for s in catalog.services(config, groups) for d in s.data_dirs]
+    if "app" in groups:
         paths.append(config.install_root)
     return paths + list(config.monit_extra_filesystems)
 
@@ -232,9 +142,9 @@ class Plan:
 
 
 @deploy("Monit")
-def write_config(config, data: bool, app_host: bool, edge: bool, webhook: bool) -> Plan:
-    """Write the checks for the services of the host's groups (``data``, ``app_host``,
-    ``edge``; ``webhook``: the secret alert_webhook_url is set), before the services change.
+def write_config(config, groups, webhook: bool) -> Plan:
+    """Write the checks for the services of the host's groups (``webhook``: the secret
+    alert_webhook_url is set), before the services change.
 
     Monit reads them at the reload in :func:`run`, the deploy's last step. Until then its
     checks are those of the previous deploy, which may no longer match a reconfigured
@@ -278,8 +188,9 @@ def write_config(config, data: bool, app_host: bool, edge: bool, webhook: bool) 
         secret=True,
         validate=validate,
     )
-    mounts = host.get_fact(MountPoints, paths=tuple(volume_paths(config, data, app_host)))
-    watched = services(config, data, app_host, edge)
+    mounts = host.get_fact(MountPoints, paths=tuple(volume_paths(config, groups)))
+    watched = services(config, groups,
+                       postgres.major_version(config) if "data" in groups else None)
     checks = render.template(
         name="Configure the Monit checks",
         src="monit/etc/monit/orchestra/checks.conf.j2",
@@ -348,7 +259,7 @@ def _each(action: str, names: list[str], title: str):
     It does them between its checks, and one start blocks it for up to SYSTEMD_TIMEOUT.
     """
     done = '= "Not monitored"' if action == "unmonitor" else '!= "Not monitored"'
-    rounds = SYSTEMD_TIMEOUT + 30
+    rounds = catalog.SYSTEMD_TIMEOUT + 30
     status = "awk -v n=\"$n\" '$1 == n {s = $2; for (i = 3; i < NF; i++) s = s \" \" $i; print s}'"
     server.shell(
         name=title,

@@ -33,6 +33,7 @@ from pyinfra.api import (
 from pyinfra.facts.server import LinuxDistribution
 
 from operations import postgres, render, system
+from orchestra_infra import catalog
 
 ETC = "/etc/prometheus"
 RULES = f"{ETC}/rules/orchestra.yml"
@@ -71,14 +72,6 @@ FLAVOURS = {
     ),
 }
 
-# The stack's own units, by group: the node exporter reports their state.
-_UNITS = {
-    "data": ["redis-server", "weaviate"],  # + postgresql@<major>-main
-    "app": ["supervisor", "pm2-orchestra"],
-    "edge": ["nginx"],
-}
-
-
 def flavour() -> Flavour:
     distro = host.get_fact(LinuxDistribution)
     found = FLAVOURS.get((distro["name"], distro["major"]))
@@ -89,53 +82,25 @@ def flavour() -> Flavour:
     return found
 
 
+def _monitoring(config, groups) -> list:
+    return [s for s in catalog.services(config, groups) if s.component == "prometheus"]
+
+
 def packages(config, groups) -> list[str]:
-    """What the host's groups need (``groups``: e.g. ``host.groups``)."""
-    names = ["prometheus", "prometheus-alertmanager", "prometheus-node-exporter",
-             "prometheus-blackbox-exporter",
-             "dbus"]  # the node exporter reads unit states over the system bus
-    if "data" in groups:
-        names += ["prometheus-postgres-exporter", "prometheus-redis-exporter"]
-    if "edge" in groups:
-        names += ["prometheus-nginx-exporter", "mtail"]
-    return names
+    """What the host's groups need (``groups``: e.g. ``host.groups``): a package per daemon."""
+    # The node exporter reads unit states over the system bus.
+    return [s.unit for s in _monitoring(config, groups)] + ["dbus"]
 
 
 def scrape_jobs(config, groups) -> list[dict]:
     """Every daemon Prometheus scrapes on this host, by job name."""
-    jobs = [("prometheus", config.prometheus_port), ("alertmanager", config.alertmanager_port),
-            ("node", config.node_exporter_port), ("blackbox", config.blackbox_exporter_port)]
-    if "data" in groups:
-        jobs += [("postgres", config.postgres_exporter_port),
-                 ("redis", config.redis_exporter_port)]
-    if "edge" in groups:
-        jobs += [("nginx", config.nginx_exporter_port), ("mtail", config.mtail_port)]
-    return [{"name": name, "port": port} for name, port in jobs]
+    return [{"name": s.exporter, "port": s.port} for s in _monitoring(config, groups)]
 
 
 def probes(config, groups) -> list[dict]:
-    """Every health endpoint on this host, from the port table: each a blackbox target."""
-    found = []
-
-    def probe(service, url, module="http_2xx"):
-        found.append({"service": service, "url": url, "module": module})
-
-    if "app" in groups:
-        for i in range(config.api_instances):
-            probe(f"api-{i}", f"http://127.0.0.1:{config.api_port + i}/api/health/")
-        for name, server in config.mcp_servers.items():
-            probe(f"mcp-{name}", f"http://127.0.0.1:{server.port}/health")
-        probe("admin", f"http://127.0.0.1:{config.admin_port}/")
-    if "data" in groups:
-        probe("weaviate", f"http://127.0.0.1:{config.weaviate_port}/v1/.well-known/ready")
-    if "edge" in groups:
-        # Through nginx's public port, the whole way to an API instance.
-        if config.nginx_tls == "none":
-            probe("nginx", f"http://127.0.0.1:{config.nginx_http_port}/api/health/")
-        else:
-            probe("nginx", f"https://127.0.0.1:{config.nginx_https_port}/api/health/",
-                  "https_edge")
-    return found
+    """Every health endpoint on this host, from the catalogue: each a blackbox target."""
+    return [{"service": s.monit or s.name, "url": s.probe.url, "module": s.probe_module}
+            for s in catalog.services(config, groups) if s.probe]
 
 
 def skip_tls_verify(config) -> bool:
@@ -145,14 +110,10 @@ def skip_tls_verify(config) -> bool:
     return config.nginx_tls == "selfsigned"
 
 
-def watched_units(groups, postgres_major: int | None) -> list[str]:
-    units = []
-    for group, names in _UNITS.items():
-        if group in groups:
-            units += names
-    if "data" in groups and postgres_major:
-        units.append(f"postgresql@{postgres_major}-main")
-    return sorted(units)
+def watched_units(config, groups, postgres_major: int | None) -> list[str]:
+    """The stack's own units: the node exporter reports their state."""
+    return sorted(s.unit for s in catalog.services(config, groups, postgres_major)
+                  if s.manager == "systemd" and s.unit and not s.optional)
 
 
 def daemon_args(config, groups, flavour: Flavour, units: list[str]) -> dict[str, str]:
@@ -213,7 +174,7 @@ def configure(config, groups):
     distro = flavour()
     data, edge = "data" in groups, "edge" in groups
     major = postgres.major_version(config) if data else None
-    units = watched_units(groups, major)
+    units = watched_units(config, groups, major)
     args = daemon_args(config, groups, distro, units)
 
     system.directory(name=f"Create {ETC}/rules", path=f"{ETC}/rules")

@@ -9,11 +9,11 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from unittest import mock
 
 import pytest
 
 from operations import app, monit, render
+from orchestra_infra import catalog
 from orchestra_infra import config as config_module
 from orchestra_infra.schema import ConfigError, validate
 from orchestra_infra.secrets import MASK, Secrets
@@ -27,9 +27,13 @@ def _config(**overrides):
     return validate({**data, **overrides})
 
 
+def _groups(data=True, app_host=True, edge=True) -> list[str]:
+    return [g for g, on in (("data", data), ("app", app_host), ("edge", edge)) if on]
+
+
 def _services(config, data=True, app_host=True, edge=True):
-    with mock.patch("operations.postgres.major_version", return_value=15):
-        return {s["name"]: s for s in monit.services(config, data, app_host, edge)}
+    groups = _groups(data, app_host, edge)
+    return {s["name"]: s for s in monit.services(config, groups, 15)}
 
 
 def _checks(config, **groups) -> str:
@@ -81,8 +85,8 @@ def test_program_patterns_match_supervisor_command_lines_only():
 
 
 def test_posix_escape():
-    assert monit.posix_escape("mcp.server --name a-b") == r"mcp\.server --name a-b"
-    assert monit.posix_escape("(x)[y]{z}|*+?^$\\") == r"\(x\)\[y\]\{z\}\|\*\+\?\^\$\\"
+    assert catalog.posix_escape("mcp.server --name a-b") == r"mcp\.server --name a-b"
+    assert catalog.posix_escape("(x)[y]{z}|*+?^$\\") == r"\(x\)\[y\]\{z\}\|\*\+\?\^\$\\"
 
 
 def test_api_instance_rules():
@@ -174,10 +178,10 @@ def test_only_the_host_groups_are_rendered():
 
 def test_volume_paths_and_names():
     config = _config(monit_extra_filesystems=["/home/ubuntu/backups"])
-    assert monit.volume_paths(config, data=False, app_host=True) == [
+    assert monit.volume_paths(config, _groups(data=False, edge=False)) == [
         "/", "/var/log/orchestra", "/var/log", "/var/lib/orchestra-infra", "/opt/orchestra",
         "/home/ubuntu/backups"]
-    assert "/var/lib/postgresql" in monit.volume_paths(config, data=True, app_host=False)
+    assert "/var/lib/postgresql" in monit.volume_paths(config, _groups(app_host=False, edge=False))
     assert monit.filesystem_name("/") == "fs-root"
     assert monit.filesystem_name("/var/lib/postgresql") == "fs-var-lib-postgresql"
     assert monit.filesystem_name("/home/ubuntu/my_fs") == "fs-home-ubuntu-my-fs"

@@ -45,7 +45,7 @@ def test_both_supported_distros_have_a_flavour():
 
 @pytest.mark.parametrize(("distro", "major"), [(("Debian", 12), 15), (("Ubuntu", 22), 14)])
 def test_daemon_args_on_each_distro(config, distro, major):
-    units = prometheus.watched_units(ALL, major)
+    units = prometheus.watched_units(config, ALL, major)
     args = prometheus.daemon_args(config, ALL, prometheus.FLAVOURS[distro], units)
     assert args == {
         "prometheus": "--config.file=/etc/prometheus/prometheus.yml "

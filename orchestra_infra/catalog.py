@@ -1,0 +1,256 @@
+"""The service catalogue: every service of the stack, described once.
+
+What runs on which group of hosts, under which manager, on which port, how its process is
+found, how it is checked and restarted, which exporter reports on it and where its data
+lives. Monit's checks, Prometheus's probes, scrape jobs and watched units, ``orchestra-infra
+status``, the port preflight's owners, the schema's Monit names and the packages a host
+installs (``operations/stack.py``) all read :func:`services`; nothing else lists services.
+
+Adding a service: a :class:`Service` in :func:`services`, ``operations/<component>.py``
+(``packages``, ``configure``), ``templates/<component>/``, a block in ``group_data/all.py``.
+
+Pure data from the configuration: no pyinfra, no host. What depends on the host (the
+PostgreSQL major version of its distro) is an argument.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+GROUPS = ("edge", "app", "data")
+SYSTEMCTL = "/bin/systemctl"
+SUPERVISORCTL = "/usr/bin/supervisorctl"
+PM2 = "/usr/local/bin/pm2"
+ADMIN_APP = "orchestra-admin"  # the PM2 app name in ecosystem.config.js
+WEAVIATE_CURRENT = "/opt/weaviate/current"  # the installed release (a symlink)
+# Monit waits this long for a systemd service it (re)started to appear.
+SYSTEMD_TIMEOUT = 60
+# Port table keys held by something that is not a service of the catalogue.
+OTHER_PORT_OWNERS = {
+    "sshd_port": (("sshd", None),),
+    # A new release answers its health check there before it replaces the old one.
+    "app_preflight_port": (("python", "{service_user}"),),
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """A health check on loopback: ``http``/``https`` (a path), or a protocol: ``pgsql``,
+    ``redis`` (a PING; NOAUTH counts), ``supervisord``, ``pm2``, ``monit`` (their daemons
+    answer)."""
+
+    kind: str
+    port: int | None = None
+    path: str = ""
+    any_status: bool = False  # any HTTP answer counts: the process is alive
+
+    @property
+    def url(self) -> str:
+        return f"{self.kind}://127.0.0.1:{self.port}{self.path}"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str                    # what `status` and the alerts call it
+    group: str                   # edge, app, data: where it runs
+    component: str               # operations/<component>.py sets it up
+    manager: str                 # systemd, supervisor, pm2
+    unit: str | None = None      # systemd unit, Supervisor program or PM2 app
+    port: int | None = None
+    port_keys: tuple[str, ...] = ()  # its keys in the port table
+    owners: tuple[tuple[str, str | None], ...] = ()  # (process name prefix, user) on them
+    monit: str | None = None     # the name of its Monit check; None: Monit does not watch it
+    pidfile: str | None = None   # how Monit finds its process (or `matching`)
+    matching: str | None = None
+    start: str | None = None     # Monit's commands
+    stop: str | None = None
+    restart: str | None = None
+    start_timeout: int = SYSTEMD_TIMEOUT
+    liveness: tuple[Check, ...] = ()   # failing: Monit restarts it
+    readiness: tuple[Check, ...] = ()  # failing: `status` fails it, Monit alerts
+    through: tuple[Check, ...] = ()    # requests it passes on (the edge to the API)
+    probe: Check | None = None   # the blackbox exporter's target
+    probe_module: str = "http_2xx"
+    exporter: str | None = None  # the Prometheus job that scrapes this service itself
+    data_dirs: tuple[str, ...] = ()
+    resources: bool = True       # Monit checks its memory and CPU
+    optional: bool = False       # monitoring: `status` shows it when installed
+    layer: str | None = None     # status's layer, when not its group
+
+    @property
+    def status_layer(self) -> str:
+        return self.layer or self.group
+
+    @property
+    def watch(self) -> tuple[Check, ...]:
+        """Readiness checks on a port that are not liveness checks: Monit alerts on them."""
+        alive = {(c.kind, c.port, c.path) for c in self.liveness}
+        return tuple(c for c in self.readiness
+                     if c.port is not None and (c.kind, c.port, c.path) not in alive)
+
+
+def _systemd(unit: str) -> dict:
+    return {"manager": "systemd", "unit": unit, "start": f"{SYSTEMCTL} start {unit}",
+            "stop": f"{SYSTEMCTL} stop {unit}", "restart": f"{SYSTEMCTL} restart {unit}"}
+
+
+def posix_escape(text: str) -> str:
+    """Escape text for a POSIX extended regular expression (Monit's `matching`)."""
+    return re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", text)
+
+
+def pm2_home(config) -> str:
+    return f"/var/lib/{config.service_user}/pm2"
+
+
+def programs(config) -> list[dict]:
+    """Every Supervisor program: the API instances, then one per MCP server."""
+    api = [{"name": f"api-{i}", "module": "api", "port": config.api_port + i,
+            "env_name": "api", "health": "/api/health/",
+            "port_key": "api_port" if i == 0 else f"api_port+{i}"}
+           for i in range(config.api_instances)]
+    mcp = [{"name": f"mcp-{name}", "module": f"mcp.server --name {name}", "port": server.port,
+            "env_name": f"mcp-{name}", "health": "/health", "port_key": f"mcp_servers.{name}"}
+           for name, server in config.mcp_servers.items()]
+    return api + mcp
+
+
+def _data(config, postgres_major: int | None) -> list[Service]:
+    cluster = f"{postgres_major}-main" if postgres_major else None
+    postgres = Check("pgsql", config.postgres_port)
+    redis = Check("redis", config.redis_port)
+    weaviate_live = Check("http", config.weaviate_port, "/v1/.well-known/live")
+    weaviate_ready = Check("http", config.weaviate_port, "/v1/.well-known/ready")
+    return [
+        Service("postgresql", "data", "postgres", port=config.postgres_port,
+                port_keys=("postgres_port",), owners=(("postgres", "postgres"),),
+                monit="postgres",
+                **(_systemd(f"postgresql@{cluster}") if cluster else {"manager": "systemd"}),
+                pidfile=f"/var/run/postgresql/{cluster}.pid" if cluster else None,
+                liveness=(postgres,), readiness=(postgres,), exporter="postgres",
+                data_dirs=("/var/lib/postgresql",),
+                # Its processes share the buffer cache, which each one's RSS counts again.
+                resources=False),
+        Service("redis-server", "data", "redis", **_systemd("redis-server"),
+                port=config.redis_port, port_keys=("redis_port",),
+                owners=(("redis-server", "redis"),), monit="redis",
+                pidfile="/run/redis/redis-server.pid", liveness=(redis,), readiness=(redis,),
+                exporter="redis", data_dirs=("/var/lib/redis",)),
+        # The release binary, or the sandbox's stand-in run by python3 as the weaviate user.
+        Service("weaviate", "data", "weaviate", **_systemd("weaviate"), port=config.weaviate_port,
+                port_keys=("weaviate_port", "weaviate_grpc_port"),
+                owners=(("weaviate", "weaviate"), ("python", "weaviate")), monit="weaviate",
+                matching=f"{WEAVIATE_CURRENT}/weaviate --host ",
+                # Alive restarts it; not ready (loading its shards) alerts.
+                liveness=(weaviate_live,), readiness=(weaviate_ready,), probe=weaviate_ready,
+                data_dirs=(config.weaviate_data_dir, config.weaviate_backup_dir)),
+    ]
+
+
+def _app(config) -> list[Service]:
+    user = config.service_user
+    found = [Service("supervisor", "app", "supervisor", **_systemd("supervisor"),
+                     monit="supervisord", pidfile="/var/run/supervisord.pid",
+                     readiness=(Check("supervisord"),), resources=False)]
+    for program in programs(config):
+        name = f"orchestra:{program['name']}"
+        health = Check("http", program["port"], program["health"])
+        found.append(Service(
+            program["name"], "app", "supervisor", manager="supervisor", unit=name,
+            port=program["port"], port_keys=(program["port_key"],), owners=(("python", user),),
+            monit=program["name"],
+            # The command line Supervisor runs (the launcher execs it); the port tells the
+            # API instances apart and keeps a release's check on the preflight port out.
+            matching=(f"-m {posix_escape(program['module'])} --host 127\\.0\\.0\\.1 "
+                      f"--port {program['port']}$"),
+            start=f"{SUPERVISORCTL} start {name}", stop=f"{SUPERVISORCTL} stop {name}",
+            # A hung process may never act on SIGTERM (nor a stopped one, SIGSTOP), and a
+            # graceful stop would wait supervisor_stopwaitsecs for nothing. Supervisor
+            # (autorestart) starts it again.
+            restart=f"{SUPERVISORCTL} signal KILL {name}",
+            # `supervisorctl start` returns once the program has run startsecs (or failed).
+            start_timeout=config.supervisor_startsecs + 10,
+            # Liveness: any HTTP answer. /api/health/ answers 503 while a store is down; a
+            # restart would not bring PostgreSQL back (its own check does).
+            liveness=(Check("http", program["port"], program["health"], any_status=True),),
+            readiness=(health,), probe=health))
+    as_user = (f"/usr/sbin/runuser -u {user} -- /usr/bin/env HOME=/var/lib/{user} "
+               f"PM2_HOME={pm2_home(config)} {PM2}")
+    admin = Check("http", config.admin_port, "/")
+    pm2_unit = _systemd("pm2-orchestra")
+    found += [
+        Service("pm2-orchestra", "app", "pm2", **pm2_unit, readiness=(Check("pm2"),)),
+        # Monit watches the PM2 daemon: its children are the admin's processes, whatever
+        # their number; a failing admin is restarted through PM2.
+        Service(ADMIN_APP, "app", "pm2", manager="pm2", unit=ADMIN_APP, port=config.admin_port,
+                port_keys=("admin_port",), owners=(("node", user), ("PM2", user)),
+                monit="admin", pidfile=f"{pm2_home(config)}/pm2.pid",
+                start=pm2_unit["start"], stop=pm2_unit["stop"],
+                restart=f"{as_user} restart {ADMIN_APP}",
+                liveness=(admin,), readiness=(admin,), probe=admin),
+    ]
+    return found
+
+
+def _edge(config) -> list[Service]:
+    if config.nginx_tls == "none":
+        site, module = Check("http", config.nginx_http_port, "/api/health/"), "http_2xx"
+    else:
+        site, module = Check("https", config.nginx_https_port, "/api/health/"), "https_edge"
+    stub = Check("http", config.nginx_stub_status_port, "/stub_status")
+    return [Service("nginx", "edge", "nginx", **_systemd("nginx"), port=site.port,
+                    port_keys=("nginx_http_port", "nginx_https_port", "nginx_stub_status_port"),
+                    owners=(("nginx", None),), monit="nginx", pidfile="/run/nginx.pid",
+                    liveness=(stub,), readiness=(stub,),
+                    # Through nginx's public port, the whole way to an API instance.
+                    through=(site,), probe=site, probe_module=module, exporter="nginx")]
+
+
+def _monitoring(config) -> list[Service]:
+    """The monitoring daemons: `status` shows them when installed."""
+    def daemon(unit, group, port_key, job=None, ready=None, owner=("prometheus", "prometheus")):
+        port = getattr(config, port_key)
+        return Service(unit, group, "monit" if unit == "monit" else "prometheus",
+                       **_systemd(unit), port=port, port_keys=(port_key,), owners=(owner,),
+                       readiness=(Check("http", port, ready),) if ready else (),
+                       exporter=job, optional=True, layer="ops")
+
+    return [
+        daemon("monit", "ops", "monit_port", owner=("monit", None)),
+        daemon("prometheus", "ops", "prometheus_port", "prometheus", "/-/ready"),
+        daemon("prometheus-alertmanager", "ops", "alertmanager_port", "alertmanager",
+               "/-/ready"),
+        daemon("prometheus-node-exporter", "ops", "node_exporter_port", "node"),
+        daemon("prometheus-blackbox-exporter", "ops", "blackbox_exporter_port", "blackbox"),
+        daemon("prometheus-postgres-exporter", "data", "postgres_exporter_port", "postgres"),
+        daemon("prometheus-redis-exporter", "data", "redis_exporter_port", "redis"),
+        daemon("prometheus-nginx-exporter", "edge", "nginx_exporter_port", "nginx"),
+        daemon("mtail", "edge", "mtail_port", "mtail", owner=("mtail", "mtail")),
+    ]
+
+
+def services(config, groups=GROUPS, postgres_major: int | None = None) -> list[Service]:
+    """The services of a host in these inventory groups ("ops" ones run on every host).
+
+    ``postgres_major``: the host's PostgreSQL major version, which names its cluster's unit;
+    None when unknown (``status`` finds the unit on the host).
+    """
+    found = _data(config, postgres_major) + _app(config) + _edge(config) + _monitoring(config)
+    return [s for s in found if s.group == "ops" or s.group in groups]
+
+
+def components(config, groups) -> list[str]:
+    """The components whose services a host of these groups runs, in the catalogue's order."""
+    return list(dict.fromkeys(s.component for s in services(config, groups)))
+
+
+def port_owners(config) -> dict[str, tuple[tuple[str, str | None], ...]]:
+    """Port table key -> the processes (name prefix, user) allowed to hold its port."""
+    owners = {key: tuple((name, user.format(service_user=config.service_user) if user else None)
+                         for name, user in holders)
+              for key, holders in OTHER_PORT_OWNERS.items()}
+    for service in services(config):
+        for key in service.port_keys:
+            owners[key] = service.owners
+    return owners
