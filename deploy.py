@@ -20,6 +20,7 @@ from operations import (
     redis,
     render,
     security,
+    stack,
     supervisor,
     weaviate,
 )
@@ -38,20 +39,14 @@ if app_host:
     pm2.check_node(config)
 
 base.prepare(config)
-packages = list(config.base_packages) + monit.PACKAGES
 new_sources = False
 if data_host:
     repository = postgres.add_repository(config)
     new_sources = bool(repository and repository.will_change)
-    packages += postgres.packages(config) + redis.PACKAGES + backup.packages(config)
 if app_host:
     node_repository = pm2.add_repository(config)
     new_sources = new_sources or bool(node_repository and node_repository.will_change)
-    packages += app.PACKAGES + supervisor.PACKAGES + pm2.packages(config)
-if edge_host:
-    packages += nginx.packages(config)
-packages += prometheus.packages(config, host.groups)
-base.install(config, packages, new_sources)
+base.install(config, stack.packages(config, host.groups), new_sources)
 if app_host:
     pm2.install(config)
 

@@ -33,7 +33,11 @@ from orchestra_infra.schema import ConfigError
 RELEASES = "/opt/orchestra/releases"
 CURRENT = "/opt/orchestra/current"
 LAUNCHER = "/opt/orchestra/bin/orchestra-run"
-PACKAGES = ["python3-venv", "python3-dev", "build-essential"]
+
+
+def packages(config, groups) -> list[str]:
+    """Each release builds its own venv (and any C extension of its requirements)."""
+    return ["python3-venv", "python3-dev", "build-essential"]
 
 
 def env_file(config, program: str) -> str:

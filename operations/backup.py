@@ -41,7 +41,7 @@ UNITS = ("orchestra-backup.service", "orchestra-backup.timer",
          "orchestra-backup-check.service", "orchestra-backup-check.timer")
 
 
-def packages(config) -> list[str]:
+def packages(config, groups) -> list[str]:
     sftp = ["openssh-client"] if sftp_endpoint(config.restic_repository) else []
     return ["restic", "jq", *sftp]
 

@@ -25,7 +25,6 @@ from pyinfra.operations import files, server
 from operations import postgres, render, system
 from orchestra_infra import catalog
 
-PACKAGES = ["monit"]
 MONIT = "/usr/bin/monit"
 CONTROL_FILE = "/etc/monit/monitrc"
 # Debian's monitrc includes /etc/monit/conf.d/*; that glob would also read the backup copy
@@ -79,6 +78,10 @@ class MonitStates(FactBase):
         return {fields[0]: " ".join(fields[1:-1]) for fields in map(str.split, output)
                 if len(fields) >= 3 and fields[:2] != ["Service", "Name"]
                 and not fields[0].startswith("Monit")}
+
+
+def packages(config, groups) -> list[str]:
+    return ["monit"]
 
 
 def monit_test(check: catalog.Check) -> str:

@@ -11,7 +11,7 @@ from operations.facts import FileState
 from orchestra_infra.preflight import validate_host
 
 
-def packages(config) -> list[str]:
+def packages(config, groups) -> list[str]:
     return ["nginx", "openssl"] + (["certbot"] if config.nginx_tls == "letsencrypt" else [])
 
 SITE = "/etc/nginx/sites-available/orchestra.conf"

@@ -15,8 +15,9 @@ from pyinfra.operations.util import any_changed
 
 from operations import app, render, system
 from operations.facts import AptCandidate
+from orchestra_infra import catalog
 
-PM2 = "/usr/local/bin/pm2"
+PM2 = catalog.PM2
 ECOSYSTEM = "/etc/orchestra/ecosystem.config.js"
 ADMIN = "orchestra-admin"  # the app's name in ecosystem.config.js
 KEYRING = "/etc/apt/keyrings/nodesource.asc"
@@ -36,7 +37,7 @@ def key_url(config) -> str:
     return config.node_apt_key_url or f"{NODESOURCE}/gpgkey/nodesource-repo.gpg.key"
 
 
-def packages(config) -> list[str]:
+def packages(config, groups) -> list[str]:
     # NodeSource's nodejs bundles npm; the distro splits them.
     return ["nodejs"] if config.node_source == "nodesource" else ["nodejs", "npm"]
 
@@ -117,8 +118,7 @@ def repository(url: str, key_url: str):
                                  replace=f"deb [signed-by={KEYRING}] {url} nodistro main")
 
 
-def pm2_home(config) -> str:
-    return f"/var/lib/{config.service_user}/pm2"
+pm2_home = catalog.pm2_home
 
 
 @deploy("PM2")

@@ -16,33 +16,10 @@ from pyinfra.api import DeployError, FactBase
 
 from operations import render
 from operations.facts import ListeningSockets
+from orchestra_infra import catalog
 
 RECORD = "/var/lib/orchestra-infra/ports.json"
 
-# Port table key (or its prefix) -> (process name prefix, user) pairs allowed to hold it;
-# None: any user.
-_OWNERS = {
-    "sshd_port": [("sshd", None)],
-    # Metrics (before "nginx_": the nginx exporter's key starts with it).
-    "nginx_exporter_port": [("prometheus", "prometheus")],
-    "prometheus_port": [("prometheus", "prometheus")],
-    "alertmanager_port": [("prometheus", "prometheus")],
-    "node_exporter_port": [("prometheus", "prometheus")],
-    "postgres_exporter_port": [("prometheus", "prometheus")],
-    "redis_exporter_port": [("prometheus", "prometheus")],
-    "blackbox_exporter_port": [("prometheus", "prometheus")],
-    "mtail_port": [("mtail", "mtail")],
-    "nginx_": [("nginx", None)],
-    "api_port": [("python", "{service_user}")],
-    "mcp_servers.": [("python", "{service_user}")],
-    "app_preflight_port": [("python", "{service_user}")],
-    "admin_port": [("node", "{service_user}"), ("PM2", "{service_user}")],
-    "postgres_port": [("postgres", "postgres")],
-    "redis_port": [("redis-server", "redis")],
-    # The sandbox's weaviate-standin is a Python script run by the weaviate user.
-    "weaviate_": [("weaviate", "weaviate"), ("python", "weaviate")],
-    "monit_port": [("monit", None)],
-}
 # Keys whose service only the stack itself reaches (never a client, never the firewall).
 _MOVABLE = ("api_port", "mcp_servers.")
 
@@ -67,20 +44,13 @@ class PortAssignments(FactBase):
         return json.loads(text) if text else {}
 
 
-def _allowed(key: str, service_user: str) -> list[tuple[str, str | None]]:
-    for prefix, owners in _OWNERS.items():
-        if key.startswith(prefix):
-            return [(name, user.format(service_user=service_user) if user else None)
-                    for name, user in owners]
-    return []
-
-
 def foreign_holders(config, listening: dict[int, list[dict]]) -> dict[str, str]:
     """Port table key -> a line naming the process that holds its port, for every port
     held by a process the stack does not run there."""
     problems = {}
+    owners = catalog.port_owners(config)
     for key, port in config.port_table().items():
-        allowed = _allowed(key, config.service_user)
+        allowed = owners.get(key, ())
         for holder in listening.get(port, []):
             if not any(holder["process"].startswith(name) and user in (None, holder["user"])
                        for name, user in allowed):

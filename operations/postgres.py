@@ -57,7 +57,7 @@ def package_names(version: int, pgvector: bool) -> list[str]:
     return names + [f"postgresql-{version}-pgvector"] if pgvector else names
 
 
-def packages(config) -> list[str]:
+def packages(config, groups) -> list[str]:
     """The server, its client and pgvector when asked for and a source offers it."""
     version = major_version(config)
     pgvector = config.postgres_pgvector and bool(

@@ -11,7 +11,9 @@ from pyinfra.facts.server import LinuxDistribution
 from operations import render, system
 from operations.facts import AptCandidate, LocalAddresses
 
-PACKAGES = ["redis-server"]
+
+def packages(config, groups) -> list[str]:
+    return ["redis-server"]
 
 
 @deploy("Redis")

@@ -10,8 +10,11 @@ from pyinfra.operations.util import any_changed
 from operations import app, render, system
 from operations.facts import SupervisorStatus
 
-PACKAGES = ["supervisor"]
 CONF = "/etc/supervisor/conf.d/orchestra.conf"
+
+
+def packages(config, groups) -> list[str]:
+    return ["supervisor"]
 
 
 @deploy("Supervisor")

@@ -18,10 +18,16 @@ from pyinfra.facts.files import FileContents, Link
 from pyinfra.operations import server
 
 from operations import render, system
+from orchestra_infra import catalog
 
-ROOT = "/opt/weaviate"
-CURRENT = f"{ROOT}/current"
+ROOT = catalog.WEAVIATE_ROOT
+CURRENT = catalog.WEAVIATE_CURRENT
 ENV_FILE = "/etc/weaviate/weaviate.env"
+
+
+def packages(config, groups) -> list[str]:
+    """None: the release tarball, checked against weaviate_sha256."""
+    return []
 
 
 def release_dir(version: str) -> str:

@@ -53,14 +53,11 @@ POSTGRES_MAJOR = {"ubuntu2204": 14, "debian12": 15}
 def floor_packages(image: str = sandbox.DEFAULT_IMAGE) -> list[str]:
     """Every package the deploy installs on a sandbox host of image, for the plain script
     (nodejs from the distro's archive: the floor adds no repository)."""
-    from operations import app, backup, monit, nginx, pm2, postgres, prometheus, redis, supervisor
+    from operations import postgres, stack
 
     config = validate(config_module.environment_data("sandbox"))
     pg = postgres.package_names(POSTGRES_MAJOR[image], pgvector=False)
-    return [*config.base_packages, *monit.PACKAGES, *pg,
-            *redis.PACKAGES, *backup.packages(config), *app.PACKAGES, *supervisor.PACKAGES,
-            *pm2.packages(config), *nginx.packages(config),
-            *prometheus.packages(config, ["data", "app", "edge"])]
+    return stack.packages(config, ("data", "app", "edge"), postgres_packages=pg)
 
 
 def floor_script(packages: list[str]) -> str:

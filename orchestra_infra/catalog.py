@@ -23,9 +23,12 @@ SYSTEMCTL = "/bin/systemctl"
 SUPERVISORCTL = "/usr/bin/supervisorctl"
 PM2 = "/usr/local/bin/pm2"
 ADMIN_APP = "orchestra-admin"  # the PM2 app name in ecosystem.config.js
-WEAVIATE_CURRENT = "/opt/weaviate/current"  # the installed release (a symlink)
+WEAVIATE_ROOT = "/opt/weaviate"
+WEAVIATE_CURRENT = f"{WEAVIATE_ROOT}/current"  # the installed release (a symlink)
 # Monit waits this long for a systemd service it (re)started to appear.
 SYSTEMD_TIMEOUT = 60
+# Components that run no service of their own, and the group whose hosts get them.
+JOBS = {"backup": "data"}
 # Port table keys held by something that is not a service of the catalogue.
 OTHER_PORT_OWNERS = {
     "sshd_port": (("sshd", None),),
@@ -148,7 +151,7 @@ def _data(config, postgres_major: int | None) -> list[Service]:
     ]
 
 
-def _app(config) -> list[Service]:
+def _app(config, postgres_major=None) -> list[Service]:
     user = config.service_user
     found = [Service("supervisor", "app", "supervisor", **_systemd("supervisor"),
                      monit="supervisord", pidfile="/var/run/supervisord.pid",
@@ -157,7 +160,7 @@ def _app(config) -> list[Service]:
         name = f"orchestra:{program['name']}"
         health = Check("http", program["port"], program["health"])
         found.append(Service(
-            program["name"], "app", "supervisor", manager="supervisor", unit=name,
+            program["name"], "app", "app", manager="supervisor", unit=name,
             port=program["port"], port_keys=(program["port_key"],), owners=(("python", user),),
             monit=program["name"],
             # The command line Supervisor runs (the launcher execs it); the port tells the
@@ -193,7 +196,7 @@ def _app(config) -> list[Service]:
     return found
 
 
-def _edge(config) -> list[Service]:
+def _edge(config, postgres_major=None) -> list[Service]:
     if config.nginx_tls == "none":
         site, module = Check("http", config.nginx_http_port, "/api/health/"), "http_2xx"
     else:
@@ -207,13 +210,14 @@ def _edge(config) -> list[Service]:
                     through=(site,), probe=site, probe_module=module, exporter="nginx")]
 
 
-def _monitoring(config) -> list[Service]:
+def _monitoring(config, postgres_major=None) -> list[Service]:
     """The monitoring daemons: `status` shows them when installed."""
     def daemon(unit, group, port_key, job=None, ready=None, owner=("prometheus", "prometheus")):
         port = getattr(config, port_key)
         return Service(unit, group, "monit" if unit == "monit" else "prometheus",
                        **_systemd(unit), port=port, port_keys=(port_key,), owners=(owner,),
-                       readiness=(Check("http", port, ready),) if ready else (),
+                       readiness=(Check("http", port, ready),) if ready else
+                       (Check("monit"),) if unit == "monit" else (),
                        exporter=job, optional=True, layer="ops")
 
     return [
@@ -230,19 +234,25 @@ def _monitoring(config) -> list[Service]:
     ]
 
 
+# In the order the deploy sets them up: the stores, the apps that use them, the edge in
+# front of the apps, then what watches them all.
+PARTS = [_data, _app, _edge, _monitoring]
+
+
 def services(config, groups=GROUPS, postgres_major: int | None = None) -> list[Service]:
     """The services of a host in these inventory groups ("ops" ones run on every host).
 
     ``postgres_major``: the host's PostgreSQL major version, which names its cluster's unit;
     None when unknown (``status`` finds the unit on the host).
     """
-    found = _data(config, postgres_major) + _app(config) + _edge(config) + _monitoring(config)
-    return [s for s in found if s.group == "ops" or s.group in groups]
+    return [s for part in PARTS for s in part(config, postgres_major)
+            if s.group == "ops" or s.group in groups]
 
 
 def components(config, groups) -> list[str]:
-    """The components whose services a host of these groups runs, in the catalogue's order."""
-    return list(dict.fromkeys(s.component for s in services(config, groups)))
+    """The components a host of these groups gets, in the catalogue's order."""
+    found = [s.component for s in services(config, groups)]
+    return list(dict.fromkeys(found + [job for job, group in JOBS.items() if group in groups]))
 
 
 def port_owners(config) -> dict[str, tuple[tuple[str, str | None], ...]]:

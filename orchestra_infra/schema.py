@@ -23,6 +23,8 @@ from pydantic import (
     field_validator,
 )
 
+from . import catalog
+
 # Keys pyinfra itself reads from host data (connection settings, global operation
 # arguments) and keys the inventories attach to hosts: not ours to validate.
 PYINFRA_DATA_PREFIXES = ("ssh_", "_")
@@ -433,9 +435,7 @@ class Config(BaseData, SecurityData, PortsData, PostgresData, RedisData, Weaviat
 
     def monit_service_names(self) -> list[str]:
         """What Monit calls the services it may watch, on a host of every group."""
-        return ["postgres", "redis", "weaviate", "supervisord",
-                *(f"api-{i}" for i in range(self.api_instances)),
-                *(f"mcp-{name}" for name in self.mcp_servers), "admin", "nginx"]
+        return [s.monit for s in catalog.services(self) if s.monit]
 
     def public_tcp_ports(self) -> list[int]:
         """Ports the firewall opens to everyone; SSH is always among them."""

@@ -20,8 +20,8 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 
+from . import catalog, schema, status_hosts
 from . import config as config_module
-from . import schema, status_hosts
 from . import status_probe as probe_module
 from .status_hosts import Target
 from .status_probe import Plan, Probe
@@ -31,27 +31,10 @@ LAYERS = ("host", "edge", "app", "data", "ops")
 DISK_ALERT_PERCENT = 85
 # A backup older than this fails, unless the data sets prometheus_backup_max_age_hours.
 BACKUP_STALE_HOURS = 26
-ADMIN_APP = "orchestra-admin"  # the PM2 app name in ecosystem.config.js
-# Monitoring units, shown when they are installed, with the key of their port (if the data
-# has it) and their readiness path.
-OPTIONAL_UNITS = {
-    "monit": ("monit_port", None),
-    "prometheus": ("prometheus_port", "/-/ready"),
-    "prometheus-alertmanager": ("alertmanager_port", "/-/ready"),
-    "prometheus-node-exporter": ("node_exporter_port", None),
-    "prometheus-blackbox-exporter": ("blackbox_exporter_port", None),
-    "prometheus-postgres-exporter": ("postgres_exporter_port", None),
-    "prometheus-redis-exporter": ("redis_exporter_port", None),
-    "prometheus-nginx-exporter": ("nginx_exporter_port", None),
-    "mtail": ("mtail_port", None),
-}
 _CURL_ERRORS = {6: "cannot resolve", 7: "connection refused", 28: "timed out",
                 35: "TLS handshake failed", 52: "empty reply", 56: "connection reset"}
 _PG_ISREADY = {1: "rejecting connections (starting or stopping)", 2: "no response",
                3: "not attempted (bad parameters)", 124: "timed out", 127: "pg_isready missing"}
-# Names Monit's checks use for our services, where they differ.
-MONIT_NAMES = {"postgresql": "postgres", "redis-server": "redis", "supervisor": "supervisord",
-               ADMIN_APP: "admin"}
 _MONIT_OK = {"ok", "running", "accessible", "online with all services", "status ok",
              "initializing"}
 _NOT_RUNNING = {"activating": "starting", "deactivating": "stopping", "inactive": "stopped"}
@@ -107,53 +90,29 @@ class Row:
 # --- what each host should run --------------------------------------------------------------
 
 
+def _check(readiness) -> str | None:
+    """The protocol check of a catalogue service, by the name the probe answers to."""
+    kinds = [c.kind for c in readiness if c.kind not in ("http", "https")]
+    return {"pgsql": "postgres"}.get(kinds[0], kinds[0]) if kinds else None
+
+
 def services(config, groups) -> list[Service]:
-    """The services of a host in these inventory groups, from the port table."""
-    found: list[Service] = []
-    if "edge" in groups:
-        scheme, port = (("http", config.nginx_http_port) if config.nginx_tls == "none"
-                        else ("https", config.nginx_https_port))
-        found.append(Service(
-            "nginx", "systemd", "edge", unit="nginx.service", port=port,
-            urls=(f"http://127.0.0.1:{config.nginx_stub_status_port}/stub_status",),
-            site_urls=(f"{scheme}://127.0.0.1:{port}/api/health/",)))
-    if "app" in groups:
-        found.append(Service("supervisor", "systemd", "app", unit="supervisor.service",
-                             check="supervisord"))
-        for i in range(config.api_instances):
-            port = config.api_port + i
-            found.append(Service(f"api-{i}", "supervisor", "app", port=port,
-                                 urls=(f"http://127.0.0.1:{port}/api/health/",)))
-        for name, server in config.mcp_servers.items():
-            found.append(Service(f"mcp-{name}", "supervisor", "app", port=server.port,
-                                 urls=(f"http://127.0.0.1:{server.port}/health",)))
-        found.append(Service("pm2-orchestra", "systemd", "app", unit="pm2-orchestra.service",
-                             check="pm2"))
-        found.append(Service(ADMIN_APP, "pm2", "app", port=config.admin_port,
-                             urls=(f"http://127.0.0.1:{config.admin_port}/",)))
-    if "data" in groups:
-        found.append(Service("postgresql", "systemd", "data", port=config.postgres_port,
-                             check="postgres"))
-        found.append(Service("redis-server", "systemd", "data", unit="redis-server.service",
-                             port=config.redis_port, check="redis"))
-        found.append(Service("weaviate", "systemd", "data", unit="weaviate.service",
-                             port=config.weaviate_port,
-                             urls=(f"http://127.0.0.1:{config.weaviate_port}"
-                                   "/v1/.well-known/ready",)))
-    for unit, (port_key, ready) in OPTIONAL_UNITS.items():
-        port = getattr(config, port_key, None)
-        found.append(Service(unit, "systemd", "ops", unit=f"{unit}.service", optional=True,
-                             port=port, check="monit" if unit == "monit" else None,
-                             urls=(f"http://127.0.0.1:{port}{ready}",) if ready and port else ()))
-    return found
+    """The services of a host in these inventory groups, from the catalogue, in the order
+    a request meets them (the catalogue's is the order they are set up in)."""
+    found = [Service(s.name, s.manager, s.status_layer, port=s.port, optional=s.optional,
+                    unit=f"{s.unit}.service" if s.manager == "systemd" and s.unit else None,
+                    urls=tuple(c.url for c in s.readiness if c.kind in ("http", "https")),
+                     site_urls=tuple(c.url for c in s.through), check=_check(s.readiness))
+             for s in catalog.services(config, groups)]
+    return sorted(found, key=lambda s: LAYERS.index(s.layer))
 
 
 def disk_paths(config, groups) -> tuple[str, ...]:
     """Paths whose volumes are checked (one row per volume): what Monit watches."""
     paths = ["/", config.log_root, config.install_root,
              *getattr(config, "monit_extra_filesystems", [])]
+    paths += [d for s in catalog.services(config, groups) for d in s.data_dirs]
     if "data" in groups:
-        paths += ["/var/lib/postgresql", "/var/lib/redis", config.weaviate_data_dir]
         repository = getattr(config, "restic_repository", "")
         if repository.startswith("/"):
             paths.append(repository)
@@ -175,8 +134,8 @@ def plan(config, groups) -> Plan:
         postgres_port=config.postgres_port if "postgres" in checks else None,
         redis_port=config.redis_port if "redis" in checks else None,
         supervisor="supervisord" in checks,
-        pm2=((config.service_user, f"/var/lib/{config.service_user}",
-              f"/var/lib/{config.service_user}/pm2") if "pm2" in checks else None),
+        pm2=((config.service_user, f"/var/lib/{config.service_user}", catalog.pm2_home(config))
+             if "pm2" in checks else None),
         disk_paths=disk_paths(config, groups),
         backup_file=backup_file(config) if "data" in groups else None,
     )
@@ -200,7 +159,8 @@ def host_rows(config, host: str, groups, probe: Probe) -> list[Row]:
     rows.extend(_disk_rows(config, host, probe))
     if "data" in groups:
         rows.append(_backup_row(config, host, probe))
-    _cross_check_monit(rows, probe)
+    _cross_check_monit(rows, probe, {s.name: s.monit for s in catalog.services(config, groups)
+                                     if s.monit})
     for row in rows:
         row.note = "; ".join(row.notes)
     return rows
@@ -408,14 +368,14 @@ def _backup_row(config, host: str, probe: Probe) -> Row:
     return row
 
 
-def _cross_check_monit(rows: list[Row], probe: Probe) -> None:
+def _cross_check_monit(rows: list[Row], probe: Probe, monit_names: dict[str, str]) -> None:
     """Monit's verdict next to ours: a service Monit sees failing is at least a warning."""
     if not probe.monit:
         return
     matched = set()
     for row in rows:
         base = row.service.split("@")[0]
-        for candidate in (row.service, MONIT_NAMES.get(base, base)):
+        for candidate in (row.service, monit_names.get(base, base)):
             if candidate in probe.monit:
                 matched.add(candidate)
                 row.monit = probe.monit[candidate]

@@ -190,7 +190,7 @@ def test_sftp_wrapper_and_ssh_config(secrets):
     assert _render("etc/orchestra/backup/known_hosts", config) == KNOWN_HOST + "\n"
     assert _render("root/.ssh/orchestra-backup", config).endswith(
         "-----END OPENSSH PRIVATE KEY-----\n")
-    assert backup.packages(config) == ["restic", "jq", "openssh-client"]
+    assert backup.packages(config, ["data"]) == ["restic", "jq", "openssh-client"]
 
 
 def test_local_wrapper(secrets):

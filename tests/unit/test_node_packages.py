@@ -18,8 +18,8 @@ def _config(**kwargs):
 
 
 def test_nodesource_bundles_npm_the_distro_splits_it():
-    assert pm2.packages(_config()) == ["nodejs"]
-    assert pm2.packages(_config(node_source="distro")) == ["nodejs", "npm"]
+    assert pm2.packages(_config(), ["app"]) == ["nodejs"]
+    assert pm2.packages(_config(node_source="distro"), ["app"]) == ["nodejs", "npm"]
 
 
 def test_nodesource_urls_follow_the_pinned_major_unless_a_mirror_is_set():

@@ -328,7 +328,7 @@ def test_script_is_valid_sh_and_asks_for_what_the_groups_run(sandbox_config):
     assert "-o /dev/null http://127.0.0.1:8000/api/health/" in script
     assert "runuser -u orchestra -- env HOME=/var/lib/orchestra" in script
     assert ("for p in / /var/log/orchestra /opt/orchestra /var/lib/postgresql /var/lib/redis "
-            "/var/lib/weaviate /var/backups/orchestra/restic; do") in script
+            "/var/lib/weaviate /var/backups/weaviate /var/backups/orchestra/restic; do") in script
     edge = status_probe.script(status.plan(sandbox_config, ("edge",)))
     assert "supervisorctl" not in edge and "pg_isready" not in edge and "runuser" not in edge
 
