@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from .schema import ConfigError
+from .errors import ConfigError
 
 GIT_PREFIXES = ("git@", "ssh://", "https://", "http://", "git://", "file://")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import schema, secrets
+from .errors import ConfigError
 
 # The two helpers below mirror pyinfra_cli's (inventory._get_imported_names and
 # util.parse_cli_arg, pyinfra 3.10) so that `check` reads data exactly as `pyinfra`
@@ -68,7 +69,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise schema.ConfigError([f"--data {pair!r}: expected key=value"])
+            raise ConfigError([f"--data {pair!r}: expected key=value"])
         overrides[key] = parse_cli_arg(value)
     return overrides
 
@@ -78,7 +79,7 @@ def environment_data(env: str, overrides: dict[str, Any] | None = None) -> dict[
     root = project_root()
     known = environments(root)
     if env not in known:
-        raise schema.ConfigError(
+        raise ConfigError(
             [f"environment: unknown environment {env!r} (known: {', '.join(known)})"]
         )
     data = read_group_data(root / "group_data" / "all.py")
@@ -93,15 +94,15 @@ def check(env: str, overrides: dict[str, Any] | None = None):
     config = None
     try:
         config = schema.validate(environment_data(env, overrides))
-    except schema.ConfigError as e:
+    except ConfigError as e:
         problems.extend(e.problems)
         if e.problems[0].startswith("environment: unknown"):
             raise
     try:
         loaded = secrets.load(env)
-    except schema.ConfigError as e:
+    except ConfigError as e:
         problems.extend(e.problems)
         loaded = None
     if problems:
-        raise schema.ConfigError(problems)
+        raise ConfigError(problems)
     return config, loaded

@@ -23,6 +23,8 @@ from pydantic import (
     field_validator,
 )
 
+from .errors import ConfigError
+
 # Keys pyinfra itself reads from host data (connection settings, global operation
 # arguments) and keys the inventories attach to hosts: not ours to validate.
 PYINFRA_DATA_PREFIXES = ("ssh_", "_")
@@ -33,14 +35,6 @@ _SIZE_FACTORS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _TIMESPAN = re.compile(r"^\d+(s|min|h|day|week|month|year)$")
 _LOCALE = re.compile(r"^(C|[a-z]{2,3}_[A-Z]{2})\.UTF-8$")
-
-
-class ConfigError(Exception):
-    """Raised with one line per problem, each starting with the key path."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 def parse_size(value: str) -> int:

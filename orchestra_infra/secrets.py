@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from .schema import ConfigError
+from .errors import ConfigError
 
 MIN_LENGTH = 16
 MASK = "********"

@@ -15,6 +15,7 @@ from pyinfra_testing.util import FakeState, create_host
 from operations import backup, render
 from orchestra_infra import backup_cli, cli, schema
 from orchestra_infra import config as config_module
+from orchestra_infra.errors import ConfigError
 from orchestra_infra.secrets import MASK, Secrets
 
 SECRETS = {
@@ -36,7 +37,7 @@ def _config(**overrides):
 
 
 def _problems(**overrides):
-    with pytest.raises(schema.ConfigError) as e:
+    with pytest.raises(ConfigError) as e:
         _config(**overrides)
     return e.value.problems
 

@@ -15,7 +15,8 @@ import pytest
 
 from operations import app, monit, render
 from orchestra_infra import config as config_module
-from orchestra_infra.schema import ConfigError, validate
+from orchestra_infra.errors import ConfigError
+from orchestra_infra.schema import validate
 from orchestra_infra.secrets import MASK, Secrets
 
 PASSWORD = "m" * 43

@@ -17,7 +17,8 @@ from pyinfra_testing.util import FakeState, create_host
 
 from operations import prometheus, render
 from orchestra_infra import config as config_module
-from orchestra_infra.schema import ConfigError, validate
+from orchestra_infra.errors import ConfigError
+from orchestra_infra.schema import validate
 from orchestra_infra.secrets import MASK, Secrets
 
 ALL = ("data", "app", "edge")

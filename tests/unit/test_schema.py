@@ -5,7 +5,8 @@ from click.testing import CliRunner
 
 from orchestra_infra import config, secrets
 from orchestra_infra.cli import main
-from orchestra_infra.schema import Config, ConfigError, parse_size, validate
+from orchestra_infra.errors import ConfigError
+from orchestra_infra.schema import Config, parse_size, validate
 
 PINNED = {"weaviate_sha256": "0" * 64}  # real environments pin the release's checksum
 
