@@ -93,7 +93,7 @@ def check(env: str, overrides: dict[str, Any] | None = None):
     problems: list[str] = []
     config = None
     try:
-        config = schema.validate(environment_data(env, overrides))
+        config = schema.validate(environment_data(env, overrides), secrets.NAMES)
     except ConfigError as e:
         problems.extend(e.problems)
         if e.problems[0].startswith("environment: unknown"):

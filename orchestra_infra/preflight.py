@@ -18,7 +18,7 @@ def validate_host(host) -> tuple[Config, secrets.Secrets]:
     host has been changed.
     """
     try:
-        config = schema.validate(host.data.dict())
+        config = schema.validate(host.data.dict(), secrets.NAMES)
         env = config.environment
         if env not in _loaded:
             _loaded[env] = secrets.load(env)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import zoneinfo
+from collections.abc import Collection
 from difflib import get_close_matches
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
@@ -452,7 +453,7 @@ def _port_conflicts(config: Config) -> list[str]:
     return problems
 
 
-def _data_service_problems(config: Config, secret_names: set[str]) -> list[str]:
+def _data_service_problems(config: Config, secret_names: Collection[str]) -> list[str]:
     problems = []
     roles = [role.name for role in config.postgres_roles]
     databases = [db.name for db in config.postgres_databases]
@@ -580,8 +581,13 @@ def _format_path(loc: tuple) -> str:
     return path or "(top level)"
 
 
-def validate(data: dict[str, Any]) -> Config:
-    """Validate deploy data; raise ConfigError listing every problem with its key path."""
+def validate(data: dict[str, Any], secret_names: Collection[str]) -> Config:
+    """Validate deploy data; raise ConfigError listing every problem with its key path.
+
+    ``secret_names`` are the secrets a key such as ``postgres_roles[].password_secret`` may
+    name (``secrets.NAMES``): the caller passes them so the schema never imports the
+    module that loads secrets.
+    """
     ours = {
         key: value
         for key, value in data.items()
@@ -593,9 +599,7 @@ def validate(data: dict[str, Any]) -> Config:
         known = list(Config.model_fields)
         problems = [_describe(error, known) for error in e.errors()]
         raise ConfigError(_unique(problems)) from None
-    from .secrets import SPEC_BY_NAME
-
-    problems = _port_conflicts(config) + _data_service_problems(config, set(SPEC_BY_NAME))
+    problems = _port_conflicts(config) + _data_service_problems(config, secret_names)
     problems += _backup_problems(config) + _monit_problems(config)
     if problems:
         raise ConfigError(problems)

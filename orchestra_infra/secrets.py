@@ -54,6 +54,7 @@ SPECS = (
                generate=False, required=False),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
+NAMES = frozenset(SPEC_BY_NAME)  # what schema.validate accepts as a secret's name
 
 
 class Secrets(Mapping):

@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from . import config as config_module
-from . import schema, status_hosts
+from . import schema, secrets, status_hosts
 from . import status_probe as probe_module
 from .status_hosts import Target
 from .status_probe import Plan, Probe
@@ -489,7 +489,7 @@ def summary(rows: list[Row], hosts: int, seconds: float) -> str:
 def collect(env: str, overrides: dict | None = None) -> tuple[list[Row], int]:
     """Rows of every host of ENV; raises ConfigError for invalid data or inventory."""
     data = config_module.environment_data(env, overrides)
-    config = schema.validate(data)
+    config = schema.validate(data, secrets.NAMES)
     hosts = status_hosts.targets(env, data)
     answers = status_hosts.run_everywhere(
         hosts, lambda t: probe_module.script(plan(config, t.groups)))
