@@ -20,16 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import ConfigError
-
-GIT_PREFIXES = ("git@", "ssh://", "https://", "http://", "git://", "file://")
-
-
-def is_git(source: str) -> bool:
-    return source.startswith(GIT_PREFIXES) or source.endswith(".git")
-
-
-def uses_ssh(source: str) -> bool:
-    return source.startswith(("git@", "ssh://"))
+from .schema import is_git
 
 
 @contextmanager

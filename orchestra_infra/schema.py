@@ -493,9 +493,20 @@ def _data_service_problems(config: Config, secret_names: Collection[str]) -> lis
     return problems
 
 
-def _app_source_problems(config: Config) -> list[str]:
-    from .app_source import is_git, uses_ssh
+GIT_PREFIXES = ("git@", "ssh://", "https://", "http://", "git://", "file://")
 
+
+def is_git(source: str) -> bool:
+    """Is ``app_source`` a git URL (fetched on the control machine) rather than a checkout?"""
+    return source.startswith(GIT_PREFIXES) or source.endswith(".git")
+
+
+def uses_ssh(source: str) -> bool:
+    """Does git reach ``source`` over SSH (and so need the host's pinned key)?"""
+    return source.startswith(("git@", "ssh://"))
+
+
+def _app_source_problems(config: Config) -> list[str]:
     if not is_git(config.app_source):
         return []
     problems = []
