@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import runpy
 from pathlib import Path
 from typing import Any
 
 from . import schema, secrets
 from .errors import ConfigError
+from .paths import project_root
 
 # The two helpers below mirror pyinfra_cli's (inventory._get_imported_names and
 # util.parse_cli_arg, pyinfra 3.10) so that `check` reads data exactly as `pyinfra`
@@ -39,13 +39,6 @@ def parse_cli_arg(value: str) -> Any:
         return json.loads(value)
     except ValueError:
         return value
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def project_root() -> Path:
-    """The folder holding inventories/ and group_data/ (the repository, or ORCHESTRA_ROOT)."""
-    return Path(os.environ.get("ORCHESTRA_ROOT", REPO_ROOT))
 
 
 def environments(root: Path | None = None) -> list[str]:

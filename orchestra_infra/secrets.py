@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError
+from .paths import project_root
 
 MIN_LENGTH = 16
 MASK = "********"
@@ -85,8 +86,6 @@ class Secrets(Mapping):
 
 
 def secrets_dir() -> Path:
-    from .config import project_root
-
     return Path(os.environ.get("ORCHESTRA_SECRETS_DIR", project_root() / "secrets"))
 
 
