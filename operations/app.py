@@ -28,7 +28,7 @@ from operations.facts import AppReleases
 from orchestra_infra import app_source, catalog
 from orchestra_infra import release as release_module
 from orchestra_infra.config import project_root
-from orchestra_infra.schema import ConfigError
+from orchestra_infra.errors import ConfigError
 
 RELEASES = "/opt/orchestra/releases"
 CURRENT = "/opt/orchestra/current"

@@ -19,17 +19,8 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from .schema import ConfigError
-
-GIT_PREFIXES = ("git@", "ssh://", "https://", "http://", "git://", "file://")
-
-
-def is_git(source: str) -> bool:
-    return source.startswith(GIT_PREFIXES) or source.endswith(".git")
-
-
-def uses_ssh(source: str) -> bool:
-    return source.startswith(("git@", "ssh://"))
+from .errors import ConfigError
+from .schema import is_git
 
 
 @contextmanager

@@ -55,7 +55,7 @@ def floor_packages(image: str = sandbox.DEFAULT_IMAGE) -> list[str]:
     (nodejs from the distro's archive: the floor adds no repository)."""
     from operations import postgres, stack
 
-    config = validate(config_module.environment_data("sandbox"))
+    config = validate(config_module.environment_data("sandbox"), secrets.NAMES)
     pg = postgres.package_names(POSTGRES_MAJOR[image], pgvector=False)
     return stack.packages(config, ("data", "app", "edge"), postgres_packages=pg)
 

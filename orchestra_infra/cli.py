@@ -10,9 +10,9 @@ import click
 from . import backup_cli
 from . import config as config_module
 from . import secrets as secrets_module
+from .errors import ConfigError
 from .lambda_cli import lambda_group
 from .sandbox_cli import sandbox
-from .schema import ConfigError
 
 EXIT_INVALID = 2
 

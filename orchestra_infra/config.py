@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import runpy
 from pathlib import Path
 from typing import Any
 
 from . import schema, secrets
+from .errors import ConfigError
+from .paths import project_root
 
 # The two helpers below mirror pyinfra_cli's (inventory._get_imported_names and
 # util.parse_cli_arg, pyinfra 3.10) so that `check` reads data exactly as `pyinfra`
@@ -39,13 +40,6 @@ def parse_cli_arg(value: str) -> Any:
     except ValueError:
         return value
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def project_root() -> Path:
-    """The folder holding inventories/ and group_data/ (the repository, or ORCHESTRA_ROOT)."""
-    return Path(os.environ.get("ORCHESTRA_ROOT", REPO_ROOT))
-
 
 def environments(root: Path | None = None) -> list[str]:
     """Environments are the inventories that have a group_data file of the same name."""
@@ -68,7 +62,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise schema.ConfigError([f"--data {pair!r}: expected key=value"])
+            raise ConfigError([f"--data {pair!r}: expected key=value"])
         overrides[key] = parse_cli_arg(value)
     return overrides
 
@@ -78,7 +72,7 @@ def environment_data(env: str, overrides: dict[str, Any] | None = None) -> dict[
     root = project_root()
     known = environments(root)
     if env not in known:
-        raise schema.ConfigError(
+        raise ConfigError(
             [f"environment: unknown environment {env!r} (known: {', '.join(known)})"]
         )
     data = read_group_data(root / "group_data" / "all.py")
@@ -92,16 +86,16 @@ def check(env: str, overrides: dict[str, Any] | None = None):
     problems: list[str] = []
     config = None
     try:
-        config = schema.validate(environment_data(env, overrides))
-    except schema.ConfigError as e:
+        config = schema.validate(environment_data(env, overrides), secrets.NAMES)
+    except ConfigError as e:
         problems.extend(e.problems)
         if e.problems[0].startswith("environment: unknown"):
             raise
     try:
         loaded = secrets.load(env)
-    except schema.ConfigError as e:
+    except ConfigError as e:
         problems.extend(e.problems)
         loaded = None
     if problems:
-        raise schema.ConfigError(problems)
+        raise ConfigError(problems)
     return config, loaded

@@ -19,7 +19,7 @@ import click
 from . import config as config_module
 from . import hosts
 from . import lambda_cloud as lc
-from .schema import ConfigError
+from .errors import ConfigError
 
 env_option = click.option("--env", default="prod", show_default=True,
                           help="Environment whose lambda_api_key secret is used.")

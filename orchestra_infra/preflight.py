@@ -5,6 +5,7 @@ from __future__ import annotations
 from pyinfra.api import DeployError
 
 from . import schema, secrets
+from .errors import ConfigError
 from .schema import Config
 
 _loaded: dict[str, secrets.Secrets] = {}
@@ -17,11 +18,11 @@ def validate_host(host) -> tuple[Config, secrets.Secrets]:
     host has been changed.
     """
     try:
-        config = schema.validate(host.data.dict())
+        config = schema.validate(host.data.dict(), secrets.NAMES)
         env = config.environment
         if env not in _loaded:
             _loaded[env] = secrets.load(env)
-    except schema.ConfigError as e:
+    except ConfigError as e:
         raise DeployError(
             f"invalid configuration for {host.name}, nothing was changed:\n  "
             + "\n  ".join(e.problems)

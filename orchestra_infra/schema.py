@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import zoneinfo
+from collections.abc import Collection
 from difflib import get_close_matches
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
@@ -24,6 +25,7 @@ from pydantic import (
 )
 
 from . import catalog
+from .errors import ConfigError
 
 # Keys pyinfra itself reads from host data (connection settings, global operation
 # arguments) and keys the inventories attach to hosts: not ours to validate.
@@ -35,14 +37,6 @@ _SIZE_FACTORS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _TIMESPAN = re.compile(r"^\d+(s|min|h|day|week|month|year)$")
 _LOCALE = re.compile(r"^(C|[a-z]{2,3}_[A-Z]{2})\.UTF-8$")
-
-
-class ConfigError(Exception):
-    """Raised with one line per problem, each starting with the key path."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 def parse_size(value: str) -> int:
@@ -458,7 +452,7 @@ def _port_conflicts(config: Config) -> list[str]:
     return problems
 
 
-def _data_service_problems(config: Config, secret_names: set[str]) -> list[str]:
+def _data_service_problems(config: Config, secret_names: Collection[str]) -> list[str]:
     problems = []
     roles = [role.name for role in config.postgres_roles]
     databases = [db.name for db in config.postgres_databases]
@@ -498,9 +492,20 @@ def _data_service_problems(config: Config, secret_names: set[str]) -> list[str]:
     return problems
 
 
-def _app_source_problems(config: Config) -> list[str]:
-    from .app_source import is_git, uses_ssh
+GIT_PREFIXES = ("git@", "ssh://", "https://", "http://", "git://", "file://")
 
+
+def is_git(source: str) -> bool:
+    """Is ``app_source`` a git URL (fetched on the control machine) rather than a checkout?"""
+    return source.startswith(GIT_PREFIXES) or source.endswith(".git")
+
+
+def uses_ssh(source: str) -> bool:
+    """Does git reach ``source`` over SSH (and so need the host's pinned key)?"""
+    return source.startswith(("git@", "ssh://"))
+
+
+def _app_source_problems(config: Config) -> list[str]:
     if not is_git(config.app_source):
         return []
     problems = []
@@ -586,8 +591,13 @@ def _format_path(loc: tuple) -> str:
     return path or "(top level)"
 
 
-def validate(data: dict[str, Any]) -> Config:
-    """Validate deploy data; raise ConfigError listing every problem with its key path."""
+def validate(data: dict[str, Any], secret_names: Collection[str]) -> Config:
+    """Validate deploy data; raise ConfigError listing every problem with its key path.
+
+    ``secret_names`` are the secrets a key such as ``postgres_roles[].password_secret`` may
+    name (``secrets.NAMES``): the caller passes them so the schema never imports the
+    module that loads secrets.
+    """
     ours = {
         key: value
         for key, value in data.items()
@@ -599,9 +609,7 @@ def validate(data: dict[str, Any]) -> Config:
         known = list(Config.model_fields)
         problems = [_describe(error, known) for error in e.errors()]
         raise ConfigError(_unique(problems)) from None
-    from .secrets import SPEC_BY_NAME
-
-    problems = _port_conflicts(config) + _data_service_problems(config, set(SPEC_BY_NAME))
+    problems = _port_conflicts(config) + _data_service_problems(config, secret_names)
     problems += _backup_problems(config) + _monit_problems(config)
     if problems:
         raise ConfigError(problems)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from .schema import ConfigError
+from .errors import ConfigError
+from .paths import project_root
 
 MIN_LENGTH = 16
 MASK = "********"
@@ -54,6 +55,7 @@ SPECS = (
                generate=False, required=False),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
+NAMES = frozenset(SPEC_BY_NAME)  # what schema.validate accepts as a secret's name
 
 
 class Secrets(Mapping):
@@ -84,8 +86,6 @@ class Secrets(Mapping):
 
 
 def secrets_dir() -> Path:
-    from .config import project_root
-
     return Path(os.environ.get("ORCHESTRA_SECRETS_DIR", project_root() / "secrets"))
 
 

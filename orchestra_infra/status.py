@@ -20,7 +20,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 
-from . import catalog, schema, status_hosts
+from . import catalog, schema, secrets, status_hosts
 from . import config as config_module
 from . import status_probe as probe_module
 from .status_hosts import Target
@@ -449,7 +449,7 @@ def summary(rows: list[Row], hosts: int, seconds: float) -> str:
 def collect(env: str, overrides: dict | None = None) -> tuple[list[Row], int]:
     """Rows of every host of ENV; raises ConfigError for invalid data or inventory."""
     data = config_module.environment_data(env, overrides)
-    config = schema.validate(data)
+    config = schema.validate(data, secrets.NAMES)
     hosts = status_hosts.targets(env, data)
     answers = status_hosts.run_everywhere(
         hosts, lambda t: probe_module.script(plan(config, t.groups)))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import config as config_module
-from .schema import ConfigError
+from .errors import ConfigError
 
 CONNECT_TIMEOUT = 10
 MAX_PARALLEL = 16

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestra_infra import app_source, release
-from orchestra_infra.schema import ConfigError
+from orchestra_infra.errors import ConfigError
 
 
 def git(repo: Path, *args: str) -> str:

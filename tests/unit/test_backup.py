@@ -15,7 +15,8 @@ from pyinfra_testing.util import FakeState, create_host
 from operations import backup, render
 from orchestra_infra import backup_cli, cli, schema
 from orchestra_infra import config as config_module
-from orchestra_infra.secrets import MASK, Secrets
+from orchestra_infra.errors import ConfigError
+from orchestra_infra.secrets import MASK, NAMES, Secrets
 
 SECRETS = {
     "restic_password": "restic-pw-canary-0123456789",
@@ -32,11 +33,11 @@ KNOWN_HOST = "backup.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyFor
 def _config(**overrides):
     # Real environments pin Weaviate's checksum.
     pinned = {"weaviate_sha256": "0" * 64, **overrides}
-    return schema.validate(config_module.environment_data("prod", pinned))
+    return schema.validate(config_module.environment_data("prod", pinned), NAMES)
 
 
 def _problems(**overrides):
-    with pytest.raises(schema.ConfigError) as e:
+    with pytest.raises(ConfigError) as e:
         _config(**overrides)
     return e.value.problems
 

@@ -3,7 +3,7 @@
 import pytest
 
 from operations import monit, prometheus, render
-from orchestra_infra import catalog, status
+from orchestra_infra import catalog, secrets, status
 from orchestra_infra import config as config_module
 from orchestra_infra.schema import validate
 
@@ -12,7 +12,8 @@ ALL = ("data", "app", "edge")
 
 @pytest.fixture(scope="module")
 def config():
-    return validate(config_module.environment_data("prod", {"weaviate_sha256": "ab" * 32}))
+    return validate(config_module.environment_data("prod", {"weaviate_sha256": "ab" * 32}),
+                    secrets.NAMES)
 
 
 def _dummy(config, postgres_major=None):

@@ -15,8 +15,9 @@ import pytest
 from operations import app, monit, render
 from orchestra_infra import catalog
 from orchestra_infra import config as config_module
-from orchestra_infra.schema import ConfigError, validate
-from orchestra_infra.secrets import MASK, Secrets
+from orchestra_infra.errors import ConfigError
+from orchestra_infra.schema import validate
+from orchestra_infra.secrets import MASK, NAMES, Secrets
 
 PASSWORD = "m" * 43
 SMTP_SINK = Path(__file__).parents[2] / "standins" / "smtp" / "smtp-sink"
@@ -24,7 +25,7 @@ SMTP_SINK = Path(__file__).parents[2] / "standins" / "smtp" / "smtp-sink"
 
 def _config(**overrides):
     data = {**config_module.environment_data("prod"), "weaviate_sha256": "0" * 64}
-    return validate({**data, **overrides})
+    return validate({**data, **overrides}, NAMES)
 
 
 def _groups(data=True, app_host=True, edge=True) -> list[str]:

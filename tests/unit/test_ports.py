@@ -4,6 +4,7 @@ from operations.facts import ListeningSockets
 from operations.ports import apply, plan
 from orchestra_infra import config
 from orchestra_infra.schema import validate
+from orchestra_infra.secrets import NAMES
 
 SS = [
     'LISTEN 0 4096 127.0.0.1:8006 0.0.0.0:* users:(("python3",pid=812,fd=3))',
@@ -21,7 +22,7 @@ SS = [
 
 
 def _config(**overrides):
-    return validate({**config.environment_data("sandbox"), **overrides})
+    return validate({**config.environment_data("sandbox"), **overrides}, NAMES)
 
 
 def test_listening_sockets_fact():

@@ -17,8 +17,9 @@ from pyinfra_testing.util import FakeState, create_host
 
 from operations import prometheus, render
 from orchestra_infra import config as config_module
-from orchestra_infra.schema import ConfigError, validate
-from orchestra_infra.secrets import MASK, Secrets
+from orchestra_infra.errors import ConfigError
+from orchestra_infra.schema import validate
+from orchestra_infra.secrets import MASK, NAMES, Secrets
 
 ALL = ("data", "app", "edge")
 WEBHOOK = "https://hooks.example.invalid/services/T0/B0/abcdefghijklmnop"
@@ -27,7 +28,7 @@ WEBHOOK = "https://hooks.example.invalid/services/T0/B0/abcdefghijklmnop"
 @pytest.fixture(scope="module")
 def config():
     data = config_module.environment_data("prod", {"weaviate_sha256": "ab" * 32})
-    return validate(data)
+    return validate(data, NAMES)
 
 
 def _with(config, **changes):
@@ -284,7 +285,7 @@ def test_bad_metrics_settings_are_named():
         "weaviate_sha256": "ab" * 32, "prometheus_retention_size": "2G",
         "prometheus_alert_5xx_ratio": 0, "node_exporter_port": 9090})
     with pytest.raises(ConfigError) as e:
-        validate(data)
+        validate(data, NAMES)
     text = "\n".join(e.value.problems)
     assert "prometheus_retention_size: '2G' does not match" in text
     assert "prometheus_alert_5xx_ratio" in text
@@ -292,7 +293,7 @@ def test_bad_metrics_settings_are_named():
                                                    "node_exporter_port": 9090})
     with pytest.raises(ConfigError, match="node_exporter_port: 9090 is already used by "
                                           "prometheus_port"):
-        validate(data)
+        validate(data, NAMES)
 
 
 # --- the pg_monitor grant -----------------------------------------------------------------------

@@ -5,26 +5,27 @@ from click.testing import CliRunner
 
 from orchestra_infra import config, secrets
 from orchestra_infra.cli import main
-from orchestra_infra.schema import Config, ConfigError, parse_size, validate
+from orchestra_infra.errors import ConfigError
+from orchestra_infra.schema import Config, parse_size, validate
 
 PINNED = {"weaviate_sha256": "0" * 64}  # real environments pin the release's checksum
 
 
 def _problems(env="prod", **overrides):
     with pytest.raises(ConfigError) as raised:
-        validate({**config.environment_data(env), **PINNED, **overrides})
+        validate({**config.environment_data(env), **PINNED, **overrides}, secrets.NAMES)
     return raised.value.problems
 
 
 @pytest.mark.parametrize("env", ["prod", "staging", "sandbox"])
 def test_every_environment_validates(env):
     data = {**config.environment_data(env), **(PINNED if env != "sandbox" else {})}
-    assert validate(data).environment == env
+    assert validate(data, secrets.NAMES).environment == env
 
 
 def test_weaviate_download_needs_a_pinned_checksum():
     with pytest.raises(ConfigError) as raised:
-        validate(config.environment_data("prod"))
+        validate(config.environment_data("prod"), secrets.NAMES)
     assert raised.value.problems == [
         "weaviate_sha256: required to download Weaviate 1.38.2: copy it from the release's "
         "weaviate-v1.38.2-linux-amd64.tar.gz.sha256"
@@ -158,7 +159,17 @@ def test_every_problem_is_reported_at_once():
 def test_pyinfra_connection_keys_are_not_ours():
     data = {**config.environment_data("prod"), **PINNED, "ssh_user": "ubuntu", "_sudo": True,
             "sandbox_name": "orch-1"}
-    assert validate(data).sshd_port == 22
+    assert validate(data, secrets.NAMES).sshd_port == 22
+
+
+def test_secret_names_come_from_the_caller():
+    data = {**config.environment_data("prod"), **PINNED}
+    with pytest.raises(ConfigError) as raised:
+        validate(data, secrets.NAMES - {"postgres_app_password"})
+    assert raised.value.problems == [
+        "postgres_roles[0].password_secret: 'postgres_app_password' is not a secret "
+        "orchestra-infra knows"
+    ]
 
 
 def test_unknown_environment():
@@ -176,7 +187,7 @@ def test_sizes():
 
 def test_port_table_feeds_the_firewall():
     cfg = validate({**config.environment_data("prod"), **PINNED,
-                    "firewall_allow_tcp_ports": [8443]})
+                    "firewall_allow_tcp_ports": [8443]}, secrets.NAMES)
     assert cfg.public_tcp_ports() == [22, 80, 443, 8443]
     assert cfg.port_table()["api_port+1"] == 8001
     assert cfg.port_table()["mcp_servers.monitor"] == 8009
@@ -191,7 +202,7 @@ def test_check_valid(secrets_dir):
     result = CliRunner().invoke(main, ["check", "staging", "--data", pinned])
     assert result.exit_code == 0, result.output
     data = {**config.environment_data("staging"), "weaviate_sha256": "ab" * 32}
-    settings, ports = len(Config.model_fields), len(validate(data).port_table())
+    settings, ports = len(Config.model_fields), len(validate(data, secrets.NAMES).port_table())
     generated = len([s for s in secrets.SPECS if s.generate])
     assert result.output == (f"staging: valid ({settings} settings, {ports} ports, "
                              f"{generated} secrets)\n")

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from orchestra_infra import secrets
-from orchestra_infra.schema import ConfigError
+from orchestra_infra.errors import ConfigError
 
 
 def _problems(env="prod", environ=None):

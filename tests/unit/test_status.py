@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from orchestra_infra import config, status, status_hosts, status_probe
 from orchestra_infra.cli import main
 from orchestra_infra.schema import validate
+from orchestra_infra.secrets import NAMES
 from orchestra_infra.status_probe import parse
 
 RECORDED = Path(__file__).parent / "status"
@@ -25,7 +26,7 @@ ALL = ("edge", "app", "data")
 
 @pytest.fixture(scope="module")
 def sandbox_config():
-    return validate(config.environment_data("sandbox"))
+    return validate(config.environment_data("sandbox"), NAMES)
 
 
 def recorded(name: str) -> str:
