@@ -122,28 +122,9 @@ def build(tarball: str, release_id: str, ready_file: str):
     upload = f"{RELEASES}/.upload-{release_id}-{uuid.uuid4().hex[:12]}.tar.gz"
     yield FileUploadCommand(tarball, upload, remote_temp_filename=host.get_temp_filename(upload))
     # One build at a time, under a lock: this run waits for such a leftover build, then
-    # finds the release ready, or builds it anew. The virtualenv is made in its final place
-    # (its scripts record their path).
-    # One command per line: `set -e` ignores a failure inside an `a && b` list, and a
-    # release whose admin did not build must never be marked ready.
-    script = "\n".join([
-        "set -e",
-        f"trap 'rm -f {upload}' EXIT",
-        f"if [ -e {ready_file} ]; then exit 0; fi",
-        f"rm -rf {target}",
-        f"mkdir -p {target}",
-        f"tar -xzf {upload} -C {target} --no-same-owner",
-        f"cd {target}",
-        "python3 -m venv venv",
-        "venv/bin/pip install --quiet --disable-pip-version-check --no-input "
-        "--require-hashes -r requirements.txt",
-        "cd modern-admin",
-        "npm ci --no-audit --no-fund --loglevel=error",
-        "npm run build --silent",
-        "test -f dist/index.html",
-        "rm -rf node_modules",
-        f"echo {release_id} > {ready_file}",
-    ])
+    # finds the release ready, or builds it anew (templates/app/scripts/release-build.sh.j2).
+    script = render.script("app/scripts/release-build.sh.j2", upload=upload, target=target,
+                           ready_file=ready_file, release_id=release_id)
     yield StringCommand("flock", f"{RELEASES}/.build.lock", "sh", "-c", QuoteString(script))
 
 
@@ -155,31 +136,14 @@ PREFLIGHT_UNIT = "orchestra-preflight"
 
 def _preflight_script(config, release_id: str) -> str:
     target = f"{RELEASES}/{release_id}"
-    url = f"http://127.0.0.1:{config.app_preflight_port}/api/health/"
-    log = f"{config.log_root}/preflight-{release_id}.log"
-    stop = (f"systemctl stop {PREFLIGHT_UNIT} 2>/dev/null; "
-            f"systemctl reset-failed {PREFLIGHT_UNIT} 2>/dev/null")
-    return "\n".join([
-        stop,
-        f"trap '{stop}' EXIT",
-        f"systemd-run --quiet --collect --unit={PREFLIGHT_UNIT} --uid={config.service_user} "
-        f"--gid={config.service_user} --working-directory={target} "
-        f"--property=StandardOutput=append:{log} --property=StandardError=append:{log} "
-        f"{LAUNCHER} {env_file(config, 'api')} "
-        f"{target}/venv/bin/python -m api --host 127.0.0.1 --port {config.app_preflight_port}",
-        "healthy=",
-        f"for i in $(seq {config.app_health_timeout}); do",
-        f"  if curl -fsS -o /dev/null {url}; then healthy=1; break; fi",
-        f"  systemctl is-active --quiet {PREFLIGHT_UNIT} || break",
-        "  sleep 1",
-        "done",
-        "if [ -z \"$healthy\" ]; then",
-        f"  echo 'release {release_id} failed its health check at {url}; "
-        f"{CURRENT} still points at the previous release. Last log lines:' >&2",
-        f"  tail -n 30 {log} >&2",
-        "  exit 1",
-        "fi",
-    ])
+    return render.script(
+        "app/scripts/release-preflight.sh.j2",
+        unit=PREFLIGHT_UNIT, user=config.service_user, target=target, current=CURRENT,
+        launcher=LAUNCHER, env_file=env_file(config, "api"), release_id=release_id,
+        port=config.app_preflight_port, timeout=config.app_health_timeout,
+        url=f"http://127.0.0.1:{config.app_preflight_port}/api/health/",
+        log=f"{config.log_root}/preflight-{release_id}.log",
+    )
 
 
 @operation()

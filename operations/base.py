@@ -68,25 +68,8 @@ def wait_for_apt(timeout: int):
 
 
 def wait_for_apt_script(timeout: int, interval: int = 5) -> str:
-    locks = "|".join(APT_LOCKS)
-    held = f"lslocks --noheadings --raw --output PID,PATH | grep -E ' ({locks})$'"
-    rounds = max(1, timeout // interval)
-    return "\n".join([
-        "n=0",
-        f"while [ $n -lt {rounds} ]; do",
-        f"  {held} >/dev/null || exit 0",
-        f"  [ $((n % 6)) -eq 0 ] && echo \"apt/dpkg still busy, waited $((n * {interval})) s\"",
-        f"  sleep {interval}",
-        "  n=$((n + 1))",
-        "done",
-        f"{held} >/dev/null || exit 0",
-        f"echo 'apt/dpkg locks still held after {timeout} s (apt_lock_timeout); the deploy "
-        "kills nothing: let the holder finish or stop it, then deploy again. Holders:' >&2",
-        f"{held} | while read -r pid path; do",
-        "  echo \"  $path: pid $pid: $(tr '\\0' ' ' < /proc/$pid/cmdline)\" >&2",
-        "done",
-        "exit 1",
-    ])
+    return render.script("base/scripts/wait-for-apt.sh.j2", locks=APT_LOCKS, timeout=timeout,
+                         interval=interval)
 
 
 @deploy("Install")

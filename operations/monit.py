@@ -233,10 +233,8 @@ def run(plan: Plan):
     # wakes a running daemon up): stop that one first, and enable the unit itself.
     server.shell(
         name="Hand Monit over to its unit",
-        commands=[f"systemctl daemon-reload && {{ {MONIT} -c {CONTROL_FILE} quit >/dev/null "
-                  "2>&1 || true; } && for i in $(seq 30); do pid=$(cat /run/monit.pid "
-                  "2>/dev/null) && kill -0 \"$pid\" 2>/dev/null || break; sleep 1; done && "
-                  "systemctl enable --quiet monit"],
+        commands=[render.script("monit/scripts/handover.sh.j2", monit=MONIT,
+                                control_file=CONTROL_FILE)],
         _if=unit.did_change,
     )
     system.service(name="Run Monit", unit="monit", restart_when=[unit],

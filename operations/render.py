@@ -92,6 +92,16 @@ def render(src: str, context: dict, masked: bool = False) -> str:
     )
 
 
+def script(src: str, **context) -> str:
+    """Render the shell program ``templates/<src>`` and return its text, to be run (``sh -c``,
+    ``sh -s``) rather than installed. Programs live as files so that shellcheck reads them
+    (tests/unit/test_shell_scripts.py); every value reaches them through ``quote``. The
+    text is the template's, final newline included: one that a command never had ends in
+    a Jinja comment, which takes it away. No ``secret()`` here: a command line is no place
+    for one."""
+    return _jinja.get_template(src).render(**context)
+
+
 def masked_copy_path(dest: str) -> str:
     return posixpath.join(MASKED_ROOT, dest.lstrip("/").replace("/", "%"))
 

@@ -128,24 +128,12 @@ def release(version: str, sha256: str, url: str, local_tarball: str | None = Non
         tarball = f"{staging}/weaviate-v{version}-linux-amd64.tar.gz"
         yield StringCommand("rm", "-rf", staging)
         yield StringCommand("install", "-d", "-m", "755", f"{staging}/extract")
-        fetch = ""
         if local_tarball:
             yield FileUploadCommand(local_tarball, tarball,
                                     remote_temp_filename=host.get_temp_filename(tarball))
-        else:
-            fetch = f"curl -fsSL --retry 3 -o {tarball} {url}\n"
-        # One script, so any failure removes the staging directory and nothing else.
-        script = (
-            f"set -e\ntrap 'rm -rf {staging}' EXIT\n{fetch}"
-            f"if ! echo '{sha256}  {tarball}' | sha256sum -c --quiet - >/dev/null 2>&1; then\n"
-            f"  echo 'sha256 mismatch for Weaviate {version}: expected {sha256}; "
-            "the running version is untouched' >&2; exit 1\nfi\n"
-            f"tar -xzf {tarball} -C {staging}/extract --no-same-owner\n"
-            f"test -x {staging}/extract/weaviate\n"
-            f"echo {sha256} > {staging}/extract/.sha256\n"
-            # A reinstall of the same version (new checksum) replaces the directory whole.
-            f"rm -rf {target}\nmv {staging}/extract {target}\n"
-        )
+        script = render.script("weaviate/scripts/install-release.sh.j2", staging=staging,
+                               tarball=tarball, url=None if local_tarball else url,
+                               sha256=sha256, version=version, target=target)
         yield StringCommand("sh", "-c", QuoteString(script))
 
     link = host.get_fact(Link, path=CURRENT)

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import xmlrpc.client
 from dataclasses import dataclass, field
 from typing import NamedTuple
 from xml.parsers.expat import ExpatError
+
+from operations import render
 
 HEALTH_TIMEOUT = 2
 UNIT_PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "Result",
@@ -31,8 +32,6 @@ SUPERVISOR_LOG = "/var/log/supervisor/supervisord.log"
 # supervisord's control socket (the distro default; the deploy never changes it). Asking it
 # over XML-RPC, as supervisorctl does, takes 30 ms; supervisorctl's Python start 0.4-1 s.
 SUPERVISOR_SOCKET = "/var/run/supervisor.sock"
-_SUPERVISOR_CALL = ('<?xml version="1.0"?><methodCall><methodName>supervisor.getAllProcessInfo'
-                    "</methodName><params></params></methodCall>")
 PM2 = "/usr/local/bin/pm2"
 # pm2's own RPC client: asking the daemon directly costs 0.1 s, `pm2 jlist` about 1 s.
 PM2_MODULES = "/usr/local/lib/node_modules/pm2/node_modules"
@@ -86,90 +85,14 @@ class Plan:
 
 
 def script(plan: Plan) -> str:
-    """The POSIX shell script, run as root with ``sh -s``; it prints ``@@`` sections."""
-    q = shlex.quote
-    lines = [
-        "export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        't=$(mktemp -d) || exit 1',
-        "trap 'rm -rf \"$t\"' EXIT",
-    ]
-    # Background: every check that may wait on a network answer, each bounded.
-    if plan.urls:
-        targets = " ".join(f"-o /dev/null {q(url)}" for url in plan.urls)
-        lines.append(
-            f"curl -sk --parallel --parallel-immediate --max-time {HEALTH_TIMEOUT} "
-            f"-w '%{{url_effective}} %{{http_code}} %{{exitcode}}\\n' {targets} "
-            '> "$t/http" 2>/dev/null &'
-        )
-    if plan.postgres_port:
-        lines.append(f"{{ timeout {HEALTH_TIMEOUT + 1} pg_isready -q -h 127.0.0.1 "
-                     f"-p {plan.postgres_port} -t {HEALTH_TIMEOUT}; echo \"rc=$?\"; }} "
-                     '> "$t/postgres" 2>&1 &')
-    if plan.redis_port:
-        lines.append(f"{{ timeout {HEALTH_TIMEOUT} redis-cli --no-auth-warning -h 127.0.0.1 "
-                     f"-p {plan.redis_port} ping; echo \"rc=$?\"; }} "
-                     '> "$t/redis" 2>&1 </dev/null &')
-    if plan.supervisor:
-        # supervisorctl when the socket is elsewhere (a hand-edited supervisord.conf)
-        lines.append(
-            f"{{ curl -sf --max-time {HEALTH_TIMEOUT} --unix-socket {SUPERVISOR_SOCKET} "
-            f"-H 'Content-Type: text/xml' --data {q(_SUPERVISOR_CALL)} http://localhost/RPC2 "
-            '|| timeout 3 supervisorctl status; echo "rc=$?"; } > "$t/supervisor" 2>&1 '
-            "</dev/null &")
-    if plan.pm2:
-        user, home, pm2_home = plan.pm2
-        pidfile = q(f"{pm2_home}/pm2.pid")
-        lines += [
-            f"pid=$(cat {pidfile} 2>/dev/null)",
-            'if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then',
-            f"  timeout 5 runuser -u {q(user)} -- env HOME={q(home)} PM2_HOME={q(pm2_home)} "
-            f"node -e {q(_PM2_LIST_JS)} {q(PM2_MODULES)} {q(pm2_home + '/rpc.sock')} {PM2} "
-            '> "$t/pm2" 2>/dev/null </dev/null &',
-            "else",
-            '  echo "error the PM2 daemon is not running" > "$t/pm2"',
-            "fi",
-        ]
-    lines.append('if command -v monit >/dev/null 2>&1; then '
-                 '{ timeout 3 monit -B summary; echo "rc=$?"; } > "$t/monit" 2>&1 </dev/null & fi')
-    # Foreground: local reads, milliseconds each.
-    lines += ['echo "@@ clock"', 'echo "$(date +%s) $(cut -d" " -f1 /proc/uptime)"']
-    units = " ".join(q(unit) for unit in plan.units)
-    if plan.postgres:
-        if plan.postgres_version is None:
-            lines.append("pg=$(ls /etc/postgresql 2>/dev/null | sort -n | tail -n 1)")
-        else:
-            lines.append(f"pg={plan.postgres_version}")
-        units += ' ${pg:+"postgresql@$pg-main.service"}'
-    if units.strip():
-        lines += ['echo "@@ units"',
-                  f"systemctl show -p {','.join(UNIT_PROPERTIES)} {units.strip()}"]
-    if plan.supervisor:
-        lines += [
-            'echo "@@ supervisor-crashes"',
-            "awk '/supervisord started with pid/ { split(\"\", n) } "
-            "/ exited: .*not expected/ { n[$5]++ } END { for (p in n) print p, n[p] }' "
-            f"{SUPERVISOR_LOG} 2>/dev/null",
-        ]
-    # unit: the systemd unit (cgroup) of each process; Pss: its memory with shared pages
-    # divided among their users (RSS would count Postgres's shared buffers once per backend).
-    lines += ['echo "@@ ps"',
-              "ps -e -o pid=,ppid=,rss=,stat=,unit= 2>/dev/null || ps -e -o pid=,ppid=,rss=,stat=",
-              'echo "@@ pss"',
-              "awk '/^Pss:/ { split(FILENAME, p, \"/\"); print p[3], $2 }' "
-              "/proc/[0-9]*/smaps_rollup 2>/dev/null"]
-    if plan.disk_paths:
-        lines += ['echo "@@ disk"',
-                  f"for p in {' '.join(q(p) for p in plan.disk_paths)}; do "
-                  '[ -e "$p" ] && echo "$p $(df -P -k "$p" | tail -n 1)"; done']
-    if plan.backup_file:
-        lines += ['echo "@@ backup"', f"cat {q(plan.backup_file)} 2>/dev/null"]
-    lines += [
-        "wait",
-        'for f in http supervisor postgres redis pm2 monit; do '
-        '[ -e "$t/$f" ] && echo "@@ $f" && cat "$t/$f"; done',
-        "exit 0",
-    ]
-    return "\n".join(lines) + "\n"
+    """The POSIX shell script (templates/status/scripts/probe.sh.j2), run as root with
+    ``sh -s``; it prints ``@@`` sections."""
+    return render.script(
+        "status/scripts/probe.sh.j2", plan=plan, timeout=HEALTH_TIMEOUT,
+        unit_properties=UNIT_PROPERTIES, supervisor_log=SUPERVISOR_LOG,
+        supervisor_socket=SUPERVISOR_SOCKET, pm2=PM2, pm2_modules=PM2_MODULES,
+        pm2_list_js=_PM2_LIST_JS,
+    )
 
 
 # --- reading the answer -------------------------------------------------------------------
