@@ -22,7 +22,7 @@ import pytest
 
 from operations import app, base, render
 from orchestra_infra import config as config_module
-from orchestra_infra import status, status_probe
+from orchestra_infra import secrets, status, status_probe
 from orchestra_infra.schema import validate
 
 HOSTILE = "/srv/it's a $(reboot) `id` dir;*"
@@ -36,7 +36,7 @@ LITERAL = "SC2016"
 
 @pytest.fixture(scope="module")
 def config():
-    return validate(config_module.environment_data("sandbox"))
+    return validate(config_module.environment_data("sandbox"), secrets.NAMES)
 
 
 def shellcheck(text: str, *exclude: str, shell: str = "sh", cwd=None) -> None:
