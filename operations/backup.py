@@ -10,13 +10,11 @@ refuse to replace data unless forced, then run ``orchestra-restore``'s stages in
 
 from __future__ import annotations
 
-import json
 import shlex
 
 from pyinfra import host, logger, state
 from pyinfra.api import (
     DeployError,
-    FactBase,
     OperationError,
     QuoteString,
     StringCommand,
@@ -25,6 +23,7 @@ from pyinfra.api import (
 )
 
 from operations import app, render, snapshot, system
+from operations.facts import DataPresence, ResticRepository, ResticSnapshots
 from orchestra_infra.schema import sftp_endpoint
 
 SCRIPT_DIR = "/usr/local/lib/orchestra"
@@ -219,34 +218,6 @@ def absent(path: str):
     yield StringCommand("rm", "-f", path)
 
 
-class ResticRepository(FactBase):
-    """
-    Whether orchestra-restic opens the repository: ``"ok"``, ``"missing"`` (nothing there:
-    ``restic init`` may create it), ``"unconfigured"`` (no orchestra-restic yet) or
-    ``"error: <what restic said>"`` (a wrong password, no network, a locked-out key...).
-
-    .. code:: python
-
-        "missing"
-    """
-
-    def command(self, restic: str = RESTIC) -> str:
-        return (f"if [ ! -x {restic} ]; then echo unconfigured; "
-                f"elif out=$({restic} cat config 2>&1 >/dev/null); then echo ok; "
-                "else echo \"error $?\"; printf '%s\\n' \"$out\"; fi")
-
-    def process(self, output):
-        first = output[0].strip()
-        if first in ("ok", "unconfigured"):
-            return first
-        code = first.split()[1] if len(first.split()) > 1 else ""
-        said = [line.strip() for line in output[1:] if line.strip()]
-        # restic >= 0.17 exits 10; 0.12 and 0.14 exit 1 and say this.
-        if code == "10" or "Is there a repository at the following location?" in said:
-            return "missing"
-        return "error: " + (" ".join(said) or f"restic exited {code}")
-
-
 def init_script(restic: str, version: int) -> str:
     """``restic init`` for a repository format; restic < 0.14 only knows format 1."""
     return (
@@ -275,7 +246,7 @@ def repository(marker: str, text: str, version: int = 1, when=()):
     if snapshot.lookup("files", marker) and not system.changed(when):
         host.noop("the restic repository opened with these settings before")
         return
-    status = host.get_fact(ResticRepository)
+    status = host.get_fact(ResticRepository, restic=RESTIC)
     if status == "missing" or (status == "unconfigured" and not state.is_executing):
         yield StringCommand("sh", "-c", QuoteString(init_script(RESTIC, version)))
     elif status != "ok":
@@ -287,49 +258,6 @@ def repository(marker: str, text: str, version: int = 1, when=()):
 
 
 # --- restore (restore.py) ----------------------------------------------------------------------
-
-
-class DataPresence(FactBase):
-    """
-    The data a restore would replace, one line per table with rows, Redis database with
-    keys and Weaviate class with objects; ``[]`` when the host holds none.
-
-    .. code:: python
-
-        ["postgres: table public.notes of database orchestra has rows",
-         "redis: db0 holds 12 keys", "weaviate: class Note has objects"]
-    """
-
-    def command(self, script: str = RESTORE_SCRIPT) -> str:
-        return (f"if [ -x {script} ]; then {script} presence; "
-                "else echo 'no orchestra-restore: run deploy.py on this host first' >&2; "
-                "exit 1; fi")
-
-    def default(self):
-        return []
-
-    def process(self, output):
-        return [line.strip() for line in output if line.strip()]
-
-
-class ResticSnapshots(FactBase):
-    """
-    The repository's snapshots, as ``restic snapshots --json`` lists them.
-
-    .. code:: python
-
-        [{"id": "9f2c…", "short_id": "9f2c1b7a", "time": "2025-01-02T03:15:42.1Z",
-          "hostname": "orchestra-prod", "tags": ["orchestra"], "paths": ["/etc/orchestra"]}]
-    """
-
-    def command(self, restic: str = RESTIC) -> str:
-        return f"{restic} snapshots --json"
-
-    def default(self):
-        return []
-
-    def process(self, output):
-        return json.loads("".join(output)) or []
 
 
 def pick_snapshot(snapshots: list[dict], wanted: str, name: str) -> dict:
@@ -363,11 +291,11 @@ def stage(args: list[str]):
 def check_restore(config, wanted: str, force: bool) -> dict:
     """Refuse to replace data unless forced; the snapshot to restore. Runs while planning:
     a refusal changes nothing on any host."""
-    present = list(host.get_fact(DataPresence))
+    present = list(host.get_fact(DataPresence, script=RESTORE_SCRIPT))
     if present and not force:
         raise DeployError(f"{host.name} holds data a restore would replace (--force replaces "
                           "it):\n  " + "\n  ".join(present))
-    chosen = pick_snapshot(host.get_fact(ResticSnapshots), wanted, host_name(config))
+    chosen = pick_snapshot(host.get_fact(ResticSnapshots, restic=RESTIC), wanted, host_name(config))
     logger.info(f"{host.print_prefix}Snapshot {chosen['short_id']} of {chosen['time']} "
                 f"(host {chosen['hostname']})"
                 + (f"; replacing: {'; '.join(present)}" if present else ""))

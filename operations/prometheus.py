@@ -17,13 +17,11 @@ what differs between the distros' packages.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 
 from pyinfra import host
 from pyinfra.api import (
     DeployError,
-    FactBase,
     OperationError,
     QuoteString,
     StringCommand,
@@ -33,6 +31,7 @@ from pyinfra.api import (
 from pyinfra.facts.server import LinuxDistribution
 
 from operations import postgres, render, system
+from operations.facts import PostgresRoleMembership
 
 ETC = "/etc/prometheus"
 RULES = f"{ETC}/rules/orchestra.yml"
@@ -308,29 +307,6 @@ def _mtail(config):
     )
     system.service(name="Run mtail", unit="mtail", restart_when=[dropin],
                    reload_when=[program], daemon_reload_when=[dropin])
-
-
-class PostgresRoleMembership(FactBase):
-    """
-    The roles a role is a member of (``[]`` when it does not exist yet), read as the
-    postgres superuser over the local socket.
-
-    .. code:: python
-
-        ["pg_monitor"]
-    """
-
-    def command(self, role: str) -> str:
-        name = role.replace("'", "''")
-        query = ("SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
-                 f"JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = $${name}$$ ORDER BY 1")
-        return f"cd / && runuser -u postgres -- psql -X -A -t -c {shlex.quote(query)}"
-
-    def default(self):
-        return []
-
-    def process(self, output):
-        return [line.strip() for line in output if line.strip()]
 
 
 @operation()

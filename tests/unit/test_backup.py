@@ -1,6 +1,7 @@
-"""Backups: the data block, the rendered scripts and units, the restic facts, snapshot choice.
+"""Backups: the data block, the rendered scripts and units, snapshot choice.
 
-The operations themselves are tested as data in tests/unit/operations/backup.*.
+The operations themselves are tested as data in tests/unit/operations/backup.*, the restic
+facts in tests/unit/facts/facts.Restic*.
 """
 
 import subprocess
@@ -242,28 +243,6 @@ def test_scripts_parse_and_carry_the_settings(secrets, tmp_path):
 # --- facts -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("output, status", [
-    (["ok"], "ok"),
-    (["unconfigured"], "unconfigured"),
-    # restic 0.12 and 0.14: exit 1 and this text.
-    (["error 1", "Fatal: unable to open config file: stat /r/config: no such file or directory",
-      "Is there a repository at the following location?", "/r"], "missing"),
-    (["error 10", "Fatal: repository does not exist: unable to open config file"], "missing"),
-    (["error 1", "Fatal: wrong password or no key found"],
-     "error: Fatal: wrong password or no key found"),
-    (["error 1", "Fatal: unable to open repository at sftp:b@h:/r: unable to start the sftp "
-      "session, error: EOF"], "error: Fatal: unable to open repository at sftp:b@h:/r: unable "
-     "to start the sftp session, error: EOF"),
-])
-def test_restic_repository_fact(output, status):
-    assert backup.ResticRepository().process(output) == status
-
-
-def test_data_presence_fact():
-    assert backup.DataPresence().process(["", "redis: db0 holds 3 keys", " "]) == \
-        ["redis: db0 holds 3 keys"]
-
-
 SNAPSHOTS = [
     {"id": "aaaa1111", "short_id": "aaaa1111", "time": "2026-01-01T03:15:00Z",
      "hostname": "orchestra-prod", "tags": ["orchestra"]},
@@ -302,7 +281,8 @@ def test_ambiguous_or_unknown_snapshot(fake_host):
 
 
 def _check_restore(present, force):
-    facts = {"backup.DataPresence": present, "backup.ResticSnapshots": SNAPSHOTS}
+    facts = {"facts.DataPresence": {f"script={backup.RESTORE_SCRIPT}": present},
+             "facts.ResticSnapshots": {f"restic={backup.RESTIC}": SNAPSHOTS}}
     state = FakeState()
     host = create_host(state, name="h1", facts=facts)
     with ctx_state.use(state), ctx_host.use(host):
@@ -320,12 +300,6 @@ def test_restore_refuses_to_replace_data_unless_forced():
                             "  weaviate: class Note has objects")
     assert _check_restore(present, force=True)["id"] == "bbbb2222"
     assert _check_restore([], force=False)["id"] == "bbbb2222"
-
-
-def test_snapshots_fact():
-    assert backup.ResticSnapshots().process(["null"]) == []
-    assert backup.ResticSnapshots().process(['[{"id": "a",', '"time": "t"}]']) == \
-        [{"id": "a", "time": "t"}]
 
 
 def test_init_script_keeps_old_restic_on_format_1():
