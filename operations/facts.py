@@ -13,6 +13,11 @@ import shlex
 
 from pyinfra.api import FactBase
 
+# psql as the postgres superuser over the local socket (peer authentication), without the
+# user's ~/.psqlrc; from / because runuser keeps root's working directory, which postgres
+# may not enter (psql then warns on every call).
+PSQL = "cd / && runuser -u postgres -- psql -X"
+
 
 class GpuInfo(FactBase):
     """
@@ -114,7 +119,7 @@ class PostgresRoleVerifiers(FactBase):
 
     def command(self) -> str:
         return (
-            "cd / && runuser -u postgres -- psql -X -A -t -F '|' -c "
+            f"{PSQL} -A -t -F '|' -c "
             "'SELECT rolname, rolsuper, coalesce(rolpassword, $$$$) FROM pg_authid "
             "WHERE rolcanlogin'"
         )
@@ -145,7 +150,7 @@ class DatabaseConnectGrants(FactBase):
             "aclexplode(coalesce(d.datacl, acldefault($$d$$, d.datdba))) a "
             f"WHERE d.datname = $${name}$$ AND a.privilege_type = $$CONNECT$$ ORDER BY who"
         )
-        return f"cd / && runuser -u postgres -- psql -X -A -t -c {shlex.quote(query)}"
+        return f"{PSQL} -A -t -c {shlex.quote(query)}"
 
     def default(self):
         return []
@@ -164,7 +169,7 @@ class PostgresExtensions(FactBase):
     """
 
     def command(self, database: str) -> str:
-        return (f"cd / && runuser -u postgres -- psql -X -A -t -d {shlex.quote(database)} "
+        return (f"{PSQL} -A -t -d {shlex.quote(database)} "
                 "-c 'SELECT extname FROM pg_extension ORDER BY 1' 2>/dev/null || true")
 
     def default(self):
@@ -382,7 +387,7 @@ class PostgresRoleMembership(FactBase):
         name = role.replace("'", "''")
         query = ("SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
                  f"JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = $${name}$$ ORDER BY 1")
-        return f"cd / && runuser -u postgres -- psql -X -A -t -c {shlex.quote(query)}"
+        return f"{PSQL} -A -t -c {shlex.quote(query)}"
 
     def default(self):
         return []

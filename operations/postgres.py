@@ -10,6 +10,7 @@ from pyinfra.operations import apt, files, postgres, server
 
 from operations import render, system
 from operations.facts import (
+    PSQL,
     AptCandidate,
     DatabaseConnectGrants,
     PostgresExtensions,
@@ -147,8 +148,7 @@ def _psql_file(sql: str, label: str):
     path = f"{PRIVATE_DIR}/{label}.sql"
     yield StringCommand("install", "-d", "-m", "700", PRIVATE_DIR)
     yield from render.place(sql, path, "root", "root", "600")
-    script = (f"cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres "
-              f"< {path}; rc=$?; rm -f {path}; exit $rc")
+    script = f"{PSQL} -q -v ON_ERROR_STOP=1 -d postgres < {path}; rc=$?; rm -f {path}; exit $rc"
     yield StringCommand("sh", "-c", QuoteString(script))
 
 
@@ -212,7 +212,7 @@ def extensions(database: str, names: list[str]):
     if not missing:
         host.noop(f"extensions {', '.join(names)} exist in {database}")
         return
-    script = f"cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d {database}"
+    script = f"{PSQL} -q -v ON_ERROR_STOP=1 -d {database}"
     for name in missing:
         script += f' -c "CREATE EXTENSION IF NOT EXISTS \\"{name}\\""'
     yield StringCommand("sh", "-c", QuoteString(script))

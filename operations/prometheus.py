@@ -31,7 +31,7 @@ from pyinfra.api import (
 from pyinfra.facts.server import LinuxDistribution
 
 from operations import postgres, render, system
-from operations.facts import PostgresRoleMembership
+from operations.facts import PSQL, PostgresRoleMembership
 
 ETC = "/etc/prometheus"
 RULES = f"{ETC}/rules/orchestra.yml"
@@ -320,6 +320,6 @@ def role_membership(role: str, member_of: str):
     if member_of in host.get_fact(PostgresRoleMembership, role=role):
         host.noop(f"{role} is a member of {member_of}")
         return
-    script = (f'cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres '
+    script = (f'{PSQL} -q -v ON_ERROR_STOP=1 -d postgres '
               f'-c "GRANT \\"{member_of}\\" TO \\"{role}\\""')
     yield StringCommand("sh", "-c", QuoteString(script))
