@@ -97,7 +97,7 @@ def configure(config):
                        (config.backup_work_dir, "700"), (SCRIPT_DIR, "755")):
         system.directory(name=f"Create {path}", path=path, mode=mode)
     # node-exporter's package or the monitoring deploy may own it: only create it if missing.
-    directory_if_missing(name=f"Create {TEXTFILE_DIR} if missing", path=TEXTFILE_DIR)
+    system.directory_if_missing(name=f"Create {TEXTFILE_DIR} if missing", path=TEXTFILE_DIR)
 
     password_file = f"{etc}/restic-password"
     credentials = [
@@ -128,7 +128,7 @@ def configure(config):
     else:
         # A repository that moved away from SFTP leaves no private key behind.
         for path in (SSH_KEY, f"{etc}/known_hosts", f"{etc}/ssh_config"):
-            absent(name=f"Remove {path} (no SFTP repository)", path=path)
+            system.absent(name=f"Remove {path} (no SFTP repository)", path=path)
     for name, what in (("redis.env", "Redis admin password (for BGSAVE)"),
                        ("weaviate.curl", "Weaviate API key")):
         render.template(name=f"Give the backup the {what}", dest=f"{etc}/{name}",
@@ -186,36 +186,6 @@ def _timers(config):
             restart_when=[unit_files[timer]],
             daemon_reload_when=list(unit_files.values()),
         )
-
-
-@snapshot.registers("dirs", "path")
-@operation()
-def directory_if_missing(path: str, mode: str = "755"):
-    """
-    Create a directory (root-owned) when it does not exist; leave an existing one as it is.
-
-    + path: the directory
-    + mode: its permissions when created
-    """
-    if snapshot.lookup("dirs", path) is not None:
-        host.noop(f"directory {path} exists")
-        return
-    # mkdir -p leaves a directory someone made in the meantime as it is (install -d would not).
-    yield StringCommand("mkdir", "-p", "-m", mode, path)
-
-
-@snapshot.registers("files", "path")
-@operation()
-def absent(path: str):
-    """
-    Remove a file when it exists.
-
-    + path: the file
-    """
-    if snapshot.lookup("files", path) is None:
-        host.noop(f"{path} does not exist")
-        return
-    yield StringCommand("rm", "-f", path)
 
 
 def init_script(restic: str, version: int) -> str:
@@ -278,16 +248,6 @@ def pick_snapshot(snapshots: list[dict], wanted: str, name: str) -> dict:
     return found[0]
 
 
-@operation(is_idempotent=False)
-def stage(args: list[str]):
-    """
-    Run one stage of orchestra-restore (or any command that must run every time).
-
-    + args: the command and its arguments (each quoted for the shell)
-    """
-    yield StringCommand(*(QuoteString(arg) for arg in args))
-
-
 def check_restore(config, wanted: str, force: bool) -> dict:
     """Refuse to replace data unless forced; the snapshot to restore. Runs while planning:
     a refusal changes nothing on any host."""
@@ -305,37 +265,28 @@ def check_restore(config, wanted: str, force: bool) -> dict:
 @deploy("Stop the programs that write")
 def stop_writers(config):
     # Monit would restart what the restore stops; the admin (PM2) only reads through the API.
-    stage(name="Pause Monit's checks (if Monit runs here)",
-          args=["sh", "-c", "! command -v monit >/dev/null || monit unmonitor all || true"])
-    stage(name="Stop the Supervisor programs", args=["supervisorctl", "stop", "orchestra:*"])
+    system.run(name="Pause Monit's checks (if Monit runs here)",
+               args=["sh", "-c", "! command -v monit >/dev/null || monit unmonitor all || true"])
+    system.run(name="Stop the Supervisor programs", args=["supervisorctl", "stop", "orchestra:*"])
 
 
 @deploy("Restore")
 def restore_data(config, chosen: dict, force: bool):
     short = chosen["short_id"]
-    stage(name=f"Fetch snapshot {short}", args=[RESTORE_SCRIPT, "fetch", chosen["id"]])
-    stage(name="Restore the PostgreSQL databases", args=[RESTORE_SCRIPT, "postgres"])
-    stage(name="Restore Redis", args=[RESTORE_SCRIPT, "redis"])
-    stage(name="Restore Weaviate",
-          args=[RESTORE_SCRIPT, "weaviate", *(["--force"] if force else [])])
-    stage(name="Remove the restored files", args=[RESTORE_SCRIPT, "finish"])
-
-
-def _wait_healthy(config) -> str:
-    checks = []
-    for program in app.programs(config):
-        url = f"http://127.0.0.1:{program['port']}{program['health']}"
-        checks.append(
-            f"ok=; for i in $(seq {config.app_health_timeout}); do curl -fsS -o /dev/null {url} "
-            f"&& ok=1 && break; sleep 1; done; [ -n \"$ok\" ] || {{ echo '{program['name']} "
-            f"is not healthy at {url}' >&2; exit 1; }}")
-    return "; ".join(checks)
+    system.run(name=f"Fetch snapshot {short}", args=[RESTORE_SCRIPT, "fetch", chosen["id"]])
+    system.run(name="Restore the PostgreSQL databases", args=[RESTORE_SCRIPT, "postgres"])
+    system.run(name="Restore Redis", args=[RESTORE_SCRIPT, "redis"])
+    system.run(name="Restore Weaviate",
+               args=[RESTORE_SCRIPT, "weaviate", *(["--force"] if force else [])])
+    system.run(name="Remove the restored files", args=[RESTORE_SCRIPT, "finish"])
 
 
 @deploy("Start the programs again")
 def start_writers(config):
-    stage(name="Start the Supervisor programs", args=["supervisorctl", "start", "orchestra:*"])
-    stage(name="Wait until every program is healthy",
-          args=["sh", "-c", _wait_healthy(config)])
-    stage(name="Resume Monit's checks (if Monit runs here)",
-          args=["sh", "-c", "! command -v monit >/dev/null || monit monitor all || true"])
+    system.run(name="Start the Supervisor programs", args=["supervisorctl", "start", "orchestra:*"])
+    system.run(name="Wait until every program is healthy",
+               args=["sh", "-c", "; ".join(
+              system.wait_healthy(p["name"], p["port"], p["health"], config.app_health_timeout)
+              for p in app.programs(config))])
+    system.run(name="Resume Monit's checks (if Monit runs here)",
+               args=["sh", "-c", "! command -v monit >/dev/null || monit monitor all || true"])

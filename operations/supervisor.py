@@ -67,14 +67,6 @@ def running(programs: list[str]):
     yield StringCommand("supervisorctl", "start", *(f"orchestra:{name}" for name in stopped))
 
 
-def _wait_healthy(program: dict, timeout: int) -> str:
-    url = f"http://127.0.0.1:{program['port']}{program['health']}"
-    return (f"ok=; for i in $(seq {timeout}); do curl -fsS -o /dev/null {url} && ok=1 && "
-            f"break; sleep 1; done; [ -n \"$ok\" ] || {{ echo '{program['name']} is not "
-            f"healthy at {url}' >&2; tail -n 30 /var/log/orchestra/{program['name']}.log >&2; "
-            "exit 1; }")
-
-
 @operation(is_idempotent=False)
 def rolling_restart(programs: list[dict], timeout: int = 60):
     """
@@ -86,4 +78,7 @@ def rolling_restart(programs: list[dict], timeout: int = 60):
     """
     for program in programs:
         yield StringCommand("supervisorctl", "restart", f"orchestra:{program['name']}")
-        yield StringCommand("sh", "-c", QuoteString(_wait_healthy(program, timeout)))
+        name = program["name"]
+        yield StringCommand("sh", "-c", QuoteString(system.wait_healthy(
+            name, program["port"], program["health"], timeout,
+            on_failure=f"tail -n 30 /var/log/orchestra/{name}.log >&2; ")))

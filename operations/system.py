@@ -1,9 +1,10 @@
-"""Directories and systemd units, answered from the run's snapshot (see snapshot.py)."""
+"""Directories, files, systemd units and commands every component uses, answered from the
+run's snapshot (see snapshot.py) where they ask about the host."""
 
 from __future__ import annotations
 
 from pyinfra import host, state
-from pyinfra.api import StringCommand, operation
+from pyinfra.api import QuoteString, StringCommand, operation
 
 from operations import snapshot
 
@@ -34,6 +35,80 @@ def directory(path: str, user: str = "root", group: str = "root", mode: str = "7
         yield StringCommand("chmod", mode, path)
     if (current["user"], current["group"], current["mode"]) == (user, group, int(mode)):
         host.noop(f"directory {path} exists")
+
+
+@snapshot.registers("dirs", "path")
+@operation()
+def directory_if_missing(path: str, mode: str = "755"):
+    """
+    Create a directory (root-owned) when it does not exist; leave an existing one as it is,
+    for a directory a package or another deploy may own.
+
+    + path: the directory
+    + mode: its permissions when created
+
+    **Example:**
+
+    .. code:: python
+
+        system.directory_if_missing(name="Create the textfile directory if missing",
+                                    path="/var/lib/prometheus/node-exporter")
+    """
+    if snapshot.lookup("dirs", path) is not None:
+        host.noop(f"directory {path} exists")
+        return
+    # mkdir -p leaves a directory someone made in the meantime as it is (install -d would not).
+    yield StringCommand("mkdir", "-p", "-m", mode, path)
+
+
+@snapshot.registers("files", "path")
+@operation()
+def absent(path: str):
+    """
+    Remove a file when it exists.
+
+    + path: the file
+
+    **Example:**
+
+    .. code:: python
+
+        system.absent(name="Remove the SFTP key", path="/root/.ssh/orchestra-backup")
+    """
+    if snapshot.lookup("files", path) is None:
+        host.noop(f"{path} does not exist")
+        return
+    yield StringCommand("rm", "-f", path)
+
+
+@operation(is_idempotent=False)
+def run(args: list[str]):
+    """
+    Run a command every time, never a no-op: a step of a procedure (a restore's stages)
+    rather than a state. Unlike ``server.shell``, each argument is quoted for the shell.
+
+    + args: the command and its arguments
+
+    **Example:**
+
+    .. code:: python
+
+        system.run(name="Stop the Supervisor programs",
+                   args=["supervisorctl", "stop", "orchestra:*"])
+    """
+    yield StringCommand(*(QuoteString(arg) for arg in args))
+
+
+def wait_healthy(name: str, port: int, path: str, timeout: int, on_failure: str = "") -> str:
+    """
+    A shell snippet, for an operation that (re)started a program: ask its health endpoint
+    on loopback once a second for up to ``timeout`` seconds; when it never answers, say
+    which program and where, run ``on_failure`` (its last log lines, say) and fail.
+    """
+    url = f"http://127.0.0.1:{port}{path}"
+    return (f"ok=; for i in $(seq {timeout}); do curl -fsS -o /dev/null {url} && ok=1 && "
+            f"break; sleep 1; done; [ -n \"$ok\" ] || {{ echo '{name} is not healthy at "
+            f"{url}' >&2; {on_failure}exit 1; }}")
 
 
 def changed(ops) -> bool:
