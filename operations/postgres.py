@@ -6,7 +6,7 @@ from pyinfra import host
 from pyinfra.api import DeployError, OperationError, QuoteString, StringCommand, deploy, operation
 from pyinfra.facts.hardware import Memory
 from pyinfra.facts.server import LinuxDistribution
-from pyinfra.operations import apt, files, postgres, server
+from pyinfra.operations import postgres, server
 
 from operations import render, system
 from operations.facts import (
@@ -22,6 +22,7 @@ from orchestra_infra.schema import parse_size
 # The version each supported distro ships.
 DISTRO_VERSIONS = {("Ubuntu", 22): 14, ("Debian", 12): 15}
 KEYRING = "/etc/apt/keyrings/postgresql.asc"
+SOURCES = "/etc/apt/sources.list.d/pgdg.list"
 PRIVATE_DIR = "/var/lib/orchestra-infra/private"
 
 
@@ -76,15 +77,20 @@ def packages(config) -> list[str]:
 
 def add_repository(config):
     """The PostgreSQL apt repository, before any install, when a version is pinned."""
-    if config.postgres_apt_repository:
-        distro = host.get_fact(LinuxDistribution)
-        return repository(
-            name="Add the PostgreSQL apt repository",
-            url=config.postgres_apt_repository,
-            key_url=config.postgres_apt_key_url,
-            codename=distro["release_meta"].get("VERSION_CODENAME", ""),
-        )
-    return None
+    if not config.postgres_apt_repository:
+        return None
+    if not config.postgres_apt_key_url:
+        raise DeployError(f"{host.name}: postgres_apt_key_url is required with "
+                          "postgres_apt_repository; nothing was changed")
+    codename = host.get_fact(LinuxDistribution)["release_meta"].get("VERSION_CODENAME", "")
+    return system.apt_repository(
+        name="Add the PostgreSQL apt repository",
+        url=config.postgres_apt_repository,
+        suite=f"{codename}-pgdg",
+        key_url=config.postgres_apt_key_url,
+        keyring=KEYRING,
+        sources=SOURCES,
+    )
 
 
 @deploy("PostgreSQL")
@@ -216,23 +222,3 @@ def extensions(database: str, names: list[str]):
     for name in missing:
         script += f' -c "CREATE EXTENSION IF NOT EXISTS \\"{name}\\""'
     yield StringCommand("sh", "-c", QuoteString(script))
-
-
-@operation()
-def repository(url: str, key_url: str | None, codename: str):
-    """
-    Add the PostgreSQL apt repository with its key in a keyring (``signed-by``).
-
-    + url: the repository's deb URL
-    + key_url: URL of its ASCII-armoured signing key
-    + codename: the distro codename (``jammy``, ``bookworm``)
-    """
-    if not key_url:
-        raise OperationError("postgres_apt_key_url is required with postgres_apt_repository")
-    yield from files.directory._inner(path="/etc/apt/keyrings", mode="755")
-    yield from files.download._inner(src=key_url, dest=KEYRING, mode="644")
-    yield from apt.repo._inner(
-        src=f"deb [signed-by={KEYRING}] {url} {codename}-pgdg main",
-        filename="pgdg",
-    )
-

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pyinfra import host, state
 from pyinfra.api import QuoteString, StringCommand, operation
+from pyinfra.operations import files
 
 from operations import snapshot
 
@@ -97,6 +98,35 @@ def run(args: list[str]):
                    args=["supervisorctl", "stop", "orchestra:*"])
     """
     yield StringCommand(*(QuoteString(arg) for arg in args))
+
+
+@operation()
+def apt_repository(url: str, suite: str, key_url: str, keyring: str, sources: str):
+    """
+    Add an apt repository signed by its own key (``signed-by``, trusted for it alone): the
+    key in a keyring, one ``deb`` line in the repository's own sources file, replaced when
+    the URL changes (a new major version, a mirror), never a second one beside it.
+
+    + url: the repository's deb URL
+    + suite: its suite (component ``main``): ``nodistro``, ``bookworm-pgdg``
+    + key_url: URL of its ASCII-armoured signing key
+    + keyring: where the key is kept (``/etc/apt/keyrings/NAME.asc``)
+    + sources: its sources file (``/etc/apt/sources.list.d/NAME.list``)
+
+    **Example:**
+
+    .. code:: python
+
+        system.apt_repository(name="Add the NodeSource apt repository",
+                              url="https://deb.nodesource.com/node_22.x", suite="nodistro",
+                              key_url="https://deb.nodesource.com/gpgkey/nodesource-repo.gpg.key",
+                              keyring="/etc/apt/keyrings/nodesource.asc",
+                              sources="/etc/apt/sources.list.d/nodesource.list")
+    """
+    yield from files.directory._inner(path="/etc/apt/keyrings", mode="755")
+    yield from files.download._inner(src=key_url, dest=keyring, mode="644")
+    yield from files.line._inner(path=sources, line=f"^deb .* {suite} main$",
+                                 replace=f"deb [signed-by={keyring}] {url} {suite} main")
 
 
 def wait_healthy(name: str, port: int, path: str, timeout: int, on_failure: str = "") -> str:
