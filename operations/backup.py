@@ -1,29 +1,22 @@
-"""Backups with restic (PostgreSQL, Redis, Weaviate, the config) and their restore.
+"""Backups with restic (PostgreSQL, Redis, Weaviate, the config); their restore is restore.py's.
 
 Backups run unattended from systemd timers, long after any deploy, so the work is done by a
 script on the host (``orchestra-backup``); this module installs it with its units, its
 credentials (root-only files, never a command line) and the repository itself: created when
 there is none, never when it merely cannot be opened (a wrong password must not start a
-second, empty repository). The restore functions, for restore.py, go the other way: they
-refuse to replace data unless forced, then run ``orchestra-restore``'s stages in order.
+second, empty repository). ``orchestra-restore``, the way back, is installed here too:
+it needs the same settings and credentials.
 """
 
 from __future__ import annotations
 
 import shlex
 
-from pyinfra import host, logger, state
-from pyinfra.api import (
-    DeployError,
-    OperationError,
-    QuoteString,
-    StringCommand,
-    deploy,
-    operation,
-)
+from pyinfra import host, state
+from pyinfra.api import DeployError, OperationError, QuoteString, StringCommand, deploy, operation
 
-from operations import app, render, snapshot, system
-from operations.facts import DataPresence, ResticRepository, ResticSnapshots
+from operations import render, snapshot, system
+from operations.facts import ResticRepository
 from orchestra_infra.schema import sftp_endpoint
 
 SCRIPT_DIR = "/usr/local/lib/orchestra"
@@ -225,68 +218,3 @@ def repository(marker: str, text: str, version: int = 1, when=()):
                              f"{status.removeprefix('error: ')}{hint}; nothing was created")
     yield StringCommand("sh", "-c", QuoteString(
         f"printf '%s\\n' {shlex.quote(text)} > {marker}.new && mv -f {marker}.new {marker}"))
-
-
-# --- restore (restore.py) ----------------------------------------------------------------------
-
-
-def pick_snapshot(snapshots: list[dict], wanted: str, name: str) -> dict:
-    """The newest orchestra snapshot of host ``name`` for ``latest``, else the one whose id
-    starts with ``wanted`` (of any host: a renamed one is still restorable)."""
-    if wanted == "latest":
-        ours = [s for s in snapshots
-                if s.get("hostname") == name and "orchestra" in (s.get("tags") or [])]
-        if not ours:
-            raise DeployError(f"{host.name}: the repository holds no snapshot of {name} tagged "
-                              "orchestra: nothing to restore (orchestra-infra backup ENV makes "
-                              "one)")
-        return max(ours, key=lambda s: s["time"])
-    found = [s for s in snapshots if s["id"].startswith(wanted)]
-    if len(found) != 1:
-        what = "no" if not found else "more than one"
-        raise DeployError(f"{host.name}: {what} snapshot with id {wanted!r} in the repository")
-    return found[0]
-
-
-def check_restore(config, wanted: str, force: bool) -> dict:
-    """Refuse to replace data unless forced; the snapshot to restore. Runs while planning:
-    a refusal changes nothing on any host."""
-    present = list(host.get_fact(DataPresence, script=RESTORE_SCRIPT))
-    if present and not force:
-        raise DeployError(f"{host.name} holds data a restore would replace (--force replaces "
-                          "it):\n  " + "\n  ".join(present))
-    chosen = pick_snapshot(host.get_fact(ResticSnapshots, restic=RESTIC), wanted, host_name(config))
-    logger.info(f"{host.print_prefix}Snapshot {chosen['short_id']} of {chosen['time']} "
-                f"(host {chosen['hostname']})"
-                + (f"; replacing: {'; '.join(present)}" if present else ""))
-    return chosen
-
-
-@deploy("Stop the programs that write")
-def stop_writers(config):
-    # Monit would restart what the restore stops; the admin (PM2) only reads through the API.
-    system.run(name="Pause Monit's checks (if Monit runs here)",
-               args=["sh", "-c", "! command -v monit >/dev/null || monit unmonitor all || true"])
-    system.run(name="Stop the Supervisor programs", args=["supervisorctl", "stop", "orchestra:*"])
-
-
-@deploy("Restore")
-def restore_data(config, chosen: dict, force: bool):
-    short = chosen["short_id"]
-    system.run(name=f"Fetch snapshot {short}", args=[RESTORE_SCRIPT, "fetch", chosen["id"]])
-    system.run(name="Restore the PostgreSQL databases", args=[RESTORE_SCRIPT, "postgres"])
-    system.run(name="Restore Redis", args=[RESTORE_SCRIPT, "redis"])
-    system.run(name="Restore Weaviate",
-               args=[RESTORE_SCRIPT, "weaviate", *(["--force"] if force else [])])
-    system.run(name="Remove the restored files", args=[RESTORE_SCRIPT, "finish"])
-
-
-@deploy("Start the programs again")
-def start_writers(config):
-    system.run(name="Start the Supervisor programs", args=["supervisorctl", "start", "orchestra:*"])
-    system.run(name="Wait until every program is healthy",
-               args=["sh", "-c", "; ".join(
-              system.wait_healthy(p["name"], p["port"], p["health"], config.app_health_timeout)
-              for p in app.programs(config))])
-    system.run(name="Resume Monit's checks (if Monit runs here)",
-               args=["sh", "-c", "! command -v monit >/dev/null || monit monitor all || true"])
