@@ -99,10 +99,11 @@ def configure(config):
     etc = f"/etc/postgresql/{version}/main"
     unit = f"postgresql@{version}-main"
 
-    restart_policy = render.template(
-        name="Restart PostgreSQL when it dies",
-        src="postgres/etc/systemd/system/postgresql@.service.d/10-orchestra.conf.j2",
-        dest="/etc/systemd/system/postgresql@.service.d/10-orchestra.conf",
+    restart_policy = system.restart_always_dropin(
+        "postgresql@", name="Restart PostgreSQL when it dies",
+        why="a killed or crashed cluster comes back. RestartSec keeps\n"
+            "restarts under systemd's start limit (5 in 10 s), so a crash loop never ends in\n"
+            "start-limit-hit with the database down for good.",
     )
     settings = render.template(
         name="Configure PostgreSQL (listen, auth, memory)",

@@ -272,10 +272,10 @@ def configure(config, groups):
 
 def _daemon(config, package: str, args: dict[str, str], reload_when=(), secret=False):
     """A packaged daemon: restarts on its own, arguments in /etc/default/<package>."""
-    dropin = render.template(
-        name=f"Restart {package} when it dies",
-        src="prometheus/etc/systemd/system/UNIT.service.d/10-orchestra.conf.j2",
-        dest=f"/etc/systemd/system/{package}.service.d/10-orchestra.conf",
+    dropin = system.restart_always_dropin(
+        package, name=f"Restart {package} when it dies",
+        why="the packaged unit restarts only on failure, 100 ms later, so\n"
+            "a crash loop ends in start-limit-hit; a few seconds apart it never does.",
     )
     # With secrets (a password in the environment, never on the command line) the file
     # is root's alone: systemd reads it before dropping to the prometheus user.
@@ -299,11 +299,21 @@ def _mtail(config):
         dest="/etc/mtail/orchestra-nginx.mtail",
         validate="mtail --compile_only --progs /etc/mtail",
     )
-    dropin = render.template(
-        name="Run mtail on loopback over the nginx access log",
-        src="prometheus/etc/systemd/system/mtail.service.d/10-orchestra.conf.j2",
-        dest="/etc/systemd/system/mtail.service.d/10-orchestra.conf",
-        context={"config": config, "log": NGINX_ACCESS_LOG},
+    dropin = system.restart_always_dropin(
+        "mtail", name="Run mtail on loopback over the nginx access log",
+        why="mtail counts nginx's responses by status from its access log\n"
+            "and serves them on loopback. The flags are given here, not in /etc/default/mtail: "
+            "the\ndistros' units read different variables from it.",
+        service_settings=[
+            "Type=simple",
+            "User=mtail",
+            "# The access log is www-data:adm 0640.",
+            "SupplementaryGroups=adm",
+            "ExecCondition=",
+            "ExecStart=",
+            f"ExecStart=/usr/bin/mtail --progs /etc/mtail --logtostderr --address 127.0.0.1 "
+            f"--port {config.mtail_port} --logs {NGINX_ACCESS_LOG}",
+        ],
     )
     system.service(name="Run mtail", unit="mtail", restart_when=[dropin],
                    reload_when=[program], daemon_reload_when=[dropin])

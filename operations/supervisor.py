@@ -18,11 +18,12 @@ CONF = "/etc/supervisor/conf.d/orchestra.conf"
 def configure(config, restart_when: list, after_units: list[str]):
     """Programs from the port table; ``restart_when``: operations (release, env files)
     whose change restarts them, rolling."""
-    dropin = render.template(
-        name="Start supervisord after the data services",
-        src="supervisor/etc/systemd/system/supervisor.service.d/10-orchestra.conf.j2",
-        dest="/etc/systemd/system/supervisor.service.d/10-orchestra.conf",
-        context={"after": after_units},
+    after = " ".join(after_units)
+    dropin = system.restart_always_dropin(
+        "supervisor", name="Start supervisord after the data services",
+        why="the apps start after the data services they use, and\n"
+            "supervisord itself comes back if it dies.",
+        unit_settings=[f"After={after}", f"Wants={after}"],
     )
     programs = app.programs(config)
     conf = render.template(

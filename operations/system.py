@@ -7,7 +7,9 @@ from pyinfra import host, state
 from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.operations import files
 
-from operations import snapshot
+from operations import render, snapshot
+
+DROPIN = "systemd/etc/systemd/system/UNIT.service.d/10-orchestra.conf.j2"
 
 
 @snapshot.registers("dirs", "path")
@@ -196,3 +198,36 @@ def service(unit: str, running: bool = True, enabled: bool = True, restart_when=
     if not (daemon_reload or restarted or reloaded) and current["active"] == running and \
             current["enabled"] == enabled:
         host.noop(f"unit {unit} is {'running' if running else 'stopped'}")
+
+
+def restart_always_dropin(unit: str, name: str, why: str, unit_settings=(),
+                          service_settings=(), restart_sec: int = 3):
+    """
+    Make a unit come back whenever it dies: ``Restart=always`` in a drop-in beside its
+    package's unit file, with the other settings this stack needs of it. Packaged units
+    restart on failure only (or never), 100 ms later, so a few kills in a row end in
+    start-limit-hit with the service down for good; ``restart_sec`` apart they never do.
+
+    + unit: the unit's name without ``.service`` (``redis-server``, ``postgresql@``)
+    + name: the operation's name
+    + why: the drop-in's comment, after "Managed by orchestra-infra: " (lines split by \\n)
+    + unit_settings: lines of its ``[Unit]`` section (``After=...``), none by default
+    + service_settings: lines of its ``[Service]`` section before the restart policy
+    + restart_sec: seconds between a death and the restart
+
+    Returns the render operation, for ``system.service(daemon_reload_when=...)``.
+
+    **Example:**
+
+    .. code:: python
+
+        dropin = system.restart_always_dropin("redis-server", name="Restart Redis when it dies",
+                                              why="the distro unit restarts after 100 ms.")
+    """
+    return render.template(
+        name=name,
+        src=DROPIN,
+        dest=f"/etc/systemd/system/{unit}.service.d/10-orchestra.conf",
+        context={"why": why, "unit_settings": list(unit_settings),
+                 "service_settings": list(service_settings), "restart_sec": restart_sec},
+    )
