@@ -1,5 +1,6 @@
-"""Directories, files, systemd units and commands every component uses, answered from the
-run's snapshot (see snapshot.py) where they ask about the host."""
+"""What every component uses, written once: directories, files, apt repositories, systemd
+units and their restart policy, commands run every time, health waits. What they ask
+about the host is answered from the run's snapshot (see snapshot.py) where it can be."""
 
 from __future__ import annotations
 
