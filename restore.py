@@ -16,7 +16,7 @@ import os
 
 from pyinfra import host
 
-from operations import backup
+from operations import restore
 from orchestra_infra.preflight import validate_host
 
 config, _ = validate_host(host)
@@ -27,10 +27,10 @@ data_host = "data" in host.groups
 app_host = "app" in host.groups
 
 if data_host:
-    chosen = backup.check_restore(config, wanted, force)
+    chosen = restore.check_restore(config, wanted, force)
 if app_host:
-    backup.stop_writers(config)
+    restore.stop_writers(config)
 if data_host:
-    backup.restore_data(config, chosen, force)
+    restore.restore_data(config, chosen, force)
 if app_host:
-    backup.start_writers(config)
+    restore.start_writers(config)

@@ -1,30 +1,22 @@
-"""Backups with restic (PostgreSQL, Redis, Weaviate, the config) and their restore.
+"""Backups with restic (PostgreSQL, Redis, Weaviate, the config); their restore is restore.py's.
 
 Backups run unattended from systemd timers, long after any deploy, so the work is done by a
 script on the host (``orchestra-backup``); this module installs it with its units, its
 credentials (root-only files, never a command line) and the repository itself: created when
 there is none, never when it merely cannot be opened (a wrong password must not start a
-second, empty repository). The restore functions, for restore.py, go the other way: they
-refuse to replace data unless forced, then run ``orchestra-restore``'s stages in order.
+second, empty repository). ``orchestra-restore``, the way back, is installed here too:
+it needs the same settings and credentials.
 """
 
 from __future__ import annotations
 
-import json
 import shlex
 
-from pyinfra import host, logger, state
-from pyinfra.api import (
-    DeployError,
-    FactBase,
-    OperationError,
-    QuoteString,
-    StringCommand,
-    deploy,
-    operation,
-)
+from pyinfra import host, state
+from pyinfra.api import DeployError, OperationError, QuoteString, StringCommand, deploy, operation
 
-from operations import app, render, snapshot, system
+from operations import render, snapshot, system
+from operations.facts import ResticRepository
 from orchestra_infra.schema import sftp_endpoint
 
 SCRIPT_DIR = "/usr/local/lib/orchestra"
@@ -98,7 +90,7 @@ def configure(config):
                        (config.backup_work_dir, "700"), (SCRIPT_DIR, "755")):
         system.directory(name=f"Create {path}", path=path, mode=mode)
     # node-exporter's package or the monitoring deploy may own it: only create it if missing.
-    directory_if_missing(name=f"Create {TEXTFILE_DIR} if missing", path=TEXTFILE_DIR)
+    system.directory_if_missing(name=f"Create {TEXTFILE_DIR} if missing", path=TEXTFILE_DIR)
 
     password_file = f"{etc}/restic-password"
     credentials = [
@@ -129,7 +121,7 @@ def configure(config):
     else:
         # A repository that moved away from SFTP leaves no private key behind.
         for path in (SSH_KEY, f"{etc}/known_hosts", f"{etc}/ssh_config"):
-            absent(name=f"Remove {path} (no SFTP repository)", path=path)
+            system.absent(name=f"Remove {path} (no SFTP repository)", path=path)
     for name, what in (("redis.env", "Redis admin password (for BGSAVE)"),
                        ("weaviate.curl", "Weaviate API key")):
         render.template(name=f"Give the backup the {what}", dest=f"{etc}/{name}",
@@ -189,64 +181,6 @@ def _timers(config):
         )
 
 
-@snapshot.registers("dirs", "path")
-@operation()
-def directory_if_missing(path: str, mode: str = "755"):
-    """
-    Create a directory (root-owned) when it does not exist; leave an existing one as it is.
-
-    + path: the directory
-    + mode: its permissions when created
-    """
-    if snapshot.lookup("dirs", path) is not None:
-        host.noop(f"directory {path} exists")
-        return
-    # mkdir -p leaves a directory someone made in the meantime as it is (install -d would not).
-    yield StringCommand("mkdir", "-p", "-m", mode, path)
-
-
-@snapshot.registers("files", "path")
-@operation()
-def absent(path: str):
-    """
-    Remove a file when it exists.
-
-    + path: the file
-    """
-    if snapshot.lookup("files", path) is None:
-        host.noop(f"{path} does not exist")
-        return
-    yield StringCommand("rm", "-f", path)
-
-
-class ResticRepository(FactBase):
-    """
-    Whether orchestra-restic opens the repository: ``"ok"``, ``"missing"`` (nothing there:
-    ``restic init`` may create it), ``"unconfigured"`` (no orchestra-restic yet) or
-    ``"error: <what restic said>"`` (a wrong password, no network, a locked-out key...).
-
-    .. code:: python
-
-        "missing"
-    """
-
-    def command(self, restic: str = RESTIC) -> str:
-        return (f"if [ ! -x {restic} ]; then echo unconfigured; "
-                f"elif out=$({restic} cat config 2>&1 >/dev/null); then echo ok; "
-                "else echo \"error $?\"; printf '%s\\n' \"$out\"; fi")
-
-    def process(self, output):
-        first = output[0].strip()
-        if first in ("ok", "unconfigured"):
-            return first
-        code = first.split()[1] if len(first.split()) > 1 else ""
-        said = [line.strip() for line in output[1:] if line.strip()]
-        # restic >= 0.17 exits 10; 0.12 and 0.14 exit 1 and say this.
-        if code == "10" or "Is there a repository at the following location?" in said:
-            return "missing"
-        return "error: " + (" ".join(said) or f"restic exited {code}")
-
-
 def init_script(restic: str, version: int) -> str:
     """``restic init`` for a repository format; restic < 0.14 only knows format 1."""
     return (
@@ -275,7 +209,7 @@ def repository(marker: str, text: str, version: int = 1, when=()):
     if snapshot.lookup("files", marker) and not system.changed(when):
         host.noop("the restic repository opened with these settings before")
         return
-    status = host.get_fact(ResticRepository)
+    status = host.get_fact(ResticRepository, restic=RESTIC)
     if status == "missing" or (status == "unconfigured" and not state.is_executing):
         yield StringCommand("sh", "-c", QuoteString(init_script(RESTIC, version)))
     elif status != "ok":
@@ -284,130 +218,3 @@ def repository(marker: str, text: str, version: int = 1, when=()):
                              f"{status.removeprefix('error: ')}{hint}; nothing was created")
     yield StringCommand("sh", "-c", QuoteString(
         f"printf '%s\\n' {shlex.quote(text)} > {marker}.new && mv -f {marker}.new {marker}"))
-
-
-# --- restore (restore.py) ----------------------------------------------------------------------
-
-
-class DataPresence(FactBase):
-    """
-    The data a restore would replace, one line per table with rows, Redis database with
-    keys and Weaviate class with objects; ``[]`` when the host holds none.
-
-    .. code:: python
-
-        ["postgres: table public.notes of database orchestra has rows",
-         "redis: db0 holds 12 keys", "weaviate: class Note has objects"]
-    """
-
-    def command(self, script: str = RESTORE_SCRIPT) -> str:
-        return (f"if [ -x {script} ]; then {script} presence; "
-                "else echo 'no orchestra-restore: run deploy.py on this host first' >&2; "
-                "exit 1; fi")
-
-    def default(self):
-        return []
-
-    def process(self, output):
-        return [line.strip() for line in output if line.strip()]
-
-
-class ResticSnapshots(FactBase):
-    """
-    The repository's snapshots, as ``restic snapshots --json`` lists them.
-
-    .. code:: python
-
-        [{"id": "9f2c…", "short_id": "9f2c1b7a", "time": "2025-01-02T03:15:42.1Z",
-          "hostname": "orchestra-prod", "tags": ["orchestra"], "paths": ["/etc/orchestra"]}]
-    """
-
-    def command(self, restic: str = RESTIC) -> str:
-        return f"{restic} snapshots --json"
-
-    def default(self):
-        return []
-
-    def process(self, output):
-        return json.loads("".join(output)) or []
-
-
-def pick_snapshot(snapshots: list[dict], wanted: str, name: str) -> dict:
-    """The newest orchestra snapshot of host ``name`` for ``latest``, else the one whose id
-    starts with ``wanted`` (of any host: a renamed one is still restorable)."""
-    if wanted == "latest":
-        ours = [s for s in snapshots
-                if s.get("hostname") == name and "orchestra" in (s.get("tags") or [])]
-        if not ours:
-            raise DeployError(f"{host.name}: the repository holds no snapshot of {name} tagged "
-                              "orchestra: nothing to restore (orchestra-infra backup ENV makes "
-                              "one)")
-        return max(ours, key=lambda s: s["time"])
-    found = [s for s in snapshots if s["id"].startswith(wanted)]
-    if len(found) != 1:
-        what = "no" if not found else "more than one"
-        raise DeployError(f"{host.name}: {what} snapshot with id {wanted!r} in the repository")
-    return found[0]
-
-
-@operation(is_idempotent=False)
-def stage(args: list[str]):
-    """
-    Run one stage of orchestra-restore (or any command that must run every time).
-
-    + args: the command and its arguments (each quoted for the shell)
-    """
-    yield StringCommand(*(QuoteString(arg) for arg in args))
-
-
-def check_restore(config, wanted: str, force: bool) -> dict:
-    """Refuse to replace data unless forced; the snapshot to restore. Runs while planning:
-    a refusal changes nothing on any host."""
-    present = list(host.get_fact(DataPresence))
-    if present and not force:
-        raise DeployError(f"{host.name} holds data a restore would replace (--force replaces "
-                          "it):\n  " + "\n  ".join(present))
-    chosen = pick_snapshot(host.get_fact(ResticSnapshots), wanted, host_name(config))
-    logger.info(f"{host.print_prefix}Snapshot {chosen['short_id']} of {chosen['time']} "
-                f"(host {chosen['hostname']})"
-                + (f"; replacing: {'; '.join(present)}" if present else ""))
-    return chosen
-
-
-@deploy("Stop the programs that write")
-def stop_writers(config):
-    # Monit would restart what the restore stops; the admin (PM2) only reads through the API.
-    stage(name="Pause Monit's checks (if Monit runs here)",
-          args=["sh", "-c", "! command -v monit >/dev/null || monit unmonitor all || true"])
-    stage(name="Stop the Supervisor programs", args=["supervisorctl", "stop", "orchestra:*"])
-
-
-@deploy("Restore")
-def restore_data(config, chosen: dict, force: bool):
-    short = chosen["short_id"]
-    stage(name=f"Fetch snapshot {short}", args=[RESTORE_SCRIPT, "fetch", chosen["id"]])
-    stage(name="Restore the PostgreSQL databases", args=[RESTORE_SCRIPT, "postgres"])
-    stage(name="Restore Redis", args=[RESTORE_SCRIPT, "redis"])
-    stage(name="Restore Weaviate",
-          args=[RESTORE_SCRIPT, "weaviate", *(["--force"] if force else [])])
-    stage(name="Remove the restored files", args=[RESTORE_SCRIPT, "finish"])
-
-
-def _wait_healthy(config) -> str:
-    checks = []
-    for program in app.programs(config):
-        url = f"http://127.0.0.1:{program['port']}{program['health']}"
-        checks.append(
-            f"ok=; for i in $(seq {config.app_health_timeout}); do curl -fsS -o /dev/null {url} "
-            f"&& ok=1 && break; sleep 1; done; [ -n \"$ok\" ] || {{ echo '{program['name']} "
-            f"is not healthy at {url}' >&2; exit 1; }}")
-    return "; ".join(checks)
-
-
-@deploy("Start the programs again")
-def start_writers(config):
-    stage(name="Start the Supervisor programs", args=["supervisorctl", "start", "orchestra:*"])
-    stage(name="Wait until every program is healthy",
-          args=["sh", "-c", _wait_healthy(config)])
-    stage(name="Resume Monit's checks (if Monit runs here)",
-          args=["sh", "-c", "! command -v monit >/dev/null || monit monitor all || true"])

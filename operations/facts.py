@@ -1,11 +1,22 @@
-"""Facts the Orchestra deploys read that pyinfra does not ship."""
+"""Facts the Orchestra deploys read that pyinfra does not ship, all of them here.
+
+A fact that reads a component's program or file (the restic wrapper, the port record,
+monit) takes its path as an argument, as pyinfra's own facts do: the path belongs to the
+component's module, which imports this one (never the other way round).
+"""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 
 from pyinfra.api import FactBase
+
+# psql as the postgres superuser over the local socket (peer authentication), without the
+# user's ~/.psqlrc; from / because runuser keeps root's working directory, which postgres
+# may not enter (psql then warns on every call).
+PSQL = "cd / && runuser -u postgres -- psql -X"
 
 
 class GpuInfo(FactBase):
@@ -108,7 +119,7 @@ class PostgresRoleVerifiers(FactBase):
 
     def command(self) -> str:
         return (
-            "cd / && runuser -u postgres -- psql -X -A -t -F '|' -c "
+            f"{PSQL} -A -t -F '|' -c "
             "'SELECT rolname, rolsuper, coalesce(rolpassword, $$$$) FROM pg_authid "
             "WHERE rolcanlogin'"
         )
@@ -139,7 +150,7 @@ class DatabaseConnectGrants(FactBase):
             "aclexplode(coalesce(d.datacl, acldefault($$d$$, d.datdba))) a "
             f"WHERE d.datname = $${name}$$ AND a.privilege_type = $$CONNECT$$ ORDER BY who"
         )
-        return f"cd / && runuser -u postgres -- psql -X -A -t -c {shlex.quote(query)}"
+        return f"{PSQL} -A -t -c {shlex.quote(query)}"
 
     def default(self):
         return []
@@ -158,7 +169,7 @@ class PostgresExtensions(FactBase):
     """
 
     def command(self, database: str) -> str:
-        return (f"cd / && runuser -u postgres -- psql -X -A -t -d {shlex.quote(database)} "
+        return (f"{PSQL} -A -t -d {shlex.quote(database)} "
                 "-c 'SELECT extname FROM pg_extension ORDER BY 1' 2>/dev/null || true")
 
     def default(self):
@@ -293,3 +304,167 @@ class LocalAddresses(FactBase):
 
     def process(self, output):
         return [line.strip().split("/")[0] for line in output if line.strip()]
+
+
+class MountPoints(FactBase):
+    """
+    The mount point holding each path (its nearest existing parent for a path not yet
+    created), without duplicates.
+
+    .. code:: python
+
+        ["/", "/var/lib/postgresql"]
+    """
+
+    def command(self, paths: tuple[str, ...]) -> str:
+        quoted = " ".join(shlex.quote(p) for p in paths)
+        return (f"for p in {quoted}; do while [ ! -e \"$p\" ]; do p=$(dirname \"$p\"); done; "
+                "findmnt -n -o TARGET --target \"$p\"; done")
+
+    def process(self, output):
+        return list(dict.fromkeys(line.strip() for line in output if line.strip()))
+
+
+class MonitStates(FactBase):
+    """
+    Each service's status in Monit's summary; empty when Monit is not running yet.
+    "Not monitored": Monit gave up on it after too many restarts, or it was paused.
+
+    .. code:: python
+
+        {"redis": "Not monitored", "api-0": "OK"}
+    """
+
+    @staticmethod
+    def default():
+        return {}
+
+    def requires_command(self, monit: str) -> str:
+        return monit
+
+    def command(self, monit: str) -> str:
+        return f"{monit} -B summary 2>/dev/null || true"
+
+    def process(self, output):
+        # Columns: name (no spaces), status (may have spaces), type (one word).
+        return {fields[0]: " ".join(fields[1:-1]) for fields in map(str.split, output)
+                if len(fields) >= 3 and fields[:2] != ["Service", "Name"]
+                and not fields[0].startswith("Monit")}
+
+
+class PortAssignments(FactBase):
+    """
+    Ports this host's services were moved to, as recorded by an earlier deploy in
+    ``record`` (a JSON object); ``{}`` before any move.
+
+    .. code:: python
+
+        {"mcp_servers.task": 8100}
+    """
+
+    def command(self, record: str) -> str:
+        return f"cat {record} 2>/dev/null || true"
+
+    def default(self):
+        return {}
+
+    def process(self, output):
+        text = "\n".join(output).strip()
+        return json.loads(text) if text else {}
+
+
+class PostgresRoleMembership(FactBase):
+    """
+    The roles a role is a member of (``[]`` when it does not exist yet), read as the
+    postgres superuser over the local socket.
+
+    .. code:: python
+
+        ["pg_monitor"]
+    """
+
+    def command(self, role: str) -> str:
+        name = role.replace("'", "''")
+        query = ("SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+                 f"JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = $${name}$$ ORDER BY 1")
+        return f"{PSQL} -A -t -c {shlex.quote(query)}"
+
+    def default(self):
+        return []
+
+    def process(self, output):
+        return [line.strip() for line in output if line.strip()]
+
+
+class ResticRepository(FactBase):
+    """
+    Whether ``restic`` (a wrapper with the repository's settings) opens the repository:
+    ``"ok"``, ``"missing"`` (nothing there: ``restic init`` may create it),
+    ``"unconfigured"`` (no wrapper yet) or ``"error: <what restic said>"`` (a wrong
+    password, no network, a locked-out key...).
+
+    .. code:: python
+
+        "missing"
+    """
+
+    def command(self, restic: str) -> str:
+        return (f"if [ ! -x {restic} ]; then echo unconfigured; "
+                f"elif out=$({restic} cat config 2>&1 >/dev/null); then echo ok; "
+                "else echo \"error $?\"; printf '%s\\n' \"$out\"; fi")
+
+    def process(self, output):
+        first = output[0].strip()
+        if first in ("ok", "unconfigured"):
+            return first
+        code = first.split()[1] if len(first.split()) > 1 else ""
+        said = [line.strip() for line in output[1:] if line.strip()]
+        # restic >= 0.17 exits 10; 0.12 and 0.14 exit 1 and say this.
+        if code == "10" or "Is there a repository at the following location?" in said:
+            return "missing"
+        return "error: " + (" ".join(said) or f"restic exited {code}")
+
+
+class ResticSnapshots(FactBase):
+    """
+    The repository's snapshots, as ``restic snapshots --json`` lists them (``restic``:
+    a wrapper with the repository's settings).
+
+    .. code:: python
+
+        [{"id": "9f2c…", "short_id": "9f2c1b7a", "time": "2025-01-02T03:15:42.1Z",
+          "hostname": "orchestra-prod", "tags": ["orchestra"], "paths": ["/etc/orchestra"]}]
+    """
+
+    def command(self, restic: str) -> str:
+        return f"{restic} snapshots --json"
+
+    def default(self):
+        return []
+
+    def process(self, output):
+        return json.loads("".join(output)) or []
+
+
+class DataPresence(FactBase):
+    """
+    The data a restore would replace, as ``orchestra-restore presence`` (``script``)
+    reports it: one line per table with rows, Redis database with keys and Weaviate class
+    with objects; ``[]`` when the host holds none.
+
+    .. code:: python
+
+        ["postgres: table public.notes of database orchestra has rows",
+         "redis: db0 holds 12 keys", "weaviate: class Note has objects"]
+    """
+
+    def command(self, script: str) -> str:
+        return (f"if [ -x {script} ]; then {script} presence; "
+                "else echo 'no orchestra-restore: run deploy.py on this host first' >&2; "
+                "exit 1; fi")
+
+    def default(self):
+        return []
+
+    def process(self, output):
+        return [line.strip() for line in output if line.strip()]

@@ -19,10 +19,11 @@ import shlex
 from dataclasses import dataclass
 
 from pyinfra import host
-from pyinfra.api import FactBase, deploy
+from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
 from operations import postgres, render, system
+from operations.facts import MonitStates, MountPoints
 from orchestra_infra import catalog
 
 MONIT = "/usr/bin/monit"
@@ -33,51 +34,6 @@ INCLUDE = "/etc/monit/conf.d/orchestra"
 CONF_DIR = "/etc/monit/orchestra"
 ALERT_SCRIPT = "/usr/local/lib/orchestra/monit-alert"
 WEBHOOK_CONFIG = "/etc/monit/alert-webhook.curl"
-
-
-class MountPoints(FactBase):
-    """
-    The mount point holding each path (its nearest existing parent for a path not yet
-    created), without duplicates.
-
-    .. code:: python
-
-        ["/", "/var/lib/postgresql"]
-    """
-
-    def command(self, paths: tuple[str, ...]) -> str:
-        quoted = " ".join(shlex.quote(p) for p in paths)
-        return (f"for p in {quoted}; do while [ ! -e \"$p\" ]; do p=$(dirname \"$p\"); done; "
-                "findmnt -n -o TARGET --target \"$p\"; done")
-
-    def process(self, output):
-        return list(dict.fromkeys(line.strip() for line in output if line.strip()))
-
-
-class MonitStates(FactBase):
-    """
-    Each service's status in Monit's summary; empty when Monit is not running yet.
-    "Not monitored": Monit gave up on it after too many restarts, or it was paused.
-
-    .. code:: python
-
-        {"redis": "Not monitored", "api-0": "OK"}
-    """
-
-    requires_command = MONIT
-
-    @staticmethod
-    def default():
-        return {}
-
-    def command(self) -> str:
-        return f"{MONIT} -B summary 2>/dev/null || true"
-
-    def process(self, output):
-        # Columns: name (no spaces), status (may have spaces), type (one word).
-        return {fields[0]: " ".join(fields[1:-1]) for fields in map(str.split, output)
-                if len(fields) >= 3 and fields[:2] != ["Service", "Name"]
-                and not fields[0].startswith("Monit")}
 
 
 def packages(config, groups) -> list[str]:
@@ -204,7 +160,7 @@ def write_config(config, groups, webhook: bool) -> Plan:
         mode="600",
         validate=validate,
     )
-    states = host.get_fact(MonitStates)
+    states = host.get_fact(MonitStates, monit=MONIT)
     paused = set(config.monit_paused)
     held = [s["name"] for s in watched if s["name"] not in paused
             and states.get(s["name"], "Not monitored") != "Not monitored"]

@@ -10,7 +10,7 @@ from pyinfra.api import DeployError, StringCommand, deploy, operation
 from pyinfra.facts.deb import DebPackage
 from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import LinuxDistribution
-from pyinfra.operations import files, server
+from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
 from operations import app, render, system
@@ -64,8 +64,11 @@ def add_repository(config):
     """NodeSource's repository (or a mirror of it), before any install."""
     if config.node_source != "nodesource":
         return None
-    return repository(name=f"Add the NodeSource apt repository (Node.js {config.node_major})",
-                      url=repository_url(config), key_url=key_url(config))
+    # NodeSource serves one suite, "nodistro", to every distribution.
+    return system.apt_repository(
+        name=f"Add the NodeSource apt repository (Node.js {config.node_major})",
+        url=repository_url(config), suite="nodistro", key_url=key_url(config),
+        keyring=KEYRING, sources=SOURCES)
 
 
 @deploy("Node.js")
@@ -100,22 +103,6 @@ def node_major(major: int):
         return
     yield ("DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 apt-get install -y "
            "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold nodejs")
-
-
-@operation()
-def repository(url: str, key_url: str):
-    """
-    Add a Node.js apt repository with its key in a keyring (``signed-by``).
-
-    + url: the repository's deb URL (NodeSource: one per major version)
-    + key_url: URL of its ASCII-armoured signing key
-    """
-    yield from files.directory._inner(path="/etc/apt/keyrings", mode="755")
-    yield from files.download._inner(src=key_url, dest=KEYRING, mode="644")
-    # NodeSource serves one suite, "nodistro", to every distribution. One line, replaced
-    # when the URL changes (a new major), never a second one beside it.
-    yield from files.line._inner(path=SOURCES, line=r"^deb .* nodistro main$",
-                                 replace=f"deb [signed-by={KEYRING}] {url} nodistro main")
 
 
 pm2_home = catalog.pm2_home

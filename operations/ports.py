@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 
 from pyinfra import host, logger
-from pyinfra.api import DeployError, FactBase
+from pyinfra.api import DeployError
 
 from operations import render
-from operations.facts import ListeningSockets
+from operations.facts import ListeningSockets, PortAssignments
 from orchestra_infra import catalog
 
 RECORD = "/var/lib/orchestra-infra/ports.json"
@@ -24,24 +24,6 @@ RECORD = "/var/lib/orchestra-infra/ports.json"
 _MOVABLE = ("api_port", "mcp_servers.")
 
 
-class PortAssignments(FactBase):
-    """
-    Ports this host's services were moved to, as recorded by an earlier deploy.
-
-    .. code:: python
-
-        {"mcp_servers.task": 8100}
-    """
-
-    def command(self) -> str:
-        return f"cat {RECORD} 2>/dev/null || true"
-
-    def default(self):
-        return {}
-
-    def process(self, output):
-        text = "\n".join(output).strip()
-        return json.loads(text) if text else {}
 
 
 def foreign_holders(config, listening: dict[int, list[dict]]) -> dict[str, str]:
@@ -120,7 +102,7 @@ def check(config):
     """Stop before any change when a foreign process holds one of the stack's ports;
     return the config with moved ports, and what to record."""
     assignments, problems = plan(config, host.get_fact(ListeningSockets),
-                                 host.get_fact(PortAssignments))
+                                 host.get_fact(PortAssignments, record=RECORD))
     if problems:
         raise DeployError(f"{host.name}: nothing was changed:\n  " + "\n  ".join(problems))
     for key, port in sorted(assignments.items()):
@@ -131,13 +113,13 @@ def check(config):
 def for_host(config, other_host):
     """Another host's effective config (its recorded and planned moves), for the edge."""
     assignments, _ = plan(config, other_host.get_fact(ListeningSockets),
-                          other_host.get_fact(PortAssignments))
+                          other_host.get_fact(PortAssignments, record=RECORD))
     return apply(config, assignments)
 
 
 def record(assignments: dict[str, int]):
     """Keep moved ports on the host (removed again when nothing is moved)."""
-    if assignments or host.get_fact(PortAssignments):
+    if assignments or host.get_fact(PortAssignments, record=RECORD):
         return render.template(name=f"Record moved ports in {RECORD}", src=None, dest=RECORD,
                                text=json.dumps(assignments, indent=2, sort_keys=True) + "\n",
                                mode="644")

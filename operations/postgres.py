@@ -6,10 +6,11 @@ from pyinfra import host
 from pyinfra.api import DeployError, OperationError, QuoteString, StringCommand, deploy, operation
 from pyinfra.facts.hardware import Memory
 from pyinfra.facts.server import LinuxDistribution
-from pyinfra.operations import apt, files, postgres, server
+from pyinfra.operations import postgres, server
 
 from operations import render, system
 from operations.facts import (
+    PSQL,
     AptCandidate,
     DatabaseConnectGrants,
     PostgresExtensions,
@@ -21,6 +22,7 @@ from orchestra_infra.schema import parse_size
 # The version each supported distro ships.
 DISTRO_VERSIONS = {("Ubuntu", 22): 14, ("Debian", 12): 15}
 KEYRING = "/etc/apt/keyrings/postgresql.asc"
+SOURCES = "/etc/apt/sources.list.d/pgdg.list"
 PRIVATE_DIR = "/var/lib/orchestra-infra/private"
 
 
@@ -75,15 +77,20 @@ def packages(config, groups) -> list[str]:
 
 def add_repository(config):
     """The PostgreSQL apt repository, before any install, when a version is pinned."""
-    if config.postgres_apt_repository:
-        distro = host.get_fact(LinuxDistribution)
-        return repository(
-            name="Add the PostgreSQL apt repository",
-            url=config.postgres_apt_repository,
-            key_url=config.postgres_apt_key_url,
-            codename=distro["release_meta"].get("VERSION_CODENAME", ""),
-        )
-    return None
+    if not config.postgres_apt_repository:
+        return None
+    if not config.postgres_apt_key_url:
+        raise DeployError(f"{host.name}: postgres_apt_key_url is required with "
+                          "postgres_apt_repository; nothing was changed")
+    codename = host.get_fact(LinuxDistribution)["release_meta"].get("VERSION_CODENAME", "")
+    return system.apt_repository(
+        name="Add the PostgreSQL apt repository",
+        url=config.postgres_apt_repository,
+        suite=f"{codename}-pgdg",
+        key_url=config.postgres_apt_key_url,
+        keyring=KEYRING,
+        sources=SOURCES,
+    )
 
 
 @deploy("PostgreSQL")
@@ -92,10 +99,11 @@ def configure(config):
     etc = f"/etc/postgresql/{version}/main"
     unit = f"postgresql@{version}-main"
 
-    restart_policy = render.template(
-        name="Restart PostgreSQL when it dies",
-        src="postgres/etc/systemd/system/postgresql@.service.d/10-orchestra.conf.j2",
-        dest="/etc/systemd/system/postgresql@.service.d/10-orchestra.conf",
+    restart_policy = system.restart_always_dropin(
+        "postgresql@", name="Restart PostgreSQL when it dies",
+        why="a killed or crashed cluster comes back. RestartSec keeps\n"
+            "restarts under systemd's start limit (5 in 10 s), so a crash loop never ends in\n"
+            "start-limit-hit with the database down for good.",
     )
     settings = render.template(
         name="Configure PostgreSQL (listen, auth, memory)",
@@ -147,8 +155,7 @@ def _psql_file(sql: str, label: str):
     path = f"{PRIVATE_DIR}/{label}.sql"
     yield StringCommand("install", "-d", "-m", "700", PRIVATE_DIR)
     yield from render.place(sql, path, "root", "root", "600")
-    script = (f"cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres "
-              f"< {path}; rc=$?; rm -f {path}; exit $rc")
+    script = f"{PSQL} -q -v ON_ERROR_STOP=1 -d postgres < {path}; rc=$?; rm -f {path}; exit $rc"
     yield StringCommand("sh", "-c", QuoteString(script))
 
 
@@ -212,27 +219,7 @@ def extensions(database: str, names: list[str]):
     if not missing:
         host.noop(f"extensions {', '.join(names)} exist in {database}")
         return
-    script = f"cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d {database}"
+    script = f"{PSQL} -q -v ON_ERROR_STOP=1 -d {database}"
     for name in missing:
         script += f' -c "CREATE EXTENSION IF NOT EXISTS \\"{name}\\""'
     yield StringCommand("sh", "-c", QuoteString(script))
-
-
-@operation()
-def repository(url: str, key_url: str | None, codename: str):
-    """
-    Add the PostgreSQL apt repository with its key in a keyring (``signed-by``).
-
-    + url: the repository's deb URL
-    + key_url: URL of its ASCII-armoured signing key
-    + codename: the distro codename (``jammy``, ``bookworm``)
-    """
-    if not key_url:
-        raise OperationError("postgres_apt_key_url is required with postgres_apt_repository")
-    yield from files.directory._inner(path="/etc/apt/keyrings", mode="755")
-    yield from files.download._inner(src=key_url, dest=KEYRING, mode="644")
-    yield from apt.repo._inner(
-        src=f"deb [signed-by={KEYRING}] {url} {codename}-pgdg main",
-        filename="pgdg",
-    )
-

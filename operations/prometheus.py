@@ -17,13 +17,11 @@ what differs between the distros' packages.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 
 from pyinfra import host
 from pyinfra.api import (
     DeployError,
-    FactBase,
     OperationError,
     QuoteString,
     StringCommand,
@@ -33,6 +31,7 @@ from pyinfra.api import (
 from pyinfra.facts.server import LinuxDistribution
 
 from operations import postgres, render, system
+from operations.facts import PSQL, PostgresRoleMembership
 from orchestra_infra import catalog
 
 ETC = "/etc/prometheus"
@@ -234,10 +233,10 @@ def configure(config, groups):
 
 def _daemon(config, package: str, args: dict[str, str], reload_when=(), secret=False):
     """A packaged daemon: restarts on its own, arguments in /etc/default/<package>."""
-    dropin = render.template(
-        name=f"Restart {package} when it dies",
-        src="prometheus/etc/systemd/system/UNIT.service.d/10-orchestra.conf.j2",
-        dest=f"/etc/systemd/system/{package}.service.d/10-orchestra.conf",
+    dropin = system.restart_always_dropin(
+        package, name=f"Restart {package} when it dies",
+        why="the packaged unit restarts only on failure, 100 ms later, so\n"
+            "a crash loop ends in start-limit-hit; a few seconds apart it never does.",
     )
     # With secrets (a password in the environment, never on the command line) the file
     # is root's alone: systemd reads it before dropping to the prometheus user.
@@ -261,37 +260,24 @@ def _mtail(config):
         dest="/etc/mtail/orchestra-nginx.mtail",
         validate="mtail --compile_only --progs /etc/mtail",
     )
-    dropin = render.template(
-        name="Run mtail on loopback over the nginx access log",
-        src="prometheus/etc/systemd/system/mtail.service.d/10-orchestra.conf.j2",
-        dest="/etc/systemd/system/mtail.service.d/10-orchestra.conf",
-        context={"config": config, "log": NGINX_ACCESS_LOG},
+    dropin = system.restart_always_dropin(
+        "mtail", name="Run mtail on loopback over the nginx access log",
+        why="mtail counts nginx's responses by status from its access log\n"
+            "and serves them on loopback. The flags are given here, not in /etc/default/mtail: "
+            "the\ndistros' units read different variables from it.",
+        service_settings=[
+            "Type=simple",
+            "User=mtail",
+            "# The access log is www-data:adm 0640.",
+            "SupplementaryGroups=adm",
+            "ExecCondition=",
+            "ExecStart=",
+            f"ExecStart=/usr/bin/mtail --progs /etc/mtail --logtostderr --address 127.0.0.1 "
+            f"--port {config.mtail_port} --logs {NGINX_ACCESS_LOG}",
+        ],
     )
     system.service(name="Run mtail", unit="mtail", restart_when=[dropin],
                    reload_when=[program], daemon_reload_when=[dropin])
-
-
-class PostgresRoleMembership(FactBase):
-    """
-    The roles a role is a member of (``[]`` when it does not exist yet), read as the
-    postgres superuser over the local socket.
-
-    .. code:: python
-
-        ["pg_monitor"]
-    """
-
-    def command(self, role: str) -> str:
-        name = role.replace("'", "''")
-        query = ("SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
-                 f"JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = $${name}$$ ORDER BY 1")
-        return f"cd / && runuser -u postgres -- psql -X -A -t -c {shlex.quote(query)}"
-
-    def default(self):
-        return []
-
-    def process(self, output):
-        return [line.strip() for line in output if line.strip()]
 
 
 @operation()
@@ -305,6 +291,6 @@ def role_membership(role: str, member_of: str):
     if member_of in host.get_fact(PostgresRoleMembership, role=role):
         host.noop(f"{role} is a member of {member_of}")
         return
-    script = (f'cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres '
+    script = (f'{PSQL} -q -v ON_ERROR_STOP=1 -d postgres '
               f'-c "GRANT \\"{member_of}\\" TO \\"{role}\\""')
     yield StringCommand("sh", "-c", QuoteString(script))

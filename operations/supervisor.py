@@ -21,11 +21,12 @@ def packages(config, groups) -> list[str]:
 def configure(config, restart_when: list, after_units: list[str]):
     """Programs from the port table; ``restart_when``: operations (release, env files)
     whose change restarts them, rolling."""
-    dropin = render.template(
-        name="Start supervisord after the data services",
-        src="supervisor/etc/systemd/system/supervisor.service.d/10-orchestra.conf.j2",
-        dest="/etc/systemd/system/supervisor.service.d/10-orchestra.conf",
-        context={"after": after_units},
+    after = " ".join(after_units)
+    dropin = system.restart_always_dropin(
+        "supervisor", name="Start supervisord after the data services",
+        why="the apps start after the data services they use, and\n"
+            "supervisord itself comes back if it dies.",
+        unit_settings=[f"After={after}", f"Wants={after}"],
     )
     programs = app.programs(config)
     conf = render.template(
@@ -70,14 +71,6 @@ def running(programs: list[str]):
     yield StringCommand("supervisorctl", "start", *(f"orchestra:{name}" for name in stopped))
 
 
-def _wait_healthy(program: dict, timeout: int) -> str:
-    url = f"http://127.0.0.1:{program['port']}{program['health']}"
-    return (f"ok=; for i in $(seq {timeout}); do curl -fsS -o /dev/null {url} && ok=1 && "
-            f"break; sleep 1; done; [ -n \"$ok\" ] || {{ echo '{program['name']} is not "
-            f"healthy at {url}' >&2; tail -n 30 /var/log/orchestra/{program['name']}.log >&2; "
-            "exit 1; }")
-
-
 @operation(is_idempotent=False)
 def rolling_restart(programs: list[dict], timeout: int = 60):
     """
@@ -89,4 +82,7 @@ def rolling_restart(programs: list[dict], timeout: int = 60):
     """
     for program in programs:
         yield StringCommand("supervisorctl", "restart", f"orchestra:{program['name']}")
-        yield StringCommand("sh", "-c", QuoteString(_wait_healthy(program, timeout)))
+        name = program["name"]
+        yield StringCommand("sh", "-c", QuoteString(system.wait_healthy(
+            name, program["port"], program["health"], timeout,
+            on_failure=f"tail -n 30 /var/log/orchestra/{name}.log >&2; ")))

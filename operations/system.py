@@ -1,11 +1,16 @@
-"""Directories and systemd units, answered from the run's snapshot (see snapshot.py)."""
+"""What every component uses, written once: directories, files, apt repositories, systemd
+units and their restart policy, commands run every time, health waits. What they ask
+about the host is answered from the run's snapshot (see snapshot.py) where it can be."""
 
 from __future__ import annotations
 
 from pyinfra import host, state
-from pyinfra.api import StringCommand, operation
+from pyinfra.api import QuoteString, StringCommand, operation
+from pyinfra.operations import files
 
-from operations import snapshot
+from operations import render, snapshot
+
+DROPIN = "systemd/etc/systemd/system/UNIT.service.d/10-orchestra.conf.j2"
 
 
 @snapshot.registers("dirs", "path")
@@ -34,6 +39,109 @@ def directory(path: str, user: str = "root", group: str = "root", mode: str = "7
         yield StringCommand("chmod", mode, path)
     if (current["user"], current["group"], current["mode"]) == (user, group, int(mode)):
         host.noop(f"directory {path} exists")
+
+
+@snapshot.registers("dirs", "path")
+@operation()
+def directory_if_missing(path: str, mode: str = "755"):
+    """
+    Create a directory (root-owned) when it does not exist; leave an existing one as it is,
+    for a directory a package or another deploy may own.
+
+    + path: the directory
+    + mode: its permissions when created
+
+    **Example:**
+
+    .. code:: python
+
+        system.directory_if_missing(name="Create the textfile directory if missing",
+                                    path="/var/lib/prometheus/node-exporter")
+    """
+    if snapshot.lookup("dirs", path) is not None:
+        host.noop(f"directory {path} exists")
+        return
+    # mkdir -p leaves a directory someone made in the meantime as it is (install -d would not).
+    yield StringCommand("mkdir", "-p", "-m", mode, path)
+
+
+@snapshot.registers("files", "path")
+@operation()
+def absent(path: str):
+    """
+    Remove a file when it exists.
+
+    + path: the file
+
+    **Example:**
+
+    .. code:: python
+
+        system.absent(name="Remove the SFTP key", path="/root/.ssh/orchestra-backup")
+    """
+    if snapshot.lookup("files", path) is None:
+        host.noop(f"{path} does not exist")
+        return
+    yield StringCommand("rm", "-f", path)
+
+
+@operation(is_idempotent=False)
+def run(args: list[str]):
+    """
+    Run a command every time, never a no-op: a step of a procedure (a restore's stages)
+    rather than a state. Unlike ``server.shell``, each argument is quoted for the shell.
+
+    + args: the command and its arguments
+
+    **Example:**
+
+    .. code:: python
+
+        system.run(name="Stop the Supervisor programs",
+                   args=["supervisorctl", "stop", "orchestra:*"])
+    """
+    yield StringCommand(*(QuoteString(arg) for arg in args))
+
+
+@operation()
+def apt_repository(url: str, suite: str, key_url: str, keyring: str, sources: str):
+    """
+    Add an apt repository signed by its own key (``signed-by``, trusted for it alone): the
+    key in a keyring, one ``deb`` line in the repository's own sources file, replaced when
+    the URL changes (a new major version, a mirror), never a second one beside it.
+
+    + url: the repository's deb URL
+    + suite: its suite (component ``main``): ``nodistro``, ``bookworm-pgdg``
+    + key_url: URL of its ASCII-armoured signing key
+    + keyring: where the key is kept (``/etc/apt/keyrings/NAME.asc``)
+    + sources: its sources file (``/etc/apt/sources.list.d/NAME.list``)
+
+    **Example:**
+
+    .. code:: python
+
+        system.apt_repository(name="Add the NodeSource apt repository",
+                              url="https://deb.nodesource.com/node_22.x", suite="nodistro",
+                              key_url="https://deb.nodesource.com/gpgkey/nodesource-repo.gpg.key",
+                              keyring="/etc/apt/keyrings/nodesource.asc",
+                              sources="/etc/apt/sources.list.d/nodesource.list")
+    """
+    yield from files.directory._inner(path="/etc/apt/keyrings", mode="755")
+    yield from files.download._inner(src=key_url, dest=keyring, mode="644")
+    yield from files.line._inner(path=sources, line=f"^deb .* {suite} main$",
+                                 replace=f"deb [signed-by={keyring}] {url} {suite} main")
+
+
+def wait_healthy(name: str, port: int, path: str, timeout: int, on_failure: str = "") -> str:
+    """
+    A shell snippet, for an operation that (re)started a program: ask its health endpoint
+    on loopback once a second for up to ``timeout`` seconds; when it never answers, say
+    which program and where, run ``on_failure`` (its last log lines, say) and fail.
+    """
+    url = f"http://127.0.0.1:{port}{path}"
+    return (f"ok=; for i in $(seq {timeout}); do curl -fsS -o /dev/null {url} && ok=1 && "
+            f"break; sleep 1; done; [ -n \"$ok\" ] || {{ echo '{name} is not healthy at "
+            f"{url}' >&2; {on_failure}exit 1; }}")
 
 
 def changed(ops) -> bool:
@@ -91,3 +199,36 @@ def service(unit: str, running: bool = True, enabled: bool = True, restart_when=
     if not (daemon_reload or restarted or reloaded) and current["active"] == running and \
             current["enabled"] == enabled:
         host.noop(f"unit {unit} is {'running' if running else 'stopped'}")
+
+
+def restart_always_dropin(unit: str, name: str, why: str, unit_settings=(),
+                          service_settings=(), restart_sec: int = 3):
+    """
+    Make a unit come back whenever it dies: ``Restart=always`` in a drop-in beside its
+    package's unit file, with the other settings this stack needs of it. Packaged units
+    restart on failure only (or never), 100 ms later, so a few kills in a row end in
+    start-limit-hit with the service down for good; ``restart_sec`` apart they never do.
+
+    + unit: the unit's name without ``.service`` (``redis-server``, ``postgresql@``)
+    + name: the operation's name
+    + why: the drop-in's comment, after "Managed by orchestra-infra: " (lines split by \\n)
+    + unit_settings: lines of its ``[Unit]`` section (``After=...``), none by default
+    + service_settings: lines of its ``[Service]`` section before the restart policy
+    + restart_sec: seconds between a death and the restart
+
+    Returns the render operation, for ``system.service(daemon_reload_when=...)``.
+
+    **Example:**
+
+    .. code:: python
+
+        dropin = system.restart_always_dropin("redis-server", name="Restart Redis when it dies",
+                                              why="the distro unit restarts after 100 ms.")
+    """
+    return render.template(
+        name=name,
+        src=DROPIN,
+        dest=f"/etc/systemd/system/{unit}.service.d/10-orchestra.conf",
+        context={"why": why, "unit_settings": list(unit_settings),
+                 "service_settings": list(service_settings), "restart_sec": restart_sec},
+    )

@@ -1,5 +1,6 @@
 """``orchestra-infra backup ENV`` and ``orchestra-infra restore ENV``: backups on demand and
-their restore, run on ENV's data hosts through pyinfra (operations/backup.py, restore.py)."""
+their restore, run on ENV's data hosts through pyinfra (operations/backup.py,
+operations/restore.py, restore.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Backups: the data block, the rendered scripts and units, the restic facts, snapshot choice.
+"""Backups: the data block, the rendered scripts and units.
 
-The operations themselves are tested as data in tests/unit/operations/backup.*.
+The operations themselves are tested as data in tests/unit/operations/backup.*, the restic
+facts in tests/unit/facts/facts.Restic*.
 """
 
 import subprocess
@@ -8,9 +9,6 @@ from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
-from pyinfra.api import DeployError
-from pyinfra.context import ctx_host, ctx_state
-from pyinfra_testing.util import FakeState, create_host
 
 from operations import backup, render
 from orchestra_infra import backup_cli, cli, schema
@@ -238,95 +236,6 @@ def test_scripts_parse_and_carry_the_settings(secrets, tmp_path):
     assert "--read-data-subset=5%" in script
     for secret in SECRETS.values():
         assert secret.strip() not in script
-
-
-# --- facts -------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("output, status", [
-    (["ok"], "ok"),
-    (["unconfigured"], "unconfigured"),
-    # restic 0.12 and 0.14: exit 1 and this text.
-    (["error 1", "Fatal: unable to open config file: stat /r/config: no such file or directory",
-      "Is there a repository at the following location?", "/r"], "missing"),
-    (["error 10", "Fatal: repository does not exist: unable to open config file"], "missing"),
-    (["error 1", "Fatal: wrong password or no key found"],
-     "error: Fatal: wrong password or no key found"),
-    (["error 1", "Fatal: unable to open repository at sftp:b@h:/r: unable to start the sftp "
-      "session, error: EOF"], "error: Fatal: unable to open repository at sftp:b@h:/r: unable "
-     "to start the sftp session, error: EOF"),
-])
-def test_restic_repository_fact(output, status):
-    assert backup.ResticRepository().process(output) == status
-
-
-def test_data_presence_fact():
-    assert backup.DataPresence().process(["", "redis: db0 holds 3 keys", " "]) == \
-        ["redis: db0 holds 3 keys"]
-
-
-SNAPSHOTS = [
-    {"id": "aaaa1111", "short_id": "aaaa1111", "time": "2026-01-01T03:15:00Z",
-     "hostname": "orchestra-prod", "tags": ["orchestra"]},
-    {"id": "bbbb2222", "short_id": "bbbb2222", "time": "2026-01-02T03:15:00Z",
-     "hostname": "orchestra-prod", "tags": ["orchestra"]},
-    {"id": "cccc3333", "short_id": "cccc3333", "time": "2026-01-03T03:15:00Z",
-     "hostname": "orchestra-staging", "tags": ["orchestra"]},
-    {"id": "bbbb4444", "short_id": "bbbb4444", "time": "2026-01-04T03:15:00Z",
-     "hostname": "orchestra-prod", "tags": None},
-]
-
-
-@pytest.fixture
-def fake_host():
-    state = FakeState()
-    host = create_host(state, name="h1", facts={})
-    with ctx_state.use(state), ctx_host.use(host):
-        yield host
-
-
-def test_latest_is_the_newest_of_this_host_and_tag(fake_host):
-    assert backup.pick_snapshot(SNAPSHOTS, "latest", "orchestra-prod")["id"] == "bbbb2222"
-
-
-def test_named_snapshot_of_any_host(fake_host):
-    assert backup.pick_snapshot(SNAPSHOTS, "cccc", "orchestra-prod")["id"] == "cccc3333"
-
-
-def test_ambiguous_or_unknown_snapshot(fake_host):
-    with pytest.raises(DeployError, match="more than one snapshot with id 'bbbb'"):
-        backup.pick_snapshot(SNAPSHOTS, "bbbb", "orchestra-prod")
-    with pytest.raises(DeployError, match="no snapshot with id 'dddd'"):
-        backup.pick_snapshot(SNAPSHOTS, "dddd", "orchestra-prod")
-    with pytest.raises(DeployError, match="holds no snapshot of orchestra-dev"):
-        backup.pick_snapshot(SNAPSHOTS, "latest", "orchestra-dev")
-
-
-def _check_restore(present, force):
-    facts = {"backup.DataPresence": present, "backup.ResticSnapshots": SNAPSHOTS}
-    state = FakeState()
-    host = create_host(state, name="h1", facts=facts)
-    with ctx_state.use(state), ctx_host.use(host):
-        return backup.check_restore(_config(), "latest", force)
-
-
-def test_restore_refuses_to_replace_data_unless_forced():
-    present = ["postgres: table public.notes of database orchestra has rows",
-               "weaviate: class Note has objects"]
-    with pytest.raises(DeployError) as e:
-        _check_restore(present, force=False)
-    # (pyinfra_testing's create_host names the host after its last fact: not checked here)
-    assert str(e.value).endswith(" holds data a restore would replace (--force replaces it):\n"
-                                 "  postgres: table public.notes of database orchestra has rows\n"
-                            "  weaviate: class Note has objects")
-    assert _check_restore(present, force=True)["id"] == "bbbb2222"
-    assert _check_restore([], force=False)["id"] == "bbbb2222"
-
-
-def test_snapshots_fact():
-    assert backup.ResticSnapshots().process(["null"]) == []
-    assert backup.ResticSnapshots().process(['[{"id": "a",', '"time": "t"}]']) == \
-        [{"id": "a", "time": "t"}]
 
 
 def test_init_script_keeps_old_restic_on_format_1():

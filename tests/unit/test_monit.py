@@ -188,28 +188,6 @@ def test_volume_paths_and_names():
     assert monit.filesystem_name("/home/ubuntu/my_fs") == "fs-home-ubuntu-my-fs"
 
 
-def test_mount_points_fact():
-    fact = monit.MountPoints()
-    command = fact.command(paths=("/", "/var/lib/weaviate", "/odd path"))
-    assert "'/odd path'" in command and "findmnt -n -o TARGET --target" in command
-    assert fact.process(["/", "/var/lib/weaviate", "/", ""]) == ["/", "/var/lib/weaviate"]
-
-
-def test_monit_states_fact_reads_the_batch_summary():
-    fact = monit.MonitStates()
-    assert fact.command() == "/usr/bin/monit -B summary 2>/dev/null || true"
-    summary = """Monit 5.33.0 uptime: 4m
- Service Name                     Status                      Type
- t-e2e-target                     OK                          System
- redis                            Not monitored               Process
- api-0                            Initializing                Process
- fs-root                          Space usage failed          Filesystem""".splitlines()
-    assert fact.process(summary) == {"t-e2e-target": "OK", "redis": "Not monitored",
-                                     "api-0": "Initializing", "fs-root": "Space usage failed"}
-    assert fact.process(["Monit: the monit daemon is not running"]) == {}
-    assert fact.default() == {}  # Monit not installed yet: a first deploy
-
-
 def test_monit_service_names_are_the_names_of_its_checks():
     config = _config()
     assert sorted(_services(config)) == sorted(config.monit_service_names())

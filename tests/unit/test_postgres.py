@@ -1,4 +1,7 @@
-"""PostgreSQL deploy logic: tuning, password rotation by SCRAM verifier, the apt repository."""
+"""PostgreSQL deploy logic: tuning, password rotation by SCRAM verifier, access, extensions.
+
+Its apt repository is system.apt_repository's, tested in tests/unit/operations/.
+"""
 
 from types import SimpleNamespace
 
@@ -100,25 +103,3 @@ def test_database_access_revokes_public():
         'REVOKE CONNECT, TEMPORARY ON DATABASE "orchestra" FROM PUBLIC;\n'
         'GRANT CONNECT ON DATABASE "orchestra" TO "orchestra";\n'
     )
-
-
-def test_apt_repository_uses_a_keyring():
-    facts = {
-        "files.Directory": {"path=/etc/apt/keyrings": None},
-        "files.File": {"path=/etc/apt/keyrings/postgresql.asc": None},
-        "server.Which": {"command=curl": "/usr/bin/curl"},
-        "apt.AptSources": [],
-        "files.FindInFile": {(
-            "extended_regex=False, interpolate_variables=False, "
-            "path=/etc/apt/sources.list.d/pgdg.list, pattern=^.*deb \\[signed\\-by=/etc/apt/"
-            "keyrings/postgresql\\.asc\\] https://pg\\.example\\.invalid/apt jammy\\-pgdg "
-            "main.*$"): []},
-    }
-    commands, _ = _run(postgres.repository, facts, url="https://pg.example.invalid/apt",
-                       key_url="https://pg.example.invalid/key.asc", codename="jammy")
-    text = "\n".join(str(c) for c in parse_commands(commands))
-    assert "mkdir -p /etc/apt/keyrings" in text
-    assert "https://pg.example.invalid/key.asc" in text
-    assert "/etc/apt/keyrings/postgresql.asc" in text
-    assert ("deb [signed-by=/etc/apt/keyrings/postgresql.asc] https://pg.example.invalid/apt "
-            "jammy-pgdg main") in text

@@ -301,7 +301,7 @@ def test_bad_metrics_settings_are_named():
 
 def _grant(member_of_now):
     state = FakeState()
-    host = create_host(state, facts={"prometheus.PostgresRoleMembership": {
+    host = create_host(state, facts={"facts.PostgresRoleMembership": {
         "role=prometheus": member_of_now}})
     with ctx_state.use(state), ctx_host.use(host):
         commands = list(prometheus.role_membership._inner(role="prometheus",
@@ -316,12 +316,6 @@ def test_pg_monitor_is_granted_once():
     commands, host = _grant(["pg_monitor"])
     assert commands == []
     assert host.noop_description == "prometheus is a member of pg_monitor"
-
-
-def test_membership_fact():
-    fact = prometheus.PostgresRoleMembership()
-    assert "WHERE r.rolname = $$prometheus$$" in fact.command("prometheus")
-    assert fact.process(["pg_monitor", ""]) == ["pg_monitor"]
 
 
 # --- the real tools, when this machine has them (Debian: prometheus, prometheus-alertmanager,
