@@ -3,7 +3,7 @@
 import glob as _glob
 from pathlib import Path as _Path
 
-from orchestra_infra.standins import build_weaviate_tarball as _build_weaviate_tarball
+from standins.weaviate_release import build_weaviate_tarball as _build_weaviate_tarball
 
 environment = "sandbox"
 # The sandbox reaches the package registries through this machine's TLS-inspecting

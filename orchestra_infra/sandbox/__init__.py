@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 # The module, not its names: it imports from this package too.
-from .. import nodesource_standin
+from standins import nodesource as nodesource_standin
+
 from .container import is_running, nspawn_command, stop_container
 from .errors import SandboxError
 from .image import (
