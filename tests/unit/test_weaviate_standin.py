@@ -224,6 +224,17 @@ def test_a_malformed_version_is_refused(tmp_path, version):
     assert not tmp_path.joinpath("weaviate").exists()
 
 
+def test_the_sandbox_reads_the_build_sandbox_up_recorded(tmp_path):
+    # Before the build, validation of the sandbox's data says what to run.
+    _, _, sha256 = weaviate_release.built_for_sandbox(tmp_path)
+    assert sha256.endswith("is missing: run `orchestra-infra sandbox up`")
+    weaviate_release.build_for_sandbox(tmp_path)
+    version, tarball, sha256 = weaviate_release.built_for_sandbox(tmp_path)
+    assert version == weaviate_release.SANDBOX_VERSION
+    assert Path(tarball) == tmp_path / weaviate_release.weaviate_asset_name(version)
+    assert hashlib.sha256(Path(tarball).read_bytes()).hexdigest() == sha256
+
+
 def test_the_standin_is_python_3_10_syntax():
     # The targets run it with Ubuntu 22.04's python3 (3.10).
     ast.parse(weaviate_release.WEAVIATE_STANDIN_SOURCE.read_text(), feature_version=(3, 10))
