@@ -11,6 +11,7 @@ from . import backup_cli
 from . import config as config_module
 from . import secrets as secrets_module
 from .lambda_cli import lambda_group
+from .pyinfra_run import run_pyinfra
 from .sandbox_cli import sandbox
 from .schema import ConfigError
 
@@ -81,10 +82,11 @@ def secrets_list(env: str):
               show_default=True, help="The sandbox hosts' system (Lambda: Ubuntu 22.04).")
 def bench(keep: bool, image: str):
     """Time a bare-host first run against a plain install script, then a no-op run."""
-    from . import bench as bench_module
+    # The benchmark is not shipped with the package: it lives beside it, in the checkout.
+    from benchmarks import provision
 
     try:
-        figures = bench_module.run(keep=keep, image=image)
+        figures = provision.run(keep=keep, image=image)
     except (RuntimeError, ConfigError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(figures.report())
@@ -94,15 +96,7 @@ def bench(keep: bool, image: str):
 @click.argument("env")
 def rollback(env: str):
     """Make the release before the live one live again on ENV's app hosts."""
-    import subprocess
-
-    if env not in config_module.environments():
-        raise click.ClickException(f"unknown environment {env!r}")
-    result = subprocess.run(
-        [sys.executable, "-m", "pyinfra", "-y", f"inventories/{env}.py", "rollback.py"],
-        cwd=config_module.project_root(), check=False,
-    )
-    sys.exit(result.returncode)
+    sys.exit(run_pyinfra(env, "rollback.py").returncode)
 
 
 @main.command()

@@ -13,7 +13,7 @@ from pyinfra.context import ctx_host, ctx_state
 from pyinfra_testing.util import FakeState, create_host
 
 from operations import backup, render
-from orchestra_infra import backup_cli, cli, schema
+from orchestra_infra import cli, pyinfra_run, schema
 from orchestra_infra import config as config_module
 from orchestra_infra.secrets import MASK, Secrets
 
@@ -345,7 +345,7 @@ def pyinfra_runs(monkeypatch):
         calls.append((args, kwargs))
         return SimpleNamespace(returncode=0)
 
-    monkeypatch.setattr(backup_cli.subprocess, "run", run)
+    monkeypatch.setattr(pyinfra_run.subprocess, "run", run)
     return calls
 
 
