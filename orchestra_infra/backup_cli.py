@@ -49,8 +49,3 @@ def restore(env: str, snapshot: str, force: bool, yes: bool):
     click.echo(f"{env}: restore {'done' if code == 0 else 'FAILED'} in "
                f"{time.monotonic() - started:.0f} s")
     sys.exit(code)
-
-
-def register(group: click.Group) -> None:
-    group.add_command(backup)
-    group.add_command(restore)
