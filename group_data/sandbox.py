@@ -1,9 +1,8 @@
 """Local sandbox hosts (orchestra-infra sandbox up): overrides of group_data/all.py."""
 
 import glob as _glob
-from pathlib import Path as _Path
 
-from orchestra_infra.standins import build_weaviate_tarball as _build_weaviate_tarball
+from standins.weaviate_release import built_for_sandbox as _built_for_sandbox
 
 environment = "sandbox"
 # The sandbox reaches the package registries through this machine's TLS-inspecting
@@ -12,13 +11,11 @@ extra_ca_certificates = sorted(_glob.glob("/usr/local/share/ca-certificates/*.cr
 
 # Weaviate's release cannot be downloaded here: the sandbox runs weaviate-standin (NOT
 # Weaviate; see standins/weaviate/weaviate), packaged exactly like the release tarball and
-# installed through the same code path, uploaded from this machine. The build is
-# reproducible, so its checksum is as fixed as a pinned release's.
-weaviate_version = "1.38.2"
-_tarball, weaviate_sha256 = _build_weaviate_tarball(
-    weaviate_version, _Path(__file__).resolve().parent.parent / "build"
-)
+# installed through the same code path, uploaded from this machine. `orchestra-infra sandbox
+# up` builds it (version: standins/weaviate_release.py) into build/ and records it; this file
+# only reads the record. The build is reproducible, so its checksum is as fixed as a pinned
+# release's.
+weaviate_version, weaviate_local_tarball, weaviate_sha256 = _built_for_sandbox()
 weaviate_source = "upload"
-weaviate_local_tarball = str(_tarball)
 # Small hosts: keep Redis and Weaviate modest.
 weaviate_memory_max = "2G"

@@ -4,26 +4,14 @@ operations/restore.py, restore.py)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
 
 import click
 
-from . import config as config_module
+from .pyinfra_run import run_pyinfra
 
 BACKUP_SCRIPT = "/usr/local/lib/orchestra/orchestra-backup"
-
-
-def _pyinfra(env: str, args: list[str], extra_env: dict[str, str] | None = None) -> int:
-    if env not in config_module.environments():
-        raise click.ClickException(f"unknown environment {env!r}")
-    result = subprocess.run(
-        [sys.executable, "-m", "pyinfra", "-y", f"inventories/{env}.py", *args],
-        cwd=config_module.project_root(), env={**os.environ, **(extra_env or {})}, check=False,
-    )
-    return result.returncode
 
 
 @click.command()
@@ -33,7 +21,7 @@ def backup(env: str):
     started = time.monotonic()
     # Through systemd (orchestra-backup.service), like the daily runs: sandboxed, in the
     # journal, never two at once.
-    code = _pyinfra(env, ["--limit", "data", "exec", "--", BACKUP_SCRIPT, "now"])
+    code = run_pyinfra(env, "--limit", "data", "exec", "--", BACKUP_SCRIPT, "now").returncode
     click.echo(f"{env}: backup {'done' if code == 0 else 'FAILED'} in "
                f"{time.monotonic() - started:.0f} s")
     sys.exit(code)
@@ -56,13 +44,9 @@ def restore(env: str, snapshot: str, force: bool, yes: bool):
                       + (", replacing the data there" if force else "")
                       + "? The API and MCP servers stop meanwhile.", abort=True)
     started = time.monotonic()
-    code = _pyinfra(env, ["restore.py"], {"ORCHESTRA_RESTORE_SNAPSHOT": snapshot,
-                                          "ORCHESTRA_RESTORE_FORCE": "1" if force else ""})
+    code = run_pyinfra(env, "restore.py", extra_env={
+        "ORCHESTRA_RESTORE_SNAPSHOT": snapshot, "ORCHESTRA_RESTORE_FORCE": "1" if force else "",
+    }).returncode
     click.echo(f"{env}: restore {'done' if code == 0 else 'FAILED'} in "
                f"{time.monotonic() - started:.0f} s")
     sys.exit(code)
-
-
-def register(group: click.Group) -> None:
-    group.add_command(backup)
-    group.add_command(restore)

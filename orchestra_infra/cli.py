@@ -7,11 +7,12 @@ import sys
 
 import click
 
-from . import backup_cli
 from . import config as config_module
 from . import secrets as secrets_module
+from .backup_cli import backup, restore
 from .errors import ConfigError
 from .lambda_cli import lambda_group
+from .pyinfra_run import run_pyinfra
 from .sandbox_cli import sandbox
 
 EXIT_INVALID = 2
@@ -22,7 +23,7 @@ def main():
     """Provision and operate the Orchestra AI platform (pyinfra deploys in deploy.py)."""
 
 
-@main.command()
+@click.command()
 @click.argument("env")
 @click.option("--data", "pairs", multiple=True, metavar="KEY=VALUE",
               help="Override a data value, exactly as `pyinfra --data` would.")
@@ -39,7 +40,7 @@ def check(env: str, pairs: tuple[str, ...]):
                f"{len(loaded)} secrets)")
 
 
-@main.group()
+@click.group()
 def secrets():
     """Per-environment secrets, kept outside git (secrets/ENV.yaml, mode 0600)."""
 
@@ -75,37 +76,30 @@ def secrets_list(env: str):
         click.echo(f"{spec.name:24} {source:32} {spec.description}")
 
 
-@main.command()
+@click.command()
 @click.option("--keep", is_flag=True, help="Leave the two benchmark hosts running.")
 @click.option("--image", type=click.Choice(["ubuntu2204", "debian12"]), default="ubuntu2204",
               show_default=True, help="The sandbox hosts' system (Lambda: Ubuntu 22.04).")
 def bench(keep: bool, image: str):
     """Time a bare-host first run against a plain install script, then a no-op run."""
-    from . import bench as bench_module
+    # The benchmark is not shipped with the package: it lives beside it, in the checkout.
+    from benchmarks import provision
 
     try:
-        figures = bench_module.run(keep=keep, image=image)
+        figures = provision.run(keep=keep, image=image)
     except (RuntimeError, ConfigError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(figures.report())
 
 
-@main.command()
+@click.command()
 @click.argument("env")
 def rollback(env: str):
     """Make the release before the live one live again on ENV's app hosts."""
-    import subprocess
-
-    if env not in config_module.environments():
-        raise click.ClickException(f"unknown environment {env!r}")
-    result = subprocess.run(
-        [sys.executable, "-m", "pyinfra", "-y", f"inventories/{env}.py", "rollback.py"],
-        cwd=config_module.project_root(), check=False,
-    )
-    sys.exit(result.returncode)
+    sys.exit(run_pyinfra(env, "rollback.py").returncode)
 
 
-@main.command()
+@click.command()
 @click.argument("env")
 @click.option("--json", "as_json", is_flag=True, help="A list of objects, for scripts.")
 @click.option("--data", "pairs", multiple=True, metavar="KEY=VALUE",
@@ -123,12 +117,7 @@ def status(env: str, as_json: bool, pairs: tuple[str, ...]):
         sys.exit(EXIT_INVALID)
 
 
-main.add_command(sandbox)
-backup_cli.register(main)
-main.add_command(lambda_group, "lambda")
-
-
-@main.command()
+@click.command()
 @click.argument("env")
 @click.option("--address", help="The new instance's address (made by hand or elsewhere).")
 @click.option("--launch", "instance_type", metavar="TYPE",
@@ -160,3 +149,11 @@ def reprovision(env: str, address: str | None, instance_type: str | None, region
     except (reprovision_module.StageFailed, lambda_cloud.LambdaError) as e:
         raise click.ClickException(str(e)) from None
     sys.exit(code)
+
+
+# Every command is a click command or group of its own, defined above or in a module named
+# for it, and joins main here and nowhere else (a group's subcommands join that group with its
+# decorator, as `secrets init` does).
+for command in (check, secrets, status, rollback, backup, restore, reprovision, bench, sandbox,
+                lambda_group):
+    main.add_command(command)

@@ -5,7 +5,7 @@ launch one (with the persistent file system the backups live on), wait until it 
 record its address in ``hosts/ENV`` (which ``inventories/ENV.py`` reads), open 80/443 in the
 account's firewall, then run the deploy. The API key is the ``lambda_api_key`` secret of the
 environment named (or ``ORCHESTRA_SECRET_LAMBDA_API_KEY``); ``ORCHESTRA_LAMBDA_API_URL``
-points the commands at another API, such as ``lambda_standin``.
+points the commands at another API, such as ``standins.lambda_cloud``.
 """
 
 from __future__ import annotations

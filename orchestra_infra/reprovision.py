@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from . import config as config_module
 from . import hosts
 from . import lambda_cloud as lc
+from .pyinfra_run import run_pyinfra
 
 
 @dataclass
@@ -95,11 +95,8 @@ def _wait_for_ssh(address: str, timeout: float = 600.0, port: int = 22) -> None:
 
 
 def _pyinfra(env: str, deploy: str, data: list[str], extra_env: dict[str, str]) -> None:
-    argv = [sys.executable, "-m", "pyinfra", "-y", f"inventories/{env}.py", deploy]
-    for pair in data:
-        argv += ["--data", pair]
-    result = subprocess.run(argv, cwd=config_module.project_root(), check=False,
-                            env={**os.environ, **extra_env}, stdin=subprocess.DEVNULL)
+    data_args = [arg for pair in data for arg in ("--data", pair)]
+    result = run_pyinfra(env, deploy, *data_args, extra_env=extra_env, stdin=subprocess.DEVNULL)
     if result.returncode != 0:
         raise StageFailed(f"{deploy} failed (exit {result.returncode}): see its output above")
 

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 # The module, not its names: it imports from this package too.
-from .. import nodesource_standin
+from standins import nodesource as nodesource_standin
+from standins import weaviate_release
+
 from .container import is_running, nspawn_command, stop_container
 from .errors import SandboxError
 from .image import (
@@ -149,6 +151,8 @@ def up(
         boot_all(jobs, state)
         # NodeSource's stand-in, which the hosts reach at their veth's end on this machine.
         nodesource_standin.ensure_server(cache_dir(), state_dir())
+        # Weaviate's, which the deploy uploads (group_data/sandbox.py reads what was built).
+        weaviate_release.build_for_sandbox()
         return [_to_host(state.hosts[name]) for name in names]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestra_infra import secrets
-from orchestra_infra.standins import build_weaviate_tarball
+from standins.weaviate_release import build_weaviate_tarball
 
 from .conftest import converge, on, pyinfra
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from orchestra_infra import sandbox, secrets
-from orchestra_infra.lambda_standin import LambdaStandin
+from standins.lambda_cloud import LambdaStandin
 
 from .conftest import REPO, converge
 from .test_apps import _request

@@ -2,6 +2,15 @@ import os
 
 import pytest
 
+from standins import weaviate_release
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sandbox_weaviate_release():
+    """The Weaviate stand-in release `orchestra-infra sandbox up` builds: the sandbox's data
+    (group_data/sandbox.py) names it, and several tests validate that data."""
+    return weaviate_release.build_for_sandbox()
+
 
 @pytest.fixture
 def secrets_dir(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from operations import backup, render
-from orchestra_infra import backup_cli, cli, schema
+from orchestra_infra import cli, pyinfra_run, schema
 from orchestra_infra import config as config_module
 from orchestra_infra.errors import ConfigError
 from orchestra_infra.secrets import MASK, NAMES, Secrets
@@ -255,7 +255,7 @@ def pyinfra_runs(monkeypatch):
         calls.append((args, kwargs))
         return SimpleNamespace(returncode=0)
 
-    monkeypatch.setattr(backup_cli.subprocess, "run", run)
+    monkeypatch.setattr(pyinfra_run.subprocess, "run", run)
     return calls
 
 

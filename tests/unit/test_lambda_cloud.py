@@ -20,8 +20,8 @@ from click.testing import CliRunner
 from orchestra_infra import hosts, secrets
 from orchestra_infra import lambda_cloud as lc
 from orchestra_infra.cli import main
-from orchestra_infra.lambda_standin import AddressPool, LambdaStandin
 from orchestra_infra.paths import REPO_ROOT
+from standins.lambda_cloud import AddressPool, LambdaStandin
 
 KEY = "standin-key-7c1e9a4f2b"  # recognisable, to look for it where it must not be
 ADDRESSES = ["203.0.113.7", "203.0.113.8", "203.0.113.9"]

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestra_infra import nodesource_standin as ns
-from orchestra_infra.nodesource_standin import repository as ns_repository
-from orchestra_infra.nodesource_standin import server as ns_server
 from orchestra_infra.sandbox.errors import SandboxError
 from orchestra_infra.sandbox.network import SANDBOX_SUBNET
+from standins import nodesource as ns
+from standins.nodesource import repository as ns_repository
+from standins.nodesource import server as ns_server
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(tool) for tool in ("gpg", "gpgv", "gpgconf", "dpkg-deb")),

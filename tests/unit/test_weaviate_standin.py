@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from orchestra_infra import standins
+from standins import weaviate_release
 
 VERSION = "1.32.2"
 KEY = "standin-test-key-3f9a1c7e5b"  # recognisable, to look for it in the logs
@@ -140,7 +140,7 @@ class Standin:
 def release(tmp_path_factory) -> tuple[Path, str, Path]:
     """The tarball built for VERSION, its digest, and the ``weaviate`` file unpacked from it."""
     out = tmp_path_factory.mktemp("release")
-    path, digest = standins.build_weaviate_tarball(VERSION, out)
+    path, digest = weaviate_release.build_weaviate_tarball(VERSION, out)
     unpacked = out / "unpacked"
     with tarfile.open(path) as tar:
         tar.extractall(unpacked, filter="data")
@@ -198,15 +198,15 @@ def test_tarball_has_the_release_layout(release):
         source = tar.extractfile(binary).read().decode()
     assert binary.isreg() and binary.mode == 0o755
     assert all((m.uid, m.gid, m.uname, m.gname, m.mtime)
-               == (0, 0, "root", "root", standins.FIXED_MTIME) for m in members)
+               == (0, 0, "root", "root", weaviate_release.FIXED_MTIME) for m in members)
     assert source.startswith("#!/usr/bin/env python3\n")
     assert 'VERSION = "1.32.2"\n' in source
     assert "THIS IS NOT WEAVIATE" in source
 
 
 def test_tarball_is_reproducible_and_its_sha256_file_has_the_release_format(tmp_path, release):
-    path_a, digest_a = standins.build_weaviate_tarball(VERSION, tmp_path / "a")
-    path_b, digest_b = standins.build_weaviate_tarball(VERSION, tmp_path / "b")
+    path_a, digest_a = weaviate_release.build_weaviate_tarball(VERSION, tmp_path / "a")
+    path_b, digest_b = weaviate_release.build_weaviate_tarball(VERSION, tmp_path / "b")
     assert digest_a == digest_b == release[1]
     assert path_a.read_bytes() == path_b.read_bytes()
     assert hashlib.sha256(path_a.read_bytes()).hexdigest() == digest_a
@@ -214,19 +214,30 @@ def test_tarball_is_reproducible_and_its_sha256_file_has_the_release_format(tmp_
     sha_file = path_a.with_name(path_a.name + ".sha256")
     assert sha_file.read_text() == f"{digest_a}\n"
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [path_a.name, sha_file.name]
-    assert standins.build_weaviate_tarball("1.32.3", tmp_path / "c")[1] != digest_a
+    assert weaviate_release.build_weaviate_tarball("1.32.3", tmp_path / "c")[1] != digest_a
 
 
 @pytest.mark.parametrize("version", ["v1.32.2", "1.32", '1.32.2"\nimport os #', ""])
 def test_a_malformed_version_is_refused(tmp_path, version):
     with pytest.raises(ValueError, match="not a Weaviate version"):
-        standins.build_weaviate_tarball(version, tmp_path)
+        weaviate_release.build_weaviate_tarball(version, tmp_path)
     assert not tmp_path.joinpath("weaviate").exists()
+
+
+def test_the_sandbox_reads_the_build_sandbox_up_recorded(tmp_path):
+    # Before the build, validation of the sandbox's data says what to run.
+    _, _, sha256 = weaviate_release.built_for_sandbox(tmp_path)
+    assert sha256.endswith("is missing: run `orchestra-infra sandbox up`")
+    weaviate_release.build_for_sandbox(tmp_path)
+    version, tarball, sha256 = weaviate_release.built_for_sandbox(tmp_path)
+    assert version == weaviate_release.SANDBOX_VERSION
+    assert Path(tarball) == tmp_path / weaviate_release.weaviate_asset_name(version)
+    assert hashlib.sha256(Path(tarball).read_bytes()).hexdigest() == sha256
 
 
 def test_the_standin_is_python_3_10_syntax():
     # The targets run it with Ubuntu 22.04's python3 (3.10).
-    ast.parse(standins.WEAVIATE_STANDIN_SOURCE.read_text(), feature_version=(3, 10))
+    ast.parse(weaviate_release.WEAVIATE_STANDIN_SOURCE.read_text(), feature_version=(3, 10))
 
 
 def test_the_packaged_binary_runs_by_its_shebang_and_rejects_unknown_flags(release):

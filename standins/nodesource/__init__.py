@@ -25,7 +25,7 @@ own source for manylinux2014 (glibc 2.17, made with cibuildwheel), where NodeSou
 the official build (glibc 2.28). Its Depends list what this build links against, checked
 when it is fetched.
 
-Run the server by hand: ``python -m orchestra_infra.nodesource_standin serve --root R
+Run the server by hand: ``python -m standins.nodesource serve --root R
 --port P``; ``ensure_server`` and ``stop_server`` run it detached for the sandbox.
 """
 

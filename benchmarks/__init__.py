@@ -1,0 +1,2 @@
+"""Benchmarks on sandbox hosts, run through ``orchestra-infra bench``; not part of the shipped
+package. Measured figures: docs/benchmarks.md."""

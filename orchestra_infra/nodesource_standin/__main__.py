@@ -1,6 +1,0 @@
-"""``python -m orchestra_infra.nodesource_standin serve|build ...``: see server.main."""
-
-from .server import main
-
-if __name__ == "__main__":
-    main()
