@@ -10,6 +10,7 @@ or it is a regression in what hosts receive.
 """
 
 import difflib
+import json
 import os
 import subprocess
 import sys
@@ -21,15 +22,23 @@ HERE = Path(__file__).parent / "golden"
 ROOT = HERE.parent.parent.parent
 
 
+def _capture(distro: str, data: dict | None = None) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("ORCHESTRA_GOLDEN_DATA", None)
+    if data:
+        env["ORCHESTRA_GOLDEN_DATA"] = json.dumps(data)
+    run = subprocess.run([sys.executable, str(HERE / "capture.py"), distro],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stdout
+
+
 @pytest.mark.parametrize("distro", ["ubuntu2204", "debian12"])
 def test_bare_host_receives_the_golden_plan(distro):
-    run = subprocess.run([sys.executable, str(HERE / "capture.py"), distro],
-                         capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert run.returncode == 0, run.stderr[-3000:]
+    plan = _capture(distro)
     golden = HERE / f"{distro}.txt"
     if os.environ.get("ORCHESTRA_UPDATE_GOLDEN"):
-        golden.write_text(run.stdout)
-    diff = list(difflib.unified_diff(golden.read_text().splitlines(), run.stdout.splitlines(),
+        golden.write_text(plan)
+    diff = list(difflib.unified_diff(golden.read_text().splitlines(), plan.splitlines(),
                                      f"golden/{distro}.txt", "now", lineterm="", n=2))
     assert not diff, "\n".join(diff[:120])
