@@ -17,7 +17,6 @@ from operations import app, render, system
 from operations.facts import AptCandidate
 
 PM2 = "/usr/local/bin/pm2"
-ECOSYSTEM = "/etc/orchestra/ecosystem.config.js"
 ADMIN = "orchestra-admin"  # the app's name in ecosystem.config.js
 KEYRING = "/etc/apt/keyrings/nodesource.asc"
 SOURCES = "/etc/apt/sources.list.d/nodesource.list"
@@ -117,6 +116,10 @@ def repository(url: str, key_url: str):
                                  replace=f"deb [signed-by={KEYRING}] {url} nodistro main")
 
 
+def ecosystem_file(config) -> str:
+    return f"{config.config_root}/ecosystem.config.js"
+
+
 def pm2_home(config) -> str:
     return f"/var/lib/{config.service_user}/pm2"
 
@@ -136,8 +139,8 @@ def configure(config, restart_when: list):
     ecosystem = render.template(
         name="Describe the admin to PM2 (ecosystem.config.js)",
         src="pm2/etc/orchestra/ecosystem.config.js.j2",
-        dest=ECOSYSTEM,
-        context={"config": config, "current": app.CURRENT},
+        dest=ecosystem_file(config),
+        context={"config": config, "current": app.current_link(config)},
         group=user, mode="640",
     )
     system.service(name="Run PM2", unit="pm2-orchestra", daemon_reload_when=[unit])
@@ -160,7 +163,7 @@ def reload_admin(config, when: list) -> None:
     changed = any_changed(*when)
     server.shell(
         name="Start or reload the admin, and save the process list",
-        commands=[f"{as_user} startOrReload {ECOSYSTEM} --update-env >/dev/null && "
+        commands=[f"{as_user} startOrReload {ecosystem_file(config)} --update-env >/dev/null && "
                   f"{as_user} save --force >/dev/null"],
         _if=lambda: not saved or changed(),
     )

@@ -29,8 +29,8 @@ def configure(config, restart_when: list, after_units: list[str]):
         name="Configure the Supervisor programs",
         src="supervisor/etc/supervisor/conf.d/orchestra.conf.j2",
         dest=CONF,
-        context={"config": config, "programs": programs, "launcher": app.LAUNCHER,
-                 "current": app.CURRENT},
+        context={"config": config, "programs": programs, "launcher": app.launcher(config),
+                 "current": app.current_link(config)},
     )
     # supervisord's only control interface is its unix socket (0700, root): the distro
     # default, which this deploy never changes.
@@ -71,7 +71,7 @@ def _wait_healthy(program: dict, timeout: int) -> str:
     url = f"http://127.0.0.1:{program['port']}{program['health']}"
     return (f"ok=; for i in $(seq {timeout}); do curl -fsS -o /dev/null {url} && ok=1 && "
             f"break; sleep 1; done; [ -n \"$ok\" ] || {{ echo '{program['name']} is not "
-            f"healthy at {url}' >&2; tail -n 30 /var/log/orchestra/{program['name']}.log >&2; "
+            f"healthy at {url}' >&2; tail -n 30 {program['log']} >&2; "
             "exit 1; }")
 
 
@@ -81,7 +81,7 @@ def rolling_restart(programs: list[dict], timeout: int = 60):
     Restart Supervisor programs one by one, each healthy again before the next goes down,
     so the API keeps an instance to serve from (nginx retries the others).
 
-    + programs: as built by ``app.programs`` (name, port, health path)
+    + programs: as built by ``app.programs`` (name, port, health path, log)
     + timeout: seconds each one has to report healthy
     """
     for program in programs:
