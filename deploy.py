@@ -57,7 +57,7 @@ if app_host:
     pm2.install(config)
 
 base.configure(config, gpus)
-ports.record(moved_ports)
+ports.record(config, moved_ports)
 security.configure(config)
 # Monit's checks are written before the services change, and read at the end.
 monit_plan = monit.write_config(config, data=data_host, app_host=app_host, edge=edge_host,
