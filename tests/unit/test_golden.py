@@ -6,7 +6,8 @@ and then the golden file is rewritten and the difference reviewed in the commit:
 
     ORCHESTRA_UPDATE_GOLDEN=1 python -m pytest tests/unit/test_golden.py
 
-or it is a regression in what hosts receive.
+or it is a regression in what hosts receive. The same capture with the four roots
+(install_root, config_root, log_root, state_root) moved proves no path keeps a default one.
 """
 
 import difflib
@@ -18,8 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from orchestra_infra.config import read_group_data
+
 HERE = Path(__file__).parent / "golden"
 ROOT = HERE.parent.parent.parent
+# group_data/all.py's roots, and where the second capture moves them.
+DEFAULT_ROOTS = {"install_root": "/opt/orchestra", "config_root": "/etc/orchestra",
+                 "log_root": "/var/log/orchestra", "state_root": "/var/lib/orchestra-infra"}
+OTHER_ROOTS = {"install_root": "/srv/orch-app", "config_root": "/srv/orch-etc",
+               "log_root": "/srv/orch-log", "state_root": "/srv/orch-state"}
 
 
 def _capture(distro: str, data: dict | None = None) -> str:
@@ -42,3 +50,20 @@ def test_bare_host_receives_the_golden_plan(distro):
     diff = list(difflib.unified_diff(golden.read_text().splitlines(), plan.splitlines(),
                                      f"golden/{distro}.txt", "now", lineterm="", n=2))
     assert not diff, "\n".join(diff[:120])
+
+
+def test_the_default_roots_are_group_data_defaults():
+    data = read_group_data(ROOT / "group_data" / "all.py")
+    assert {key: data[key] for key in DEFAULT_ROOTS} == DEFAULT_ROOTS
+
+
+@pytest.mark.parametrize("distro", ["ubuntu2204", "debian12"])
+def test_every_path_follows_the_roots(distro):
+    """No command or file keeps a default root when the roots are moved elsewhere."""
+    plan = _capture(distro, OTHER_ROOTS)
+    lines = plan.splitlines()
+    for key, default in DEFAULT_ROOTS.items():
+        stray = [line for line in lines if default in line]
+        assert not stray, f"{key} {default} is still used:\n" + "\n".join(stray[:20])
+    for key, moved in OTHER_ROOTS.items():
+        assert moved in plan, f"{key} {moved} is never used"
