@@ -28,6 +28,7 @@ from orchestra_infra.preflight import validate_host
 
 config, secret_values = validate_host(host)
 render.use_secrets(secret_values)
+render.use_state_root(config.state_root)
 security.check_ssh_access(config, host.data.get("ssh_user"))
 gpus = base.check_gpu(config)
 config, moved_ports = ports.check(config)
@@ -51,7 +52,7 @@ if app_host:
     pm2.install(config)
 
 base.configure(config, gpus)
-ports.record(moved_ports)
+ports.record(config, moved_ports)
 security.configure(config)
 # Monit's checks are written before the services change, and read at the end.
 monit_plan = monit.write_config(config, host.groups, webhook="alert_webhook_url" in secret_values)

@@ -14,7 +14,7 @@ from orchestra_infra.preflight import validate_host
 config, _ = validate_host(host)
 
 if "app" in host.groups:
-    previous = app.previous_release()
+    previous = app.previous_release(config)
     switched = app.switch(name=f"Roll back to release {previous} (after its health check)",
                           release_id=previous, config=config)
     supervisor.rolling_restart(name="Restart the programs one at a time",

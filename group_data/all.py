@@ -50,7 +50,8 @@ install_root = "/opt/orchestra"
 config_root = "/etc/orchestra"
 # Application logs (Supervisor, PM2), rotated by logrotate.
 log_root = "/var/log/orchestra"
-# Facts the deploy records on the host (GPU inventory, masked copies of secret files).
+# Facts the deploy records on the host (GPU inventory, moved ports, masked copies of
+# secret files, SQL on its way to psql).
 state_root = "/var/lib/orchestra-infra"
 # journald keeps its journal on disk (it survives reboots), capped in total size...
 journald_max_use = "1G"

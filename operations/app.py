@@ -1,6 +1,6 @@
 """The Orchestra application: content-addressed releases, health-checked before they go live.
 
-A release is unpacked into /opt/orchestra/releases/<id>/ with its own virtualenv (locked
+A release is unpacked into <install_root>/releases/<id>/ with its own virtualenv (locked
 requirements with hashes) and its built admin; its API must answer healthy on a spare
 port before `current` is switched to it; then the API instances restart one at a time,
 so nginx always has one to send requests to. A release that fails its check leaves the
@@ -30,14 +30,23 @@ from orchestra_infra import release as release_module
 from orchestra_infra.config import project_root
 from orchestra_infra.errors import ConfigError
 
-RELEASES = "/opt/orchestra/releases"
-CURRENT = "/opt/orchestra/current"
-LAUNCHER = "/opt/orchestra/bin/orchestra-run"
-
 
 def packages(config, groups) -> list[str]:
     """Each release builds its own venv (and any C extension of its requirements)."""
     return ["python3-venv", "python3-dev", "build-essential"]
+
+
+def releases_dir(config) -> str:
+    return f"{config.install_root}/releases"
+
+
+def current_link(config) -> str:
+    """The live release: a link into ``releases_dir``, where the programs run from."""
+    return f"{config.install_root}/current"
+
+
+def launcher(config) -> str:
+    return f"{config.install_root}/bin/orchestra-run"
 
 
 def env_file(config, program: str) -> str:
@@ -45,8 +54,9 @@ def env_file(config, program: str) -> str:
 
 
 def programs(config) -> list[dict]:
-    """Every Supervisor program (the catalogue's), with the env file it reads."""
-    return [{**program, "env_file": env_file(config, program["env_name"])}
+    """Every Supervisor program (the catalogue's), with the env file it reads and its log."""
+    return [{**program, "env_file": env_file(config, program["env_name"]),
+             "log": f"{config.log_root}/{program['name']}.log"}
             for program in catalog.programs(config)]
 
 
@@ -66,13 +76,14 @@ def source_tarball(config) -> tuple[Path, str]:
 def configure(config) -> tuple:
     """Install the release; returns (the switch to it, operations whose change needs the
     programs restarted)."""
-    user = config.service_user
-    for path, owner, mode in ((RELEASES, "root", "755"), ("/opt/orchestra/bin", "root", "755"),
+    user, releases = config.service_user, releases_dir(config)
+    for path, owner, mode in ((releases, "root", "755"),
+                              (f"{config.install_root}/bin", "root", "755"),
                               (f"/var/lib/{user}", user, "750")):
         system.directory(name=f"Create {path}", path=path, user=owner, group=user, mode=mode)
-    launcher = render.template(name="Install the orchestra-run launcher",
-                               src="app/opt/orchestra/bin/orchestra-run.j2", dest=LAUNCHER,
-                               mode="755")
+    installed_launcher = render.template(name="Install the orchestra-run launcher",
+                                         src="app/opt/orchestra/bin/orchestra-run.j2",
+                                         dest=launcher(config), mode="755")
     env_files = [
         render.template(name=f"Write the environment of {program}",
                         src="app/etc/orchestra/app.env.j2", dest=env_file(config, program),
@@ -82,15 +93,16 @@ def configure(config) -> tuple:
     ]
     tarball, release_id = source_tarball(config)
     built = build(name=f"Build release {release_id}", tarball=str(tarball),
-                  release_id=release_id, ready_file=f"{RELEASES}/{release_id}/.ready")
+                  release_id=release_id, releases=releases,
+                  ready_file=f"{releases}/{release_id}/.ready")
     switched = switch(name=f"Make release {release_id} live (after its health check)",
                       release_id=release_id, config=config)
-    return switched, [built, switched, launcher, *env_files]
+    return switched, [built, switched, installed_launcher, *env_files]
 
 
-def previous_release() -> str:
+def previous_release(config) -> str:
     """The newest built release older than the live one."""
-    releases = host.get_fact(AppReleases)
+    releases = host.get_fact(AppReleases, root=config.install_root)
     built = releases["built"]
     if releases["live"] in built:
         older = built[built.index(releases["live"]) + 1:]
@@ -104,28 +116,29 @@ def previous_release() -> str:
 
 @snapshot.registers("files", "ready_file")
 @operation()
-def build(tarball: str, release_id: str, ready_file: str):
+def build(tarball: str, release_id: str, releases: str, ready_file: str):
     """
     Unpack a release, create its virtualenv from the hash-locked requirements and build
     the admin, unless it is already built (``ready_file`` marks a finished build).
 
     + tarball: the release tarball on the control machine
     + release_id: its content digest, the release's directory name
+    + releases: the directory of every release (``releases_dir``)
     + ready_file: written last, so an interrupted build is redone
     """
     if snapshot.lookup("files", ready_file):
         host.noop(f"release {release_id} is built")
         return
-    target = f"{RELEASES}/{release_id}"
+    target = f"{releases}/{release_id}"
     # Unique per run: a build left running by an interrupted deploy (the remote side of a
     # killed pyinfra goes on) must not remove or read this run's upload.
-    upload = f"{RELEASES}/.upload-{release_id}-{uuid.uuid4().hex[:12]}.tar.gz"
+    upload = f"{releases}/.upload-{release_id}-{uuid.uuid4().hex[:12]}.tar.gz"
     yield FileUploadCommand(tarball, upload, remote_temp_filename=host.get_temp_filename(upload))
     # One build at a time, under a lock: this run waits for such a leftover build, then
     # finds the release ready, or builds it anew (templates/app/scripts/release-build.sh.j2).
     script = render.script("app/scripts/release-build.sh.j2", upload=upload, target=target,
                            ready_file=ready_file, release_id=release_id)
-    yield StringCommand("flock", f"{RELEASES}/.build.lock", "sh", "-c", QuoteString(script))
+    yield StringCommand("flock", f"{releases}/.build.lock", "sh", "-c", QuoteString(script))
 
 
 # The preflight instance runs as a transient systemd unit: stopping the unit kills every
@@ -135,11 +148,11 @@ PREFLIGHT_UNIT = "orchestra-preflight"
 
 
 def _preflight_script(config, release_id: str) -> str:
-    target = f"{RELEASES}/{release_id}"
+    target = f"{releases_dir(config)}/{release_id}"
     return render.script(
         "app/scripts/release-preflight.sh.j2",
-        unit=PREFLIGHT_UNIT, user=config.service_user, target=target, current=CURRENT,
-        launcher=LAUNCHER, env_file=env_file(config, "api"), release_id=release_id,
+        unit=PREFLIGHT_UNIT, user=config.service_user, target=target, current=current_link(config),
+        launcher=launcher(config), env_file=env_file(config, "api"), release_id=release_id,
         port=config.app_preflight_port, timeout=config.app_health_timeout,
         url=f"http://127.0.0.1:{config.app_preflight_port}/api/health/",
         log=f"{config.log_root}/preflight-{release_id}.log",
@@ -155,14 +168,15 @@ def switch(release_id: str, config=None):
     + release_id: the release to make live
     + config: the validated configuration (ports, timeouts, users)
     """
-    link = host.get_fact(Link, path=CURRENT)
+    releases, current = releases_dir(config), current_link(config)
+    link = host.get_fact(Link, path=current)
     if link and Path(link["link_target"]).name == release_id:
         host.noop(f"release {release_id} is live")
         return
     yield StringCommand("sh", "-c", QuoteString(_preflight_script(config, release_id)))
-    yield StringCommand("ln", "-sfn", f"{RELEASES}/{release_id}", f"{CURRENT}.new")
-    yield StringCommand("mv", "-T", f"{CURRENT}.new", CURRENT)
-    prune = (f"ls -1dt {RELEASES}/*/ | sed 's#/$##' | grep -vx {RELEASES}/{release_id} | "
+    yield StringCommand("ln", "-sfn", f"{releases}/{release_id}", f"{current}.new")
+    yield StringCommand("mv", "-T", f"{current}.new", current)
+    prune = (f"ls -1dt {releases}/*/ | sed 's#/$##' | grep -vx {releases}/{release_id} | "
              f"tail -n +{config.app_releases_keep} | xargs -r rm -rf; "
              # one preflight log per release: keep as many as releases
              f"ls -1t {config.log_root}/preflight-*.log 2>/dev/null | "

@@ -181,7 +181,7 @@ def _service_user_and_directories(config):
         shell="/usr/sbin/nologin",
         home=config.install_root,
         create_home=False,
-        ensure_home=False,  # /opt/orchestra is root-owned; see the directories below
+        ensure_home=False,  # install_root is root-owned; see the directories below
     )
     for path, owner, group, mode in (
         (config.install_root, "root", user, "755"),

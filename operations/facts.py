@@ -247,7 +247,7 @@ class AppReleases(FactBase):
         {"live": "5cb654f0b598", "built": ["5cb654f0b598", "f55c475dd805"]}
     """
 
-    def command(self, root: str = "/opt/orchestra") -> str:
+    def command(self, root: str) -> str:
         return (f"readlink {root}/current || echo; "
                 f"ls -1t {root}/releases/*/.ready 2>/dev/null | xargs -r -n1 dirname | "
                 "xargs -r -n1 basename")

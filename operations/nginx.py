@@ -15,7 +15,6 @@ def packages(config, groups) -> list[str]:
     return ["nginx", "openssl"] + (["certbot"] if config.nginx_tls == "letsencrypt" else [])
 
 SITE = "/etc/nginx/sites-available/orchestra.conf"
-SELFSIGNED_DIR = "/etc/orchestra/tls"
 ACME_WEBROOT = "/var/www/letsencrypt"
 
 
@@ -55,11 +54,15 @@ def upstreams(config) -> dict:
     }
 
 
+def selfsigned_dir(config) -> str:
+    return f"{config.config_root}/tls"
+
+
 def certificate_paths(config) -> tuple[str, str]:
     if config.nginx_tls == "letsencrypt":
         live = f"/etc/letsencrypt/live/{config.nginx_server_name}"
         return f"{live}/fullchain.pem", f"{live}/privkey.pem"
-    return f"{SELFSIGNED_DIR}/orchestra.crt", f"{SELFSIGNED_DIR}/orchestra.key"
+    return f"{selfsigned_dir(config)}/orchestra.crt", f"{selfsigned_dir(config)}/orchestra.key"
 
 
 @deploy("nginx")
@@ -82,7 +85,8 @@ def configure(config):
                          path="/etc/nginx/sites-enabled/orchestra.conf", target=SITE)
     system.directory(name=f"Create {ACME_WEBROOT}", path=ACME_WEBROOT, mode="755")
     if config.nginx_tls == "selfsigned":
-        system.directory(name=f"Create {SELFSIGNED_DIR}", path=SELFSIGNED_DIR, mode="700")
+        tls_dir = selfsigned_dir(config)
+        system.directory(name=f"Create {tls_dir}", path=tls_dir, mode="700")
         selfsigned_certificate(name="Make a self-signed certificate", certificate=certificate,
                                key=key, server_name=config.nginx_server_name)
     elif not host.get_fact(FileState, path=certificate):

@@ -18,7 +18,6 @@ from operations.facts import AptCandidate
 from orchestra_infra import catalog
 
 PM2 = catalog.PM2
-ECOSYSTEM = "/etc/orchestra/ecosystem.config.js"
 ADMIN = "orchestra-admin"  # the app's name in ecosystem.config.js
 KEYRING = "/etc/apt/keyrings/nodesource.asc"
 SOURCES = "/etc/apt/sources.list.d/nodesource.list"
@@ -105,6 +104,10 @@ def node_major(major: int):
            "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold nodejs")
 
 
+def ecosystem_file(config) -> str:
+    return f"{config.config_root}/ecosystem.config.js"
+
+
 pm2_home = catalog.pm2_home
 
 
@@ -123,8 +126,8 @@ def configure(config, restart_when: list):
     ecosystem = render.template(
         name="Describe the admin to PM2 (ecosystem.config.js)",
         src="pm2/etc/orchestra/ecosystem.config.js.j2",
-        dest=ECOSYSTEM,
-        context={"config": config, "current": app.CURRENT},
+        dest=ecosystem_file(config),
+        context={"config": config, "current": app.current_link(config)},
         group=user, mode="640",
     )
     system.service(name="Run PM2", unit="pm2-orchestra", daemon_reload_when=[unit])
@@ -147,7 +150,7 @@ def reload_admin(config, when: list) -> None:
     changed = any_changed(*when)
     server.shell(
         name="Start or reload the admin, and save the process list",
-        commands=[f"{as_user} startOrReload {ECOSYSTEM} --update-env >/dev/null && "
+        commands=[f"{as_user} startOrReload {ecosystem_file(config)} --update-env >/dev/null && "
                   f"{as_user} save --force >/dev/null"],
         _if=lambda: not saved or changed(),
     )

@@ -18,7 +18,10 @@ from operations import render
 from operations.facts import ListeningSockets, PortAssignments
 from orchestra_infra import catalog
 
-RECORD = "/var/lib/orchestra-infra/ports.json"
+
+def record_path(config) -> str:
+    return f"{config.state_root}/ports.json"
+
 
 # Keys whose service only the stack itself reaches (never a client, never the firewall).
 _MOVABLE = ("api_port", "mcp_servers.")
@@ -102,25 +105,26 @@ def check(config):
     """Stop before any change when a foreign process holds one of the stack's ports;
     return the config with moved ports, and what to record."""
     assignments, problems = plan(config, host.get_fact(ListeningSockets),
-                                 host.get_fact(PortAssignments, record=RECORD))
+                                 host.get_fact(PortAssignments, record=record_path(config)))
     if problems:
         raise DeployError(f"{host.name}: nothing was changed:\n  " + "\n  ".join(problems))
     for key, port in sorted(assignments.items()):
-        logger.info(f"{host.name}: {key} is on port {port} (recorded in {RECORD})")
+        logger.info(f"{host.name}: {key} is on port {port} (recorded in {record_path(config)})")
     return apply(config, assignments), assignments
 
 
 def for_host(config, other_host):
     """Another host's effective config (its recorded and planned moves), for the edge."""
     assignments, _ = plan(config, other_host.get_fact(ListeningSockets),
-                          other_host.get_fact(PortAssignments, record=RECORD))
+                          other_host.get_fact(PortAssignments, record=record_path(config)))
     return apply(config, assignments)
 
 
-def record(assignments: dict[str, int]):
+def record(config, assignments: dict[str, int]):
     """Keep moved ports on the host (removed again when nothing is moved)."""
-    if assignments or host.get_fact(PortAssignments, record=RECORD):
-        return render.template(name=f"Record moved ports in {RECORD}", src=None, dest=RECORD,
+    path = record_path(config)
+    if assignments or host.get_fact(PortAssignments, record=path):
+        return render.template(name=f"Record moved ports in {path}", src=None, dest=path,
                                text=json.dumps(assignments, indent=2, sort_keys=True) + "\n",
                                mode="644")
     return None

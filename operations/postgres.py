@@ -23,7 +23,6 @@ from orchestra_infra.schema import parse_size
 DISTRO_VERSIONS = {("Ubuntu", 22): 14, ("Debian", 12): 15}
 KEYRING = "/etc/apt/keyrings/postgresql.asc"
 SOURCES = "/etc/apt/sources.list.d/pgdg.list"
-PRIVATE_DIR = "/var/lib/orchestra-infra/private"
 
 
 def major_version(config) -> int:
@@ -152,8 +151,9 @@ def configure(config):
 def _psql_file(sql: str, label: str):
     """Run SQL as the postgres superuser from a root-only file: no value reaches a command
     line, a process list or pyinfra's output."""
-    path = f"{PRIVATE_DIR}/{label}.sql"
-    yield StringCommand("install", "-d", "-m", "700", PRIVATE_DIR)
+    private_dir = render.state_dir("private")
+    path = f"{private_dir}/{label}.sql"
+    yield StringCommand("install", "-d", "-m", "700", private_dir)
     yield from render.place(sql, path, "root", "root", "600")
     script = f"{PSQL} -q -v ON_ERROR_STOP=1 -d postgres < {path}; rc=$?; rm -f {path}; exit $rc"
     yield StringCommand("sh", "-c", QuoteString(script))

@@ -29,7 +29,6 @@ from orchestra_infra import secrets as secrets_module
 from orchestra_infra.schema import parse_size
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-MASKED_ROOT = "/var/lib/orchestra-infra/masked"
 
 
 def _read_templates(root: Path) -> dict[str, str]:
@@ -50,12 +49,29 @@ _jinja.filters["bytes"] = parse_size
 _jinja.filters["quote"] = shlex.quote  # one shell word
 
 _active: secrets_module.Secrets | None = None
+# host name -> its state_root. Per host: pyinfra runs an operation's body again when it
+# executes, after deploy.py has planned every host, so one module-wide value would be the
+# last host's.
+_state_roots: dict[str, str] = {}
 
 
 def use_secrets(values: secrets_module.Secrets) -> None:
     """Make the environment's secrets available to ``secret(name)`` in templates."""
     global _active
     _active = values
+
+
+def use_state_root(path: str) -> None:
+    """Keep the current host's own files (masked copies, private SQL) below ``path``, its
+    ``state_root``."""
+    _state_roots[host.name] = path
+
+
+def state_dir(name: str) -> str:
+    """``<state_root>/<name>`` of the current host (see ``use_state_root``)."""
+    if host.name not in _state_roots:
+        raise OperationError(f"{host.name}: no state_root set (render.use_state_root)")
+    return posixpath.join(_state_roots[host.name], name)
 
 
 def secret_value(name: str) -> str:
@@ -103,7 +119,8 @@ def script(src: str, **context) -> str:
 
 
 def masked_copy_path(dest: str) -> str:
-    return posixpath.join(MASKED_ROOT, dest.lstrip("/").replace("/", "%"))
+    """Where the current host keeps the masked copy of secret-bearing ``dest``."""
+    return posixpath.join(state_dir("masked"), dest.lstrip("/").replace("/", "%"))
 
 
 _diffs_shown: set[tuple[str, str]] = set()
@@ -220,6 +237,6 @@ def template(
 
     yield from place(desired, dest, user, group, mode, existed, validate)
     if secret:
-        yield StringCommand("install", "-d", "-m", "700", MASKED_ROOT)
+        yield StringCommand("install", "-d", "-m", "700", state_dir("masked"))
         masked_copy = masked_copy_path(dest)
         yield from place(render(src, context, masked=True), masked_copy, "root", "root", "600")

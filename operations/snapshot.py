@@ -37,7 +37,7 @@ class HostSnapshot(FactBase):
 
         {"files": {"/etc/redis/redis.conf": {"user": "root", "group": "redis", "mode": 640,
                                              "sha256": "…"}, "/etc/absent": None},
-         "dirs": {"/opt/orchestra": {"user": "root", "group": "orchestra", "mode": 755}},
+         "dirs": {"/opt/weaviate": {"user": "root", "group": "root", "mode": 755}},
          "units": {"redis-server": {"active": True, "enabled": True}}}
     """
 

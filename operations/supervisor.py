@@ -33,8 +33,8 @@ def configure(config, restart_when: list, after_units: list[str]):
         name="Configure the Supervisor programs",
         src="supervisor/etc/supervisor/conf.d/orchestra.conf.j2",
         dest=CONF,
-        context={"config": config, "programs": programs, "launcher": app.LAUNCHER,
-                 "current": app.CURRENT},
+        context={"config": config, "programs": programs, "launcher": app.launcher(config),
+                 "current": app.current_link(config)},
     )
     # supervisord's only control interface is its unix socket (0700, root): the distro
     # default, which this deploy never changes.
@@ -77,12 +77,11 @@ def rolling_restart(programs: list[dict], timeout: int = 60):
     Restart Supervisor programs one by one, each healthy again before the next goes down,
     so the API keeps an instance to serve from (nginx retries the others).
 
-    + programs: as built by ``app.programs`` (name, port, health path)
+    + programs: as built by ``app.programs`` (name, port, health path, log)
     + timeout: seconds each one has to report healthy
     """
     for program in programs:
         yield StringCommand("supervisorctl", "restart", f"orchestra:{program['name']}")
-        name = program["name"]
         yield StringCommand("sh", "-c", QuoteString(system.wait_healthy(
-            name, program["port"], program["health"], timeout,
-            on_failure=f"tail -n 30 /var/log/orchestra/{name}.log >&2; ")))
+            program["name"], program["port"], program["health"], timeout,
+            on_failure=f"tail -n 30 {program['log']} >&2; ")))

@@ -26,8 +26,7 @@ def directory(path: str, user: str = "root", group: str = "root", mode: str = "7
 
     .. code:: python
 
-        system.directory(name="Create /etc/orchestra", path="/etc/orchestra",
-                         group="orchestra", mode="750")
+        system.directory(name="Create /etc/weaviate", path="/etc/weaviate", mode="750")
     """
     current = snapshot.lookup("dirs", path)
     if current is None:

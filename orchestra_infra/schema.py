@@ -7,6 +7,7 @@ The schema holds types and constraints only; every default lives, documented, in
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 import re
 import zoneinfo
 from collections.abc import Collection
@@ -35,6 +36,7 @@ INVENTORY_KEYS = {"sandbox_name"}
 _SIZE = re.compile(r"^(\d+)([KMGT])$")
 _SIZE_FACTORS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_PATH = re.compile(r"^[A-Za-z0-9._+@/-]+$")
 _TIMESPAN = re.compile(r"^\d+(s|min|h|day|week|month|year)$")
 _LOCALE = re.compile(r"^(C|[a-z]{2,3}_[A-Z]{2})\.UTF-8$")
 
@@ -54,8 +56,18 @@ def _size(value: str) -> str:
 
 
 def _absolute_path(value: str) -> str:
+    # Paths are joined ("<install_root>/releases"), compared as text and written unquoted
+    # into shell commands and unit files: one spelling of each, and no character the shell
+    # or systemd would split on. "/" would make the deploy chmod the whole filesystem.
     if not PurePosixPath(value).is_absolute():
         raise ValueError(f"{value!r} is not an absolute path")
+    normal = "/" + posixpath.normpath(value).lstrip("/")
+    if value != normal:
+        raise ValueError(f"{value!r} is not a normalised path (write {normal!r})")
+    if value == "/":
+        raise ValueError("'/' is the filesystem root, not a directory of its own")
+    if not _PATH.match(value):
+        raise ValueError(f"{value!r} has a character other than letters, digits and . _ - + @ /")
     return value
 
 

@@ -13,10 +13,12 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from operations.ports import RECORD
+from operations.ports import record_path
+from orchestra_infra.config import environment_data
 
 from .conftest import REPO, converge, on, pyinfra
 
@@ -26,6 +28,8 @@ MCP_SERVERS = ("memory", "task", "agent", "data", "monitor")
 _TLS = ssl.create_default_context()
 _TLS.check_hostname = False
 _TLS.verify_mode = ssl.CERT_NONE  # the sandbox's certificate is self-signed
+# Where the sandbox hosts record moved ports (below their state_root).
+RECORD = record_path(SimpleNamespace(**environment_data("sandbox")))
 
 
 def _request(target, path: str, method="GET", body=None, timeout=10) -> tuple:

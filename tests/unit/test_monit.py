@@ -72,17 +72,18 @@ def test_a_new_mcp_server_is_checked_without_more_data():
 def test_program_patterns_match_supervisor_command_lines_only():
     config = _config()
     services = _services(config)
+    current = app.current_link(config)
     for program in app.programs(config):
         pattern = re.compile(services[program["name"]]["matching"])
-        command = (f"{app.CURRENT}/venv/bin/python -m {program['module']} --host 127.0.0.1 "
+        command = (f"{current}/venv/bin/python -m {program['module']} --host 127.0.0.1 "
                    f"--port {program['port']}")
         assert pattern.search(command), program["name"]
         # The launcher before it execs, and the same program on another port.
-        assert pattern.search(f"/bin/sh {app.LAUNCHER} {program['env_file']} {command}")
+        assert pattern.search(f"/bin/sh {app.launcher(config)} {program['env_file']} {command}")
         assert not pattern.search(command + "0")
         assert not pattern.search(command.replace(f"--port {program['port']}", "--port 8090"))
     assert not re.search(services["api-0"]["matching"],
-                         f"{app.CURRENT}/venv/bin/python -m api --host 127.0.0.1 --port 8001")
+                         f"{current}/venv/bin/python -m api --host 127.0.0.1 --port 8001")
 
 
 def test_posix_escape():

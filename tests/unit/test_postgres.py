@@ -47,6 +47,7 @@ def _run(op, facts, **kwargs):
     host = create_host(state, facts=facts)
     render.use_secrets(Secrets("test", {"postgres_app_password": PASSWORD}))
     with ctx_state.use(state), ctx_host.use(host):
+        render.use_state_root("/srv/orch-state")
         return list(op._inner(**kwargs)), host
 
 
@@ -66,6 +67,10 @@ def test_new_role_gets_a_verifier_never_the_password():
     verifier = sql.split("PASSWORD '")[1].split("'")[0]
     assert scram.matches(PASSWORD, verifier)
     assert PASSWORD not in sql
+    # A root-only file below the host's state_root, removed once psql has read it.
+    text = "\n".join(str(c) for c in parse_commands(commands))
+    assert "install -d -m 700 /srv/orch-state/private" in text
+    assert "rm -f /srv/orch-state/private/role-orchestra.sql" in text
     for command in parse_commands(commands):
         assert PASSWORD not in str(command)
 

@@ -15,6 +15,8 @@ CANARY = "canary-7f3a9c1e5b2d4f60a8e9"
 OLD_CANARY = "old-canary-0b1c2d3e4f5a6b7c"
 TEMPLATE = "test/app.env.j2"
 DEST = "/etc/orchestra/app.env"
+# The masked copy: below the host's state_root, named after the file's path.
+MASKED_COPY = "/srv/orch-state/masked/etc%orchestra%app.env"
 
 
 @pytest.fixture
@@ -35,6 +37,7 @@ def _run(facts, **kwargs):
     state.config.DIFF = True
     host = create_host(state, name="h1", facts=facts)
     with ctx_state.use(state), ctx_host.use(host):
+        render.use_state_root("/srv/orch-state")
         return list(render.template._inner(src=TEMPLATE, dest=DEST, **kwargs))
 
 
@@ -50,7 +53,7 @@ def test_diff_of_changed_secret_file_shows_masks_only(secret_template, caplog):
     facts = {
         "facts.FileState": {f"path={DEST}": {"user": "root", "group": "orchestra", "mode": 640,
                                                "sha256": "old-" + OLD_CANARY}},
-        "files.FileContents": {f"path={render.masked_copy_path(DEST)}": masked_before},
+        "files.FileContents": {f"path={MASKED_COPY}": masked_before},
         "server.Home": "/home/ubuntu",
     }
     with caplog.at_level(logging.DEBUG):
@@ -68,6 +71,7 @@ def test_diff_of_changed_secret_file_shows_masks_only(secret_template, caplog):
     contents = [u.src.getvalue() for u in uploads]
     assert CANARY in contents[0]  # the real file, created 0640 before its content lands
     assert CANARY not in contents[1]  # the masked copy kept for the next diff
+    assert uploads[1].dest == f"{MASKED_COPY}.orchestra-new"
     assert "install -m 640 -o root -g orchestra /dev/null /etc/orchestra/app.env.orchestra-new" \
         in _text(commands)
 
@@ -84,7 +88,7 @@ def test_missing_masked_copy_hides_previous_contents(secret_template, caplog):
     facts = {
         "facts.FileState": {f"path={DEST}": {"user": "root", "group": "root", "mode": 600,
                                              "sha256": "0"}},
-        "files.FileContents": {f"path={render.masked_copy_path(DEST)}": None},
+        "files.FileContents": {f"path={MASKED_COPY}": None},
         "server.Home": "/home/ubuntu",
     }
     with caplog.at_level(logging.DEBUG):

@@ -1,11 +1,13 @@
 """Run deploy.py against pyinfra's @fake connector and print every command and file it sends.
 
     python tests/unit/golden/capture.py ubuntu2204|debian12 > out.txt
+    ORCHESTRA_GOLDEN_DATA='{"log_root": "/srv/log"}' python tests/unit/golden/capture.py debian12
 
-No host is touched: the @fake connector answers the facts from the table in
-``golden_inventory.py`` (a bare host of that distro) and records the rest. The output is
-what a bare host of that distro would receive from the reference configuration, in order,
-with the per-run random parts (temporary file names, salts) replaced by fixed text.
+No host is touched: the @fake connector answers the facts from the table below (a bare
+host of that distro) and records the rest. The output is what a bare host of that distro
+would receive from the reference configuration (``golden.py``, which
+``ORCHESTRA_GOLDEN_DATA`` overrides), in order, with the per-run random parts (temporary
+file names, salts) replaced by fixed text.
 """
 
 from __future__ import annotations
