@@ -24,6 +24,7 @@ from operations import (
     supervisor,
     weaviate,
 )
+from orchestra_infra import catalog
 from orchestra_infra.preflight import validate_host
 
 config, secret_values = validate_host(host)
@@ -65,9 +66,8 @@ if data_host:
 
 if app_host:
     switched, restart_when = app.configure(config)
-    data_units = (["postgresql.service", "redis-server.service", "weaviate.service"]
-                  if data_host else [])
-    supervisor.configure(config, restart_when=restart_when, after_units=data_units)
+    supervisor.configure(config, restart_when=restart_when,
+                         after_units=catalog.store_units(config, host.groups))
     pm2.configure(config, restart_when=[switched])
 
 if edge_host:

@@ -23,6 +23,8 @@ SYSTEMCTL = "/bin/systemctl"
 SUPERVISORCTL = "/usr/bin/supervisorctl"
 PM2 = "/usr/local/bin/pm2"
 ADMIN_APP = "orchestra-admin"  # the PM2 app name in ecosystem.config.js
+API_HEALTH = "/api/health/"  # the API's readiness: 503 while a store it needs is down
+MCP_HEALTH = "/health"
 WEAVIATE_ROOT = "/opt/weaviate"
 WEAVIATE_CURRENT = f"{WEAVIATE_ROOT}/current"  # the installed release (a symlink)
 # Monit waits this long for a systemd service it (re)started to appear.
@@ -80,6 +82,9 @@ class Service:
     resources: bool = True       # Monit checks its memory and CPU
     optional: bool = False       # monitoring: `status` shows it when installed
     layer: str | None = None     # status's layer, when not its group
+    # The unit other units order themselves after, when not ``unit`` (PostgreSQL's
+    # umbrella unit starts every cluster, whatever the version).
+    after_unit: str | None = None
 
     @property
     def status_layer(self) -> str:
@@ -110,11 +115,11 @@ def pm2_home(config) -> str:
 def programs(config) -> list[dict]:
     """Every Supervisor program: the API instances, then one per MCP server."""
     api = [{"name": f"api-{i}", "module": "api", "port": config.api_port + i,
-            "env_name": "api", "health": "/api/health/",
+            "env_name": "api", "health": API_HEALTH,
             "port_key": "api_port" if i == 0 else f"api_port+{i}"}
            for i in range(config.api_instances)]
     mcp = [{"name": f"mcp-{name}", "module": f"mcp.server --name {name}", "port": server.port,
-            "env_name": f"mcp-{name}", "health": "/health", "port_key": f"mcp_servers.{name}"}
+            "env_name": f"mcp-{name}", "health": MCP_HEALTH, "port_key": f"mcp_servers.{name}"}
            for name, server in config.mcp_servers.items()]
     return api + mcp
 
@@ -128,7 +133,7 @@ def _data(config, postgres_major: int | None) -> list[Service]:
     return [
         Service("postgresql", "data", "postgres", port=config.postgres_port,
                 port_keys=("postgres_port",), owners=(("postgres", "postgres"),),
-                monit="postgres",
+                monit="postgres", after_unit="postgresql",
                 **(_systemd(f"postgresql@{cluster}") if cluster else {"manager": "systemd"}),
                 pidfile=f"/var/run/postgresql/{cluster}.pid" if cluster else None,
                 liveness=(postgres,), readiness=(postgres,), exporter="postgres",
@@ -198,9 +203,9 @@ def _app(config, postgres_major=None) -> list[Service]:
 
 def _edge(config, postgres_major=None) -> list[Service]:
     if config.nginx_tls == "none":
-        site, module = Check("http", config.nginx_http_port, "/api/health/"), "http_2xx"
+        site, module = Check("http", config.nginx_http_port, API_HEALTH), "http_2xx"
     else:
-        site, module = Check("https", config.nginx_https_port, "/api/health/"), "https_edge"
+        site, module = Check("https", config.nginx_https_port, API_HEALTH), "https_edge"
     stub = Check("http", config.nginx_stub_status_port, "/stub_status")
     return [Service("nginx", "edge", "nginx", **_systemd("nginx"), port=site.port,
                     port_keys=("nginx_http_port", "nginx_https_port", "nginx_stub_status_port"),
@@ -247,6 +252,13 @@ def services(config, groups=GROUPS, postgres_major: int | None = None) -> list[S
     """
     return [s for part in PARTS for s in part(config, postgres_major)
             if s.group == "ops" or s.group in groups]
+
+
+def store_units(config, groups) -> list[str]:
+    """The systemd units of the stores on a host of these groups: the apps start after
+    them."""
+    return [f"{s.after_unit or s.unit}.service" for s in services(config, groups)
+            if s.group == "data" and s.manager == "systemd" and not s.optional]
 
 
 def components(config, groups) -> list[str]:
