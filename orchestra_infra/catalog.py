@@ -98,7 +98,8 @@ class Service:
                      if c.port is not None and (c.kind, c.port, c.path) not in alive)
 
 
-def _systemd(unit: str) -> dict:
+def systemd_unit(unit: str) -> dict:
+    """A service systemd manages, and the commands Monit starts, stops and restarts it with."""
     return {"manager": "systemd", "unit": unit, "start": f"{SYSTEMCTL} start {unit}",
             "stop": f"{SYSTEMCTL} stop {unit}", "restart": f"{SYSTEMCTL} restart {unit}"}
 
@@ -134,20 +135,20 @@ def _data(config, postgres_major: int | None) -> list[Service]:
         Service("postgresql", "data", "postgres", port=config.postgres_port,
                 port_keys=("postgres_port",), owners=(("postgres", "postgres"),),
                 monit="postgres", after_unit="postgresql",
-                **(_systemd(f"postgresql@{cluster}") if cluster else {"manager": "systemd"}),
+                **(systemd_unit(f"postgresql@{cluster}") if cluster else {"manager": "systemd"}),
                 pidfile=f"/var/run/postgresql/{cluster}.pid" if cluster else None,
                 liveness=(postgres,), readiness=(postgres,), exporter="postgres",
                 data_dirs=("/var/lib/postgresql",),
                 # Its processes share the buffer cache, which each one's RSS counts again.
                 resources=False),
-        Service("redis-server", "data", "redis", **_systemd("redis-server"),
+        Service("redis-server", "data", "redis", **systemd_unit("redis-server"),
                 port=config.redis_port, port_keys=("redis_port",),
                 owners=(("redis-server", "redis"),), monit="redis",
                 pidfile="/run/redis/redis-server.pid", liveness=(redis,), readiness=(redis,),
                 exporter="redis", data_dirs=("/var/lib/redis",)),
         # The release binary, or the sandbox's stand-in run by python3 as the weaviate user.
-        Service("weaviate", "data", "weaviate", **_systemd("weaviate"), port=config.weaviate_port,
-                port_keys=("weaviate_port", "weaviate_grpc_port"),
+        Service("weaviate", "data", "weaviate", **systemd_unit("weaviate"),
+                port=config.weaviate_port, port_keys=("weaviate_port", "weaviate_grpc_port"),
                 owners=(("weaviate", "weaviate"), ("python", "weaviate")), monit="weaviate",
                 matching=f"{WEAVIATE_CURRENT}/weaviate --host ",
                 # Alive restarts it; not ready (loading its shards) alerts.
@@ -158,7 +159,7 @@ def _data(config, postgres_major: int | None) -> list[Service]:
 
 def _app(config, postgres_major=None) -> list[Service]:
     user = config.service_user
-    found = [Service("supervisor", "app", "supervisor", **_systemd("supervisor"),
+    found = [Service("supervisor", "app", "supervisor", **systemd_unit("supervisor"),
                      monit="supervisord", pidfile="/var/run/supervisord.pid",
                      readiness=(Check("supervisord"),), resources=False)]
     for program in programs(config):
@@ -186,7 +187,7 @@ def _app(config, postgres_major=None) -> list[Service]:
     as_user = (f"/usr/sbin/runuser -u {user} -- /usr/bin/env HOME=/var/lib/{user} "
                f"PM2_HOME={pm2_home(config)} {PM2}")
     admin = Check("http", config.admin_port, "/")
-    pm2_unit = _systemd("pm2-orchestra")
+    pm2_unit = systemd_unit("pm2-orchestra")
     found += [
         Service("pm2-orchestra", "app", "pm2", **pm2_unit, readiness=(Check("pm2"),)),
         # Monit watches the PM2 daemon: its children are the admin's processes, whatever
@@ -207,7 +208,7 @@ def _edge(config, postgres_major=None) -> list[Service]:
     else:
         site, module = Check("https", config.nginx_https_port, API_HEALTH), "https_edge"
     stub = Check("http", config.nginx_stub_status_port, "/stub_status")
-    return [Service("nginx", "edge", "nginx", **_systemd("nginx"), port=site.port,
+    return [Service("nginx", "edge", "nginx", **systemd_unit("nginx"), port=site.port,
                     port_keys=("nginx_http_port", "nginx_https_port", "nginx_stub_status_port"),
                     owners=(("nginx", None),), monit="nginx", pidfile="/run/nginx.pid",
                     liveness=(stub,), readiness=(stub,),
@@ -220,7 +221,7 @@ def _monitoring(config, postgres_major=None) -> list[Service]:
     def daemon(unit, group, port_key, job=None, ready=None, owner=("prometheus", "prometheus")):
         port = getattr(config, port_key)
         return Service(unit, group, "monit" if unit == "monit" else "prometheus",
-                       **_systemd(unit), port=port, port_keys=(port_key,), owners=(owner,),
+                       **systemd_unit(unit), port=port, port_keys=(port_key,), owners=(owner,),
                        readiness=(Check("http", port, ready),) if ready else
                        (Check("monit"),) if unit == "monit" else (),
                        exporter=job, optional=True, layer="ops")

@@ -20,7 +20,7 @@ def _dummy(config, postgres_major=None):
     """A data service nobody else has heard of: a catalogue entry, nothing more."""
     ready = catalog.Check("http", 8555, "/ready")
     return [catalog.Service(
-        "dummy", "data", "dummy", **catalog._systemd("dummy"), port=8555,
+        "dummy", "data", "dummy", **catalog.systemd_unit("dummy"), port=8555,
         port_keys=("dummy_port",), owners=(("dummy", "dummy"),), monit="dummy",
         pidfile="/run/dummy.pid", liveness=(catalog.Check("http", 8555, "/live"),),
         readiness=(ready,), probe=ready, data_dirs=("/var/lib/dummy",))]
