@@ -98,8 +98,12 @@ def scrape_jobs(config, groups) -> list[dict]:
 
 def probes(config, groups) -> list[dict]:
     """Every health endpoint on this host, from the catalogue: each a blackbox target."""
+    probed = [s for s in catalog.services(config, groups) if s.probe]
+    # The apps first: the order earlier releases wrote, so that upgrading rewrites nothing
+    # (and does not restart Prometheus).
+    probed.sort(key=lambda s: ("app", "data", "edge").index(s.group))
     return [{"service": s.monit or s.name, "url": s.probe.url, "module": s.probe_module}
-            for s in catalog.services(config, groups) if s.probe]
+            for s in probed]
 
 
 def skip_tls_verify(config) -> bool:
