@@ -19,8 +19,11 @@ import pytest
 from orchestra_infra import sandbox, secrets
 
 REPO = Path(__file__).resolve().parents[2]
-TARGET, PEER = "t-e2e-target", "t-e2e-peer"
-DEBIAN = "t-e2e-debian"
+# ORCHESTRA_E2E_PREFIX names the session's hosts, so that two sessions on one machine (two
+# worktrees) do not share them; CI keeps the default.
+PREFIX = os.environ.get("ORCHESTRA_E2E_PREFIX", "t-e2e")
+TARGET, PEER = f"{PREFIX}-target", f"{PREFIX}-peer"
+DEBIAN = f"{PREFIX}-debian"
 # The drills' webhook receiver listens here on the target (tests/e2e/test_drills.py); every
 # deploy of the session points alert_webhook_url at it.
 WEBHOOK_PORT = 9999

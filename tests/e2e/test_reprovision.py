@@ -21,13 +21,13 @@ import pytest
 from orchestra_infra import sandbox, secrets
 from standins.lambda_cloud import LambdaStandin
 
-from .conftest import REPO, converge
+from .conftest import PREFIX, REPO, converge
 from .test_apps import _request
 from .test_data_services import _redis
 
 pytestmark = pytest.mark.e2e
 
-NEW_HOST = "t-e2e-new"
+NEW_HOST = f"{PREFIX}-new"
 LAMBDA_KEY = "standin-" + "k" * 32
 
 
