@@ -2,6 +2,7 @@
 
 import glob as _glob
 
+from orchestra_infra.sandbox.paths import weaviate_build_dir as _weaviate_build_dir
 from standins.weaviate_release import built_for_sandbox as _built_for_sandbox
 
 environment = "sandbox"
@@ -12,10 +13,11 @@ extra_ca_certificates = sorted(_glob.glob("/usr/local/share/ca-certificates/*.cr
 # Weaviate's release cannot be downloaded here: the sandbox runs weaviate-standin (NOT
 # Weaviate; see standins/weaviate/weaviate), packaged exactly like the release tarball and
 # installed through the same code path, uploaded from this machine. `orchestra-infra sandbox
-# up` builds it (version: standins/weaviate_release.py) into build/ and records it; this file
-# only reads the record. The build is reproducible, so its checksum is as fixed as a pinned
-# release's.
-weaviate_version, weaviate_local_tarball, weaviate_sha256 = _built_for_sandbox()
+# up` builds it (version: standins/weaviate_release.py) into this machine's sandbox cache and
+# records it; this file only reads the record. The build is reproducible, so its checksum is
+# as fixed as a pinned release's.
+weaviate_version, weaviate_local_tarball, weaviate_sha256 = _built_for_sandbox(
+    _weaviate_build_dir())
 weaviate_source = "upload"
 # Small hosts: keep Redis and Weaviate modest.
 weaviate_memory_max = "2G"

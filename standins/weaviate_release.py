@@ -38,7 +38,6 @@ WEAVIATE_STANDIN_SOURCE = REPO_ROOT / "standins" / "weaviate" / "weaviate"
 # The version the sandbox's stand-in claims to be, the tarball `orchestra-infra sandbox up`
 # builds for it, and the record of that build group_data/sandbox.py reads.
 SANDBOX_VERSION = "1.38.2"
-SANDBOX_BUILD_DIR = REPO_ROOT / "build"
 SANDBOX_RECORD = "weaviate-standin.json"
 
 # 1980-01-01T00:00:00Z, the usual reproducible-builds timestamp: any constant would do, but
@@ -103,7 +102,7 @@ def build_weaviate_tarball(version: str, out_dir: Path) -> tuple[Path, str]:
     return path, digest
 
 
-def build_for_sandbox(build_dir: Path = SANDBOX_BUILD_DIR) -> Path:
+def build_for_sandbox(build_dir: Path) -> Path:
     """Build the sandbox's release (SANDBOX_VERSION) into build_dir and record its name and
     sha256 beside it; return the record's path.
 
@@ -118,7 +117,7 @@ def build_for_sandbox(build_dir: Path = SANDBOX_BUILD_DIR) -> Path:
     return record
 
 
-def built_for_sandbox(build_dir: Path = SANDBOX_BUILD_DIR) -> tuple[str, str, str]:
+def built_for_sandbox(build_dir: Path) -> tuple[str, str, str]:
     """(version, tarball path, sha256) of the release ``build_for_sandbox`` last built.
 
     pyinfra reads every group data file on every run, prod's too, so a missing build must not

@@ -58,6 +58,7 @@ from .paths import (
     ssh_key_path,
     state_dir,
     validate_name,
+    weaviate_build_dir,
 )
 from .prerequisites import check_tools, missing_tools, require_root
 from .ssh import ensure_keypair, ssh_base
@@ -152,7 +153,7 @@ def up(
         # NodeSource's stand-in, which the hosts reach at their veth's end on this machine.
         nodesource_standin.ensure_server(cache_dir(), state_dir())
         # Weaviate's, which the deploy uploads (group_data/sandbox.py reads what was built).
-        weaviate_release.build_for_sandbox()
+        weaviate_release.build_for_sandbox(weaviate_build_dir())
         return [_to_host(state.hosts[name]) for name in names]
 
 

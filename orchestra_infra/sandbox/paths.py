@@ -29,6 +29,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ORCHESTRA_SANDBOX_CACHE", DEFAULT_CACHE_DIR))
 
 
+def weaviate_build_dir() -> Path:
+    """Where `sandbox up` builds the Weaviate stand-in's release, which every checkout on
+    this machine deploys to the sandbox hosts (the hosts belong to the machine, not to a
+    checkout)."""
+    return cache_dir() / "weaviate-standin"
+
+
 def state_dir() -> Path:
     return Path(os.environ.get("ORCHESTRA_SANDBOX_STATE", DEFAULT_STATE_DIR))
 

@@ -2,6 +2,7 @@ import os
 
 import pytest
 
+from orchestra_infra.sandbox.paths import weaviate_build_dir
 from standins import weaviate_release
 
 
@@ -9,7 +10,7 @@ from standins import weaviate_release
 def sandbox_weaviate_release():
     """The Weaviate stand-in release `orchestra-infra sandbox up` builds: the sandbox's data
     (group_data/sandbox.py) names it, and several tests validate that data."""
-    return weaviate_release.build_for_sandbox()
+    return weaviate_release.build_for_sandbox(weaviate_build_dir())
 
 
 @pytest.fixture
