@@ -67,9 +67,9 @@ def source_tarball(config) -> tuple[Path, str]:
     build_dir = project_root() / "build"
     try:
         source = app_source.resolve(config, build_dir, project_root(), optional_secret)
+        return release_module.build(source, build_dir)
     except ConfigError as e:
         raise DeployError(f"{host.name}: nothing was changed: " + "; ".join(e.problems)) from None
-    return release_module.build(source, build_dir)
 
 
 @deploy("App")
