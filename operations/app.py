@@ -154,6 +154,7 @@ def _preflight_script(config, release_id: str) -> str:
         unit=PREFLIGHT_UNIT, user=config.service_user, target=target, current=current_link(config),
         launcher=launcher(config), env_file=env_file(config, "api"), release_id=release_id,
         port=config.app_preflight_port, timeout=config.app_health_timeout,
+        curl_limits=system.curl_limits(),
         url=f"http://127.0.0.1:{config.app_preflight_port}{catalog.API_HEALTH}",
         log=f"{config.log_root}/preflight-{release_id}.log",
     )
