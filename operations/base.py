@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pyinfra import host, logger
 from pyinfra.api import DeployError, QuoteString, StringCommand, deploy, operation
+from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Which
 from pyinfra.operations import apt, files, server
 from pyinfra.operations.util import any_changed
@@ -20,6 +21,25 @@ APT_UPDATE_STAMP = "/var/lib/apt/periodic/update-success-stamp"
 # The deploy's apt runs: needrestart (Ubuntu server images) must neither prompt nor restart
 # services (sshd among them) in the middle of a deploy; the deploy restarts what it changes.
 APT_ENV = {"NEEDRESTART_SUSPEND": "1", "NEEDRESTART_MODE": "l"}
+
+
+def environment_record(config) -> str:
+    """Where a host records the environment it serves (written by every deploy)."""
+    return posixpath.join(config.state_root, "environment")
+
+
+def check_environment(config) -> None:
+    """Stop before any change when the host serves another environment: a prod address
+    left in hosts/staging must never get staging's data, secrets or restore. A host with
+    no record (new, or deployed before records existed) takes this one."""
+    path = environment_record(config)
+    lines = [line.strip() for line in host.get_fact(FileContents, path=path) or [] if line.strip()]
+    if not lines or lines == [config.environment]:
+        return
+    recorded = lines[0] if len(lines) == 1 else " / ".join(lines)
+    raise DeployError(f"{host.name} serves environment {recorded!r} (recorded in {path}), not "
+                      f"{config.environment!r}: nothing was changed. If the host really "
+                      f"changes environment, empty it and remove {path} first")
 
 
 def check_gpu(config) -> list[dict]:
@@ -190,6 +210,8 @@ def _service_user_and_directories(config):
         (config.state_root, "root", "root", "755"),
     ):
         system.directory(name=f"Create {path}", path=path, user=owner, group=group, mode=mode)
+    render.template(name=f"Record the environment this host serves ({config.environment})",
+                    src=None, text=config.environment + "\n", dest=environment_record(config))
 
 
 def _journald(config):
