@@ -174,3 +174,8 @@ def test_monit_alert(email_to, email_from):
         "email_from": email_from, "smtp_host": "smtp.example.com", "smtp_port": 587,
         "rcpt_args": " ".join(f"--mail-rcpt {shlex.quote(a)}" for a in email_to)})
     shellcheck(text)
+
+
+def test_wait_healthy():
+    shellcheck(system.wait_healthy("api-1", 8001, "/api/health/", 60,
+                                   on_failure="tail -n 30 /var/log/orchestra/api-1.log >&2; "))
