@@ -14,6 +14,7 @@ from pyinfra.operations.util import any_changed
 
 from operations import render, snapshot, system
 from operations.facts import APT_LOCKS, AptLockHolders, GpuInfo
+from orchestra_infra import preflight
 
 CA_DIR = "/usr/local/share/ca-certificates/orchestra"
 # What pyinfra's apt.update reads (and touches) to honour cache_time.
@@ -25,7 +26,7 @@ APT_ENV = {"NEEDRESTART_SUSPEND": "1", "NEEDRESTART_MODE": "l"}
 
 def environment_record(config) -> str:
     """Where a host records the environment it serves (written by every deploy)."""
-    return posixpath.join(config.state_root, "environment")
+    return preflight.environment_record(config.state_root)
 
 
 def check_environment(config) -> None:
@@ -33,13 +34,10 @@ def check_environment(config) -> None:
     left in hosts/staging must never get staging's data, secrets or restore. A host with
     no record (new, or deployed before records existed) takes this one."""
     path = environment_record(config)
-    lines = [line.strip() for line in host.get_fact(FileContents, path=path) or [] if line.strip()]
-    if not lines or lines == [config.environment]:
-        return
-    recorded = lines[0] if len(lines) == 1 else " / ".join(lines)
-    raise DeployError(f"{host.name} serves environment {recorded!r} (recorded in {path}), not "
-                      f"{config.environment!r}: nothing was changed. If the host really "
-                      f"changes environment, empty it and remove {path} first")
+    problem = preflight.recorded_environment_problem(
+        host.name, path, config.environment, host.get_fact(FileContents, path=path) or [])
+    if problem:
+        raise DeployError(problem)
 
 
 def check_gpu(config) -> list[dict]:

@@ -9,6 +9,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from types import SimpleNamespace
 
@@ -18,7 +21,7 @@ from operations import base, system
 from orchestra_infra import sandbox
 from orchestra_infra.config import environment_data
 
-from .conftest import converge, on, pyinfra
+from .conftest import REPO, converge, on, pyinfra
 
 pytestmark = pytest.mark.e2e
 
@@ -63,6 +66,18 @@ def test_a_host_of_another_environment_is_refused_before_any_change(target, prov
         assert run.returncode != 0
         assert (f"serves environment 'prod' (recorded in {record}), not 'sandbox': nothing was "
                 "changed") in run.stderr
+        assert on(target, f"stat -c %Y {record} /etc/orchestra/api.env") == before
+        # reprovision reads the record before it touches hosts/ENV or the host.
+        started = time.monotonic()
+        chain = subprocess.run(
+            [sys.executable, "-m", "orchestra_infra", "reprovision", "sandbox", "--address",
+             target.address], cwd=REPO, capture_output=True, text=True, timeout=300,
+            stdin=subprocess.DEVNULL, env={**os.environ, "ORCHESTRA_SANDBOX_HOSTS": target.name})
+        print(f"reprovision onto a host of another environment: refused after "
+              f"{time.monotonic() - started:.1f} s")
+        assert chain.returncode != 0
+        assert "--> environment" in chain.stdout and "--> deploy" not in chain.stdout
+        assert "serves environment 'prod'" in chain.stdout + chain.stderr
         assert on(target, f"stat -c %Y {record} /etc/orchestra/api.env") == before
     finally:
         on(target, f"echo sandbox > {record}")
