@@ -34,7 +34,7 @@ def _members(source: Path) -> list[Path]:
     for directory, dirs, files in os.walk(source):  # followlinks=False: links stay leaves
         dirs[:] = [d for d in dirs if d not in EXCLUDED]
         base = Path(directory)
-        for name in dirs + files:
+        for name in dirs + [f for f in files if f not in EXCLUDED]:
             path = base / name
             if path.is_symlink() or (name in files and path.is_file()):
                 found.append(path.relative_to(source))
