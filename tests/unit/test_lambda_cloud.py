@@ -590,3 +590,11 @@ def test_cli_terminate_an_unlisted_instance_with_y(project, clock, standin):
     result = cli(clock, "terminate", instance.id, "-y")
     assert result.exit_code == 0, result.output
     assert f"Terminated {instance.id}" in result.output
+
+
+def test_cli_launch_meeting_a_502_is_not_repeated_and_says_check_first(project, clock, standin):
+    standin.inject(502, method="POST", path="/instance-operations/launch")
+    result = cli(clock, *LAUNCH)
+    assert result.exit_code == 1
+    assert "HTTP 502" in result.output and "the launch may have gone through" in result.output
+    assert requests_to(standin, "POST", "/instance-operations/launch") == 1
