@@ -30,6 +30,7 @@ from orchestra_infra.preflight import validate_host
 config, secret_values = validate_host(host)
 render.use_secrets(secret_values)
 render.use_state_root(config.state_root)
+base.check_environment(config)  # before anything reads or changes more of the host
 security.check_ssh_access(config, host.data.get("ssh_user"))
 gpus = base.check_gpu(config)
 config, moved_ports = ports.check(config)

@@ -67,9 +67,9 @@ def source_tarball(config) -> tuple[Path, str]:
     build_dir = project_root() / "build"
     try:
         source = app_source.resolve(config, build_dir, project_root(), optional_secret)
+        return release_module.build(source, build_dir)
     except ConfigError as e:
         raise DeployError(f"{host.name}: nothing was changed: " + "; ".join(e.problems)) from None
-    return release_module.build(source, build_dir)
 
 
 @deploy("App")
@@ -154,6 +154,7 @@ def _preflight_script(config, release_id: str) -> str:
         unit=PREFLIGHT_UNIT, user=config.service_user, target=target, current=current_link(config),
         launcher=launcher(config), env_file=env_file(config, "api"), release_id=release_id,
         port=config.app_preflight_port, timeout=config.app_health_timeout,
+        curl_limits=system.curl_limits(),
         url=f"http://127.0.0.1:{config.app_preflight_port}{catalog.API_HEALTH}",
         log=f"{config.log_root}/preflight-{release_id}.log",
     )

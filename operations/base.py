@@ -7,12 +7,14 @@ from pathlib import Path
 
 from pyinfra import host, logger
 from pyinfra.api import DeployError, QuoteString, StringCommand, deploy, operation
+from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Which
 from pyinfra.operations import apt, files, server
 from pyinfra.operations.util import any_changed
 
 from operations import render, snapshot, system
 from operations.facts import APT_LOCKS, AptLockHolders, GpuInfo
+from orchestra_infra import preflight
 
 CA_DIR = "/usr/local/share/ca-certificates/orchestra"
 # What pyinfra's apt.update reads (and touches) to honour cache_time.
@@ -20,6 +22,22 @@ APT_UPDATE_STAMP = "/var/lib/apt/periodic/update-success-stamp"
 # The deploy's apt runs: needrestart (Ubuntu server images) must neither prompt nor restart
 # services (sshd among them) in the middle of a deploy; the deploy restarts what it changes.
 APT_ENV = {"NEEDRESTART_SUSPEND": "1", "NEEDRESTART_MODE": "l"}
+
+
+def environment_record(config) -> str:
+    """Where a host records the environment it serves (written by every deploy)."""
+    return preflight.environment_record(config.state_root)
+
+
+def check_environment(config) -> None:
+    """Stop before any change when the host serves another environment: a prod address
+    left in hosts/staging must never get staging's data, secrets or restore. A host with
+    no record (new, or deployed before records existed) takes this one."""
+    path = environment_record(config)
+    problem = preflight.recorded_environment_problem(
+        host.name, path, config.environment, host.get_fact(FileContents, path=path) or [])
+    if problem:
+        raise DeployError(problem)
 
 
 def check_gpu(config) -> list[dict]:
@@ -190,6 +208,8 @@ def _service_user_and_directories(config):
         (config.state_root, "root", "root", "755"),
     ):
         system.directory(name=f"Create {path}", path=path, user=owner, group=group, mode=mode)
+    render.template(name=f"Record the environment this host serves ({config.environment})",
+                    src=None, text=config.environment + "\n", dest=environment_record(config))
 
 
 def _journald(config):

@@ -126,21 +126,42 @@ def apt_repository(url: str, suite: str, key_url: str, keyring: str, sources: st
                               sources="/etc/apt/sources.list.d/nodesource.list")
     """
     yield from files.directory._inner(path="/etc/apt/keyrings", mode="755")
-    yield from files.download._inner(src=key_url, dest=keyring, mode="644")
+    yield from files.download._inner(src=key_url, dest=keyring, mode="644",
+                                     extra_curl_args=DOWNLOAD_CURL_ARGS,
+                                     extra_wget_args=DOWNLOAD_WGET_ARGS)
     yield from files.line._inner(path=sources, line=f"^deb .* {suite} main$",
                                  replace=f"deb [signed-by={keyring}] {url} {suite} main")
+
+
+# Every HTTP request a host makes during a deploy ends: a hung service (accepting, never
+# answering) fails the deploy with a message instead of holding it forever.
+CONNECT_TIMEOUT = 5  # seconds to open a connection
+HEALTH_REQUEST_TIME = 5  # seconds one health request may take, connection included
+DOWNLOAD_TIME = 900  # seconds a whole download may take (a Weaviate release, a signing key)
+DOWNLOAD_CURL_ARGS = {"--connect-timeout": str(CONNECT_TIMEOUT), "--max-time": str(DOWNLOAD_TIME)}
+# wget (files.download's fallback) has no total limit: a read timeout ends a stalled one.
+DOWNLOAD_WGET_ARGS = {"--timeout": str(CONNECT_TIMEOUT * 6), "--tries": "2"}
+
+
+def curl_limits(max_time: int = HEALTH_REQUEST_TIME) -> str:
+    """curl's connect timeout and total time limit, as shell words."""
+    return f"--connect-timeout {min(CONNECT_TIMEOUT, max_time)} --max-time {max_time}"
 
 
 def wait_healthy(name: str, port: int, path: str, timeout: int, on_failure: str = "") -> str:
     """
     A shell snippet, for an operation that (re)started a program: ask its health endpoint
-    on loopback once a second for up to ``timeout`` seconds; when it never answers, say
-    which program and where, run ``on_failure`` (its last log lines, say) and fail.
+    on loopback once a second until ``timeout`` seconds have passed (each request limited
+    to HEALTH_REQUEST_TIME, so it ends within ``timeout`` + HEALTH_REQUEST_TIME + 1 s even
+    when the program accepts and never answers); when it never answers, say which program,
+    where and curl's last error, run ``on_failure`` (its last log lines, say) and fail.
     """
     url = f"http://127.0.0.1:{port}{path}"
-    return (f"ok=; for i in $(seq {timeout}); do curl -fsS -o /dev/null {url} && ok=1 && "
-            f"break; sleep 1; done; [ -n \"$ok\" ] || {{ echo '{name} is not healthy at "
-            f"{url}' >&2; {on_failure}exit 1; }}")
+    return (f"end=$(($(date +%s) + {int(timeout)})); ok=; while :; do "
+            f"err=$(curl -fsS -o /dev/null {curl_limits()} {url} 2>&1) && ok=1 && break; "
+            f"[ \"$(date +%s)\" -lt \"$end\" ] || break; sleep 1; done; "
+            f"[ -n \"$ok\" ] || {{ echo '{name} is not healthy at {url} after {int(timeout)} s:'"
+            f" \"$err\" >&2; {on_failure}exit 1; }}")
 
 
 def changed(ops) -> bool:

@@ -23,6 +23,7 @@ from orchestra_infra import catalog
 ROOT = catalog.WEAVIATE_ROOT
 CURRENT = catalog.WEAVIATE_CURRENT
 ENV_FILE = "/etc/weaviate/weaviate.env"
+READY_TIMEOUT = 120  # seconds a (re)started Weaviate has to report ready
 
 
 def packages(config, groups) -> list[str]:
@@ -80,12 +81,11 @@ def configure(config):
         restart_when=[installed, env, unit],
         daemon_reload_when=[unit],
     )
-    ready = f"http://127.0.0.1:{config.weaviate_port}/v1/.well-known/ready"
     server.shell(
         name="Wait until Weaviate is ready",
-        commands=[f"for i in $(seq 120); do curl -fsS -o /dev/null {ready} && exit 0; "
-                  f"sleep 1; done; echo 'Weaviate not ready at {ready}' >&2; "
-                  "journalctl -u weaviate -n 30 --no-pager >&2; exit 1"],
+        commands=[system.wait_healthy(
+            "weaviate", config.weaviate_port, "/v1/.well-known/ready", READY_TIMEOUT,
+            on_failure="journalctl -u weaviate -n 30 --no-pager >&2; ")],
         _if=service.did_change,
     )
 
@@ -133,7 +133,8 @@ def release(version: str, sha256: str, url: str, local_tarball: str | None = Non
                                     remote_temp_filename=host.get_temp_filename(tarball))
         script = render.script("weaviate/scripts/install-release.sh.j2", staging=staging,
                                tarball=tarball, url=None if local_tarball else url,
-                               sha256=sha256, version=version, target=target)
+                               sha256=sha256, version=version, target=target,
+                               curl_limits=system.curl_limits(system.DOWNLOAD_TIME))
         yield StringCommand("sh", "-c", QuoteString(script))
 
     link = host.get_fact(Link, path=CURRENT)

@@ -115,7 +115,7 @@ def launch_command(env: str, instance_type: str, region: str, ssh_key: str,
         except lc.LambdaError as e:
             if e.code == lc.INSUFFICIENT_CAPACITY:
                 e.suggestion = _capacity_hint(client, instance_type) or e.suggestion
-            elif e.code == "orchestra/unreachable":
+            elif e.code in (lc.UNREACHABLE, "orchestra/server-error"):
                 e.suggestion = ("the launch may have gone through: check `orchestra-infra "
                                 "lambda instances` before launching again")
             raise
@@ -150,9 +150,15 @@ def wait_command(env: str, instance_id: str, timeout: float, poll_interval: floa
 @lambda_group.command("terminate")
 @click.argument("instance_ids", metavar="ID...", nargs=-1, required=True)
 @env_option
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def terminate_command(instance_ids: tuple[str, ...], env: str, yes: bool) -> None:
-    """Terminate instances: their local disks are lost, attached file systems are kept."""
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True,
+              help="Terminate even an instance whose address a hosts/* file lists.")
+def terminate_command(instance_ids: tuple[str, ...], env: str, yes: bool, force: bool) -> None:
+    """Terminate instances: their local disks are lost, attached file systems are kept.
+
+    An instance whose address any ``hosts/*`` file lists is serving an environment: it is
+    refused unless ``--force`` is given (a stale line is better removed first).
+    """
     session: dict = {}
     with _clean_errors(session):
         client = _client(env, session)
@@ -160,6 +166,12 @@ def terminate_command(instance_ids: tuple[str, ...], env: str, yes: bool) -> Non
         for i in found:
             click.echo(f"{i.id}  {i.name or '-'}  {i.status}  {i.ip or '-'}  "
                        f"{i.instance_type}  {i.region}")
+        in_use = _in_use(found)
+        if in_use and not force:
+            raise click.ClickException("refusing to terminate " + "; ".join(in_use)
+                                       + ". Pass --force to terminate anyway")
+        for line in in_use:
+            click.echo(f"warning (--force): {line}", err=True)
         if not yes:
             click.confirm(f"Terminate {len(found)} instance(s)? Local disks are lost",
                           abort=True)
@@ -247,6 +259,27 @@ def _capacity_hint(client: lc.Client, instance_type: str) -> str | None:
     others = [t.name for t in types.values() if t.regions_with_capacity]
     return (f"{instance_type} has no capacity in any region now; types that have some: "
             f"{', '.join(others) or 'none'}")
+
+
+def _in_use(instances: list[lc.Instance]) -> list[str]:
+    """What speaks against terminating these: every hosts/* file listing one of their
+    addresses, and any hosts file that cannot be read (it might)."""
+    directory = config_module.project_root() / "hosts"
+    listed: dict[str, list[str]] = {}
+    unreadable = []
+    for path in sorted(directory.glob("*")) if directory.is_dir() else []:
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        try:
+            groups = hosts.parse(path.read_text(), str(path))
+        except (OSError, UnicodeDecodeError, hosts.HostsError) as e:
+            unreadable.append(f"{path} cannot be read ({e}), it may list them")
+            continue
+        for address in {a for group in groups.values() for a in group}:
+            listed.setdefault(address, []).append(f"hosts/{path.name}")
+    reasons = [f"{i.id} ({i.ip}): listed in {', '.join(listed[i.ip])}"
+               for i in instances if i.ip and i.ip in listed]
+    return reasons + unreadable
 
 
 def _listed_addresses(env: str) -> set[str]:

@@ -18,7 +18,13 @@ host is the deprecated alias the first versions of the docs named):
   whole list (``{"data": [{"protocol", "port_range": [lo, hi], "source_network",
   "description"}]}``); a new account allows only tcp 22. They do not apply in us-south-1.
 
-The key is sent in a header only: never in a URL, an exception, a log line or a repr.
+The key is sent in a header only: never in a URL, an exception, a log line or a repr,
+and only to the API's own origin: the base URL must be ``https://`` (plain ``http://`` only
+on loopback, for the stand-in), and a redirect to another origin is refused, never followed
+(urllib would carry the ``Authorization`` header along). A GET that meets a 5xx or a
+dropped connection is retried with backoff (bounded), so one bad gateway while waiting for a
+billed instance does not abort the wait; a POST is never retried: a launch that seemed to
+fail may have gone through.
 """
 
 from __future__ import annotations
@@ -44,12 +50,15 @@ LAUNCH_INTERVAL = 12.0  # seconds between two launch requests
 MAX_RATE_LIMIT_RETRIES = 3  # retries after a 429, each after its Retry-After
 MAX_RETRY_AFTER = 60.0  # a longer Retry-After is an error, not a wait
 REQUEST_TIMEOUT = 30.0
+MAX_GET_RETRIES = 5  # retries of a GET after a 5xx or a network failure: 1+2+4+8+16 s
+MAX_BACKOFF = 16.0
 
 # Status values of an instance that will never become active.
 DEAD_STATUSES = ("unhealthy", "terminating", "terminated", "preempted")
 
 INSUFFICIENT_CAPACITY = "instance-operations/launch/insufficient-capacity"
 INVALID_API_KEY = "global/invalid-api-key"
+UNREACHABLE = "orchestra/unreachable"
 NOT_FOUND = "global/object-does-not-exist"
 
 
@@ -271,7 +280,46 @@ class RateLimiter:
 
 def base_url(environ: Mapping[str, str] | None = None) -> str:
     environ = os.environ if environ is None else environ
-    return (environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
+    return check_url((environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/"))
+
+
+def check_url(url: str) -> str:
+    """The API base URL, if the key may be sent to it: https, or http on loopback only."""
+    parts = urllib.parse.urlsplit(url)
+    problem = None
+    if any(ord(c) < 33 or ord(c) == 127 for c in url):
+        problem = "contains a space or a control character"
+    elif parts.scheme not in ("https", "http") or not parts.hostname:
+        problem = "is not an https:// URL"
+    elif parts.username is not None or parts.password is not None:
+        problem = "carries a user or password (the key goes in a header)"
+    elif parts.scheme == "http" and not _is_loopback(url):
+        problem = "is plain http: the API key would cross the network unencrypted " \
+                  "(http:// is accepted on loopback only)"
+    if problem:
+        raise LambdaError("orchestra/insecure-url", f"{BASE_URL_ENV} {url!r} {problem}",
+                          "use https://")
+    return url
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect within the API's origin; refuses one to another (with the key)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if _origin(newurl) != _origin(req.full_url):
+            scheme, hostname, port = _origin(newurl)
+            fp.close()
+            raise LambdaError("orchestra/redirect-refused",
+                              f"{req.get_method()} {urllib.parse.urlsplit(req.full_url).path}: "
+                              f"HTTP {code} to {scheme}://{hostname}{f':{port}' if port else ''}"
+                              ", another origin: not followed (the API key is sent to "
+                              "the API's origin only)", f"check {BASE_URL_ENV}", code)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def _is_loopback(url: str) -> bool:
@@ -296,7 +344,7 @@ class Client:
         if not api_key:
             raise LambdaError("orchestra/no-api-key", "no Lambda Cloud API key given")
         self._auth = f"Bearer {api_key}"
-        self.url = (url or base_url()).rstrip("/")
+        self.url = check_url((url or base_url()).rstrip("/"))
         self.clock = clock or time.monotonic
         self.sleep = sleep or time.sleep
         self.limiter = limiter or RateLimiter(clock=self.clock, sleep=self.sleep)
@@ -304,7 +352,7 @@ class Client:
         self.notice = notice or (lambda _message: None)  # tells a waiting operator why
         # A proxy from the environment is fine for the real API, never for a loopback stand-in.
         handlers = [urllib.request.ProxyHandler({})] if _is_loopback(self.url) else []
-        self._opener = urllib.request.build_opener(*handlers)
+        self._opener = urllib.request.build_opener(*handlers, _SameOriginRedirects())
 
     def __repr__(self) -> str:
         return f"<lambda_cloud.Client {self.url}>"
@@ -395,22 +443,41 @@ class Client:
     # The wire.
 
     def _call(self, method: str, path: str, body: Any = None, kind: str = "general") -> Any:
-        for attempt in range(MAX_RATE_LIMIT_RETRIES + 1):
+        rate_limited = failed = 0
+        # Bounded: every pass either returns, raises, or spends one of the two budgets.
+        while True:
             self.limiter.wait(kind)
-            status, headers, payload = self._send(method, path, body)
-            if status == 429 and attempt < MAX_RATE_LIMIT_RETRIES:
+            try:
+                status, headers, payload = self._send(method, path, body)
+            except LambdaError as e:
+                if e.code == UNREACHABLE and method == "GET" and failed < MAX_GET_RETRIES:
+                    failed += 1
+                    self._back_off(method, path, failed, e.message)
+                    continue
+                raise
+            if status == 429 and rate_limited < MAX_RATE_LIMIT_RETRIES:
                 delay = _retry_after(headers.get("Retry-After"), kind)
                 if delay <= MAX_RETRY_AFTER:
+                    rate_limited += 1
                     self.notice(f"{method} {path}: rate limited, retrying in {delay:g} s")
                     self.limiter.hold(delay)
                     continue
+            if status >= 500 and method == "GET" and failed < MAX_GET_RETRIES:
+                failed += 1
+                self._back_off(method, path, failed, f"HTTP {status}")
+                continue
             if 200 <= status < 300:
                 if not isinstance(payload, dict) or "data" not in payload:
                     raise LambdaError("orchestra/unexpected-reply",
                                       f"{method} {path}: reply without 'data'", status=status)
                 return payload["data"]
-            raise _error(method, path, status, payload)
-        raise AssertionError("unreachable")  # the last attempt returns or raises
+            raise _error(method, path, status, payload, failed)
+
+    def _back_off(self, method: str, path: str, failures: int, why: str) -> None:
+        delay = min(GENERAL_INTERVAL * 2 ** (failures - 1), MAX_BACKOFF)
+        self.notice(f"{method} {path}: {why}, retrying in {delay:g} s "
+                    f"({failures}/{MAX_GET_RETRIES})")
+        self.limiter.hold(delay)
 
     def _send(self, method: str, path: str, body: Any) -> tuple[int, Mapping[str, str], Any]:
         data = json.dumps(body).encode() if body is not None else None
@@ -425,7 +492,7 @@ class Client:
             status, headers, raw = e.code, e.headers, e.read()
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
-            raise LambdaError("orchestra/unreachable",
+            raise LambdaError(UNREACHABLE,
                               f"cannot reach the Lambda Cloud API at {self.url}: {reason}",
                               f"check the network, or {BASE_URL_ENV}") from None
         try:
@@ -445,7 +512,7 @@ def _retry_after(value: str | None, kind: str) -> float:
     return seconds
 
 
-def _error(method: str, path: str, status: int, payload: Any) -> LambdaError:
+def _error(method: str, path: str, status: int, payload: Any, retries: int = 0) -> LambdaError:
     error = payload.get("error") if isinstance(payload, dict) else None
     if isinstance(error, dict) and error.get("code"):
         message = str(error.get("message") or "no message")
@@ -458,6 +525,11 @@ def _error(method: str, path: str, status: int, payload: Any) -> LambdaError:
         return LambdaError("orchestra/rate-limited", f"{method} {path}: still rate limited "
                            f"after {MAX_RATE_LIMIT_RETRIES} retries", "try again in a minute",
                            status)
+    if status >= 500:
+        after = f" after {retries} retries" if retries else ""
+        return LambdaError("orchestra/server-error", f"{method} {path}: HTTP {status}{after}",
+                           None if method == "GET" else "it may have gone through: check "
+                           "`orchestra-infra lambda instances` before trying again", status)
     return LambdaError("orchestra/unexpected-reply",
                        f"{method} {path}: HTTP {status} without an API error", status=status)
 

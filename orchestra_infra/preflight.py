@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import posixpath
+
 from pyinfra.api import DeployError
 
 from . import schema, secrets
@@ -9,6 +11,25 @@ from .errors import ConfigError
 from .schema import Config
 
 _loaded: dict[str, secrets.Secrets] = {}
+
+
+def environment_record(state_root: str) -> str:
+    """Where a host records the environment it serves: written by every deploy
+    (operations/base.py), read before a deploy, restore or reprovision changes anything."""
+    return posixpath.join(state_root, "environment")
+
+
+def recorded_environment_problem(host_name: str, record: str, wanted: str,
+                                 lines: list[str]) -> str | None:
+    """Why ``wanted`` may not be deployed onto a host whose record reads ``lines``; None
+    when the record is absent (a new host) or names ``wanted``."""
+    lines = [line.strip() for line in lines if line.strip()]
+    if not lines or lines == [wanted]:
+        return None
+    recorded = " / ".join(lines)
+    return (f"{host_name} serves environment {recorded!r} (recorded in {record}), not "
+            f"{wanted!r}: nothing was changed. If the host really changes environment, empty "
+            f"it and remove {record} first")
 
 
 def validate_host(host) -> tuple[Config, secrets.Secrets]:

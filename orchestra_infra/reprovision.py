@@ -3,8 +3,10 @@
 The stages an operator would otherwise type one by one (docs/runbook.md), each timed:
 
 1. instance: a new one launched through the Lambda Cloud API (``--launch``), or the address
-   of one the operator made (``--address``); ENV's hosts file then names only it;
+   of one the operator made (``--address``);
 2. ssh: wait until it answers on port 22;
+   environment: a host that records another environment is refused; ENV's hosts file then
+   names only it;
 3. deploy: ``pyinfra -y inventories/ENV.py deploy.py``, the same deploy as always;
 4. restore: ``restore.py`` with the latest (or a named) backup snapshot;
 5. status: ``orchestra-infra status ENV``, which must be all healthy.
@@ -16,6 +18,7 @@ is never contacted. A stage that fails stops the chain and names itself.
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 import time
@@ -23,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import config as config_module
-from . import hosts
+from . import hosts, preflight
 from . import lambda_cloud as lc
 from .pyinfra_run import run_pyinfra
 
@@ -94,6 +97,28 @@ def _wait_for_ssh(address: str, timeout: float = 600.0, port: int = 22) -> None:
         time.sleep(2)
 
 
+def check_environment(env: str, address: str, overrides: dict,
+                      read: Callable | None = None) -> None:
+    """Before hosts/ENV or the host changes: a host that records another environment is
+    refused (the deploy checks again while planning). ``read(target, script)`` runs a script
+    on the host: (stdout, error), status_hosts.run_script by default."""
+    from . import status_hosts
+
+    data = config_module.environment_data(env, overrides)
+    record = preflight.environment_record(data["state_root"])
+    found = [t for t in status_hosts.targets(env, data)
+             if address in (t.name, t.data.get("sandbox_name"))]
+    if not found:
+        raise StageFailed(f"environment: {address} is not a host of inventories/{env}.py")
+    out, error = (read or status_hosts.run_script)(
+        found[0], f"cat {shlex.quote(record)} 2>/dev/null || true\n")
+    if error is not None:
+        raise StageFailed(f"environment: cannot read {record} on {address}: {error}")
+    problem = preflight.recorded_environment_problem(address, record, env, out.splitlines())
+    if problem:
+        raise StageFailed(problem)
+
+
 def _pyinfra(env: str, deploy: str, data: list[str], extra_env: dict[str, str]) -> None:
     data_args = [arg for pair in data for arg in ("--data", pair)]
     result = run_pyinfra(env, deploy, *data_args, extra_env=extra_env, stdin=subprocess.DEVNULL)
@@ -116,18 +141,19 @@ def run(env: str, address: str | None = None, launch: Launch | None = None,
     else:
         stages.seconds["instance"] = 0.0
     assert address is not None
-    if env != "sandbox":  # the sandbox inventory lists the running sandbox hosts itself
-        hosts.record(env, address, replace=True)
     only_new = {hosts.env_var(env): address}
     os.environ.update(only_new)  # the status stage reads the inventory in this process
     stages.run("ssh", lambda: _wait_for_ssh(address))
+    overrides = config_module.parse_overrides(list(data))
+    stages.run("environment", lambda: check_environment(env, address, overrides))
+    if env != "sandbox":  # the sandbox inventory lists the running sandbox hosts itself
+        hosts.record(env, address, replace=True)
     stages.run("deploy", lambda: _pyinfra(env, "deploy.py", list(data), only_new))
     stages.run("restore", lambda: _pyinfra(env, "restore.py", list(data), {
         **only_new, "ORCHESTRA_RESTORE_SNAPSHOT": snapshot, "ORCHESTRA_RESTORE_FORCE": ""}))
 
     from . import status
 
-    overrides = config_module.parse_overrides(list(data))
     code = stages.run("status", lambda: status.run(env, False, echo, overrides))
     echo(f"{env}: reprovisioned onto {address}" + ("" if code == 0 else ", NOT all healthy"))
     echo(stages.report())

@@ -20,10 +20,13 @@ reprovision drill talk to this instead, on loopback only, through the same code 
 The address source is any callable taking the instance (a dict: id, name, instance_type,
 region) and returning its address; it runs in its own thread, so it may block while it boots
 a real host (the reprovision drill hands out a fresh sandbox host this way). ``AddressPool``
-hands out a fixed list. What it does not do: several instances per launch, restart,
-SSH key creation or deletion, file system creation, images, general 1 request/s limiting,
-billing. The 429 body's code (``global/rate-limited``) is this stand-in's: the reference
-checked does not document one, and the client keys on the status.
+hands out a fixed list. Failures can be injected for tests (``inject``): the next matching
+requests are answered with a status of their own (a 502 from a gateway, with an HTML body
+like a real one), a redirect to any ``location``, or a connection closed without an answer
+(status 0), before the key is even checked. What it does not do: several instances per
+launch, restart, SSH key creation or deletion, file system creation, images, general
+1 request/s limiting, billing. The 429 body's code (``global/rate-limited``) is this
+stand-in's: the reference checked does not document one, and the client keys on the status.
 
 Run it for a drill: ``python -m standins.lambda_cloud --port P --key-file F
 [--ip-pool a,b]`` (``--key K`` works too, but shows the key in ``ps``).
@@ -136,6 +139,21 @@ class _ApiError(Exception):
         return body
 
 
+@dataclass
+class Fault:
+    """An injected answer for the next ``times`` requests matching method and path (None:
+    any): ``status`` 0 closes the connection unanswered; with ``location``, a redirect."""
+
+    status: int
+    method: str | None = None
+    path: str | None = None
+    location: str | None = None
+    times: int = 1
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.times > 0 and self.method in (None, method) and self.path in (None, path)
+
+
 def _invalid(message: str, **field_errors: str) -> _ApiError:
     return _ApiError(400, "global/invalid-parameters", message,
                      "Check the request parameters and try again.", field_errors)
@@ -163,6 +181,7 @@ class LambdaStandin:
     requests: list[tuple[str, str]] = field(default_factory=list)
     launches: list[dict[str, Any]] = field(default_factory=list)
     firewall_puts: int = 0
+    faults: list[Fault] = field(default_factory=list)
 
     def __post_init__(self):
         if not ipaddress.ip_address(self.host).is_loopback:
@@ -208,6 +227,22 @@ class LambdaStandin:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def inject(self, status: int, *, method: str | None = None, path: str | None = None,
+               location: str | None = None, times: int = 1) -> Fault:
+        """Answer the next ``times`` matching requests with ``status`` (see Fault)."""
+        fault = Fault(status, method, path, location, times)
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.matches(method, path):
+                    fault.times -= 1
+                    return fault
+        return None
 
     def set_capacity(self, instance_type: str, regions: Iterable[str]) -> None:
         with self._lock:
@@ -466,6 +501,10 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         with standin._lock:
             standin.requests.append((method, path))
+        fault = standin.take_fault(method, path)
+        if fault is not None:
+            self._fail(fault)
+            return
         try:
             if not standin.authorized(self.headers.get("Authorization")):
                 raise _ApiError(401, *INVALID_KEY)
@@ -476,6 +515,21 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, {"data": standin.route(method, path, body)})
         except _ApiError as e:
             self._reply(e.status, e.body(), e.headers)
+
+    def _fail(self, fault: Fault) -> None:
+        self.close_connection = True
+        if fault.status == 0:
+            return  # closed without a status line: the client sees a dropped connection
+        data = b"" if fault.location else \
+            f"<html><body><h1>{fault.status} (injected)</h1></body></html>".encode()
+        self.send_response(fault.status)
+        if fault.location:
+            self.send_header("Location", fault.location)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
 
     def _reply(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
         data = json.dumps(body).encode()

@@ -96,3 +96,66 @@ def test_a_local_checkout_is_used_in_place(tmp_path):
 
     assert app_source.resolve(Config, tmp_path / "cache", tmp_path, lambda n: None) == \
         tmp_path / "app"
+
+
+# --- symbolic links: the app repository cannot ship the operator's files ---------------------
+
+
+def app_tree(root: Path) -> Path:
+    source = root / "app"
+    (source / "api").mkdir(parents=True)
+    (source / "api" / "main.py").write_text("VERSION = 1\n")
+    return source
+
+
+def test_links_out_of_the_tree_stop_the_release_naming_each_path(tmp_path):
+    operator = tmp_path / "operator"
+    (operator / "secrets").mkdir(parents=True)
+    (operator / "secrets" / "prod.yaml").write_text("postgres_password: hunter2\n")
+    (operator / ".ssh").mkdir()
+    (operator / ".ssh" / "id_ed25519").write_text("PRIVATE KEY\n")
+    source = app_tree(tmp_path)
+    (source / "env.yaml").symlink_to(operator / "secrets" / "prod.yaml")  # absolute
+    (source / "api" / "ssh").symlink_to("../../operator/.ssh")  # relative, escaping
+    (source / "hop").symlink_to("api/ssh")  # a chain: inside, then out
+    with pytest.raises(ConfigError) as e:
+        release.build(source, tmp_path / "out")
+    problems = "\n".join(e.value.problems)
+    assert f"env.yaml -> {operator}/secrets/prod.yaml: an absolute link" in problems
+    assert "api/ssh -> ../../operator/.ssh: leads out of the source tree" in problems
+    assert f"hop -> api/ssh: leads out of the source tree (to {operator}/.ssh)" in problems
+    assert not (tmp_path / "out").exists()  # no tarball, so nothing to upload
+
+
+def test_a_link_that_leaves_and_comes_back_is_refused(tmp_path):
+    """On the host the release directory has another name: `../app/x` would leave it."""
+    source = app_tree(tmp_path)
+    (source / "back").symlink_to("../app/api/main.py")
+    with pytest.raises(ConfigError, match="back -> ../app/api/main.py: leads out"):
+        release.build(source, tmp_path / "out")
+
+
+def test_links_inside_the_tree_are_packed_as_links(tmp_path):
+    import tarfile
+
+    source = app_tree(tmp_path)
+    (source / "main.py").symlink_to("api/main.py")
+    (source / "api" / "again").symlink_to(".")
+    (source / "code").symlink_to("api")  # a directory: packed as a link, not descended
+    tarball, _ = release.build(source, tmp_path / "out")
+    with tarfile.open(tarball) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert sorted(members) == ["api/again", "api/main.py", "code", "main.py"]
+    assert members["main.py"].issym() and members["main.py"].linkname == "api/main.py"
+    assert members["code"].issym() and members["code"].linkname == "api"
+    assert members["api/main.py"].isfile()
+
+
+def test_links_under_excluded_directories_are_not_looked_at(tmp_path):
+    source = app_tree(tmp_path)
+    (source / "node_modules" / ".bin").mkdir(parents=True)
+    (source / "node_modules" / ".bin" / "tool").symlink_to("/usr/bin/true")
+    _, release_id = release.build(source, tmp_path / "out")
+    (source / "node_modules").rename(tmp_path / "elsewhere")
+    assert release.build(source, tmp_path / "out2")[1] == release_id
+

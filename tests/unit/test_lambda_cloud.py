@@ -224,6 +224,124 @@ def test_base_url_default_and_override():
         "http://127.0.0.1:9/api/v1"
 
 
+# --- failures on the way: retries, redirects, plain http --------------------------------------
+
+
+def requests_to(standin, method, path) -> int:
+    return sum(1 for request in standin.requests if request == (method, path))
+
+
+def test_a_wait_survives_a_502_and_a_dropped_connection_after_a_billed_launch(standin, clock):
+    notices = []
+    client = make_client(standin, clock, notice=notices.append)
+    instance_id = client.launch("gpu_1x_a10", "us-east-1", "orchestra")
+    standin.inject(502, method="GET", path=f"/instances/{instance_id}")
+    standin.inject(0, method="GET", path=f"/instances/{instance_id}")
+    instance = client.wait_active(instance_id, timeout=300, interval=10)
+    assert (instance.status, instance.ip) == ("active", ADDRESSES[0])
+    assert launches(standin) == 1
+    assert notices[0] == f"GET /instances/{instance_id}: HTTP 502, retrying in 1 s (1/5)"
+    assert notices[1].startswith(f"GET /instances/{instance_id}: cannot reach the Lambda Cloud "
+                                 "API") and notices[1].endswith("retrying in 2 s (2/5)")
+
+
+def test_get_retries_back_off_and_are_bounded(standin, clock):
+    client = make_client(standin, clock)
+    standin.inject(503, method="GET", path="/instance-types", times=100)
+    with pytest.raises(lc.LambdaError) as raised:
+        client.instance_types()
+    assert (raised.value.code, raised.value.status) == ("orchestra/server-error", 503)
+    assert str(raised.value) == \
+        "GET /instance-types: HTTP 503 after 5 retries (orchestra/server-error)"
+    assert requests_to(standin, "GET", "/instance-types") == 1 + lc.MAX_GET_RETRIES
+    assert [s for s in clock.sleeps if s > 1] == [2, 4, 8, 16]
+
+
+def test_a_launch_is_never_retried(standin, clock):
+    client = make_client(standin, clock)
+    standin.inject(502, method="POST", path="/instance-operations/launch")
+    with pytest.raises(lc.LambdaError) as raised:
+        client.launch("gpu_1x_a10", "us-east-1", "orchestra")
+    assert raised.value.status == 502 and "may have gone through" in str(raised.value)
+    standin.inject(0, method="POST", path="/instance-operations/launch")
+    with pytest.raises(lc.LambdaError, match="cannot reach"):
+        client.launch("gpu_1x_a10", "us-east-1", "orchestra")
+    assert launches(standin) == 2  # one request each, none repeated
+    assert standin.launches == []
+
+
+@pytest.fixture
+def other_origin():
+    """Another server on loopback that records the Authorization headers it receives."""
+    import http.server
+    import threading
+
+    seen: list[str | None] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization"))
+            body = b'{"data": []}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_to_another_origin_is_refused_and_the_key_stays(standin, clock,
+                                                                    other_origin, status):
+    url, seen = other_origin
+    standin.inject(status, method="GET", path="/instances", location=url + "/api/v1/instances")
+    with pytest.raises(lc.LambdaError) as raised:
+        make_client(standin, clock).instances()
+    assert raised.value.code == "orchestra/redirect-refused"
+    assert f"HTTP {status} to {url}, another origin: not followed" in str(raised.value)
+    assert seen == []  # the other origin never saw a request, let alone the key
+    assert KEY not in str(raised.value)
+
+
+def test_a_redirect_within_the_api_is_followed(standin, clock):
+    standin.inject(302, method="GET", path="/ssh-keys",
+                   location=standin.url + "/api/v1/ssh-keys")
+    assert [k.name for k in make_client(standin, clock).ssh_keys()] == ["orchestra"]
+    assert requests_to(standin, "GET", "/ssh-keys") == 2
+
+
+@pytest.mark.parametrize("url, problem", [
+    ("http://api.example.com/api/v1", "is plain http"),
+    ("http://10.0.0.5:8080/api/v1", "is plain http"),
+    ("ftp://cloud.example.com/api/v1", "is not an https:// URL"),
+    ("https://user:pw@cloud.example.com/api/v1", "carries a user or password"),
+    ("https://cloud.example.com/api/v1\nX: y", "control character"),
+    ("cloud.example.com/api/v1", "is not an https:// URL"),
+])
+def test_the_base_url_must_be_https_except_on_loopback(url, problem):
+    with pytest.raises(lc.LambdaError) as raised:
+        lc.Client(KEY, url)
+    assert raised.value.code == "orchestra/insecure-url" and problem in raised.value.message
+    assert lc.BASE_URL_ENV in raised.value.message
+    with pytest.raises(lc.LambdaError, match=problem):
+        lc.base_url({lc.BASE_URL_ENV: url})
+
+
+def test_https_anywhere_and_http_on_loopback_are_accepted():
+    for url in ("https://cloud.lambda.ai/api/v1", "http://127.0.0.1:9/api/v1",
+                "http://localhost:9", "http://[::1]:9/api/v1"):
+        assert lc.Client(KEY, url).url == url
+
+
 # --- the stand-in's own contract ----------------------------------------------------------------
 
 
@@ -416,3 +534,67 @@ def test_cli_unreachable_api_is_a_clear_error(project, clock, monkeypatch):
     assert result.exit_code == 1
     assert "cannot reach the Lambda Cloud API" in result.output
     assert "the launch may have gone through" in result.output
+
+
+def test_cli_refuses_a_plain_http_api_url_before_any_request(project, clock, standin,
+                                                            monkeypatch):
+    monkeypatch.setenv(lc.BASE_URL_ENV, "http://api.example.com/api/v1")
+    result = cli(clock, "instances")
+    assert result.exit_code == 1
+    assert "is plain http" in result.output and lc.BASE_URL_ENV in result.output
+
+
+def active_instance(standin, clock) -> lc.Instance:
+    client = make_client(standin, clock)
+    return client.wait_active(client.launch("gpu_1x_a10", "us-east-1", "orchestra"))
+
+
+@pytest.mark.parametrize("listed_in", ["prod", "staging"])
+def test_cli_terminate_refuses_an_instance_a_hosts_file_lists(project, clock, standin,
+                                                              listed_in):
+    instance = active_instance(standin, clock)
+    (project / "hosts").mkdir()
+    (project / "hosts" / listed_in).write_text(f"# {listed_in}\n{instance.ip}  app,data\n")
+    result = cli(clock, "terminate", instance.id, input="y\n")
+    assert result.exit_code == 1
+    assert (f"refusing to terminate {instance.id} ({instance.ip}): listed in hosts/{listed_in}. "
+            "Pass --force to terminate anyway") in result.output
+    assert "[y/N]" not in result.output  # said before asking, and never asked
+    assert requests_to(standin, "POST", "/instance-operations/terminate") == 0
+
+
+def test_cli_terminate_force_terminates_a_listed_instance(project, clock, standin):
+    instance = active_instance(standin, clock)
+    (project / "hosts").mkdir()
+    (project / "hosts" / "prod").write_text(f"{instance.ip}\n")
+    result = cli(clock, "terminate", instance.id, "--force", "-y")
+    assert result.exit_code == 0, result.output
+    assert f"warning (--force): {instance.id} ({instance.ip}): listed in hosts/prod" in \
+        result.output
+    assert f"Terminated {instance.id}" in result.output
+
+
+def test_cli_terminate_refuses_when_a_hosts_file_cannot_be_read(project, clock, standin):
+    instance = active_instance(standin, clock)
+    (project / "hosts").mkdir()
+    (project / "hosts" / "lab").write_text("10.0.0.1 nonsense-group\n")
+    result = cli(clock, "terminate", instance.id, "-y")
+    assert result.exit_code == 1 and "hosts/lab cannot be read" in result.output
+    assert requests_to(standin, "POST", "/instance-operations/terminate") == 0
+
+
+def test_cli_terminate_an_unlisted_instance_with_y(project, clock, standin):
+    instance = active_instance(standin, clock)
+    (project / "hosts").mkdir()
+    (project / "hosts" / "prod").write_text("203.0.113.200\n")
+    result = cli(clock, "terminate", instance.id, "-y")
+    assert result.exit_code == 0, result.output
+    assert f"Terminated {instance.id}" in result.output
+
+
+def test_cli_launch_meeting_a_502_is_not_repeated_and_says_check_first(project, clock, standin):
+    standin.inject(502, method="POST", path="/instance-operations/launch")
+    result = cli(clock, *LAUNCH)
+    assert result.exit_code == 1
+    assert "HTTP 502" in result.output and "the launch may have gone through" in result.output
+    assert requests_to(standin, "POST", "/instance-operations/launch") == 1

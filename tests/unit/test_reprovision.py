@@ -1,5 +1,6 @@
 """The reprovision chain's guards and its timing report (the chain itself: the e2e drill)."""
 
+import re
 import socket
 
 import pytest
@@ -35,3 +36,28 @@ def test_ssh_wait_is_bounded():
         port = probe.getsockname()[1]
     with pytest.raises(reprovision.StageFailed, match="did not answer within 0 s"):
         reprovision._wait_for_ssh("127.0.0.1", timeout=0, port=port)
+
+
+@pytest.mark.parametrize("answer, refused", [
+    (("staging\n", None), "203.0.113.5 serves environment 'staging' (recorded in "
+                          "/var/lib/orchestra-infra/environment), not 'prod'"),
+    ((None, "cannot connect to 203.0.113.5:22: timed out"),
+     "cannot read /var/lib/orchestra-infra/environment on 203.0.113.5: cannot connect"),
+    (("prod\n", None), None),
+    (("", None), None),  # a new host
+])
+def test_a_host_recording_another_environment_is_refused(monkeypatch, answer, refused):
+    monkeypatch.setenv("ORCHESTRA_PROD_HOSTS", "203.0.113.5")
+    scripts = []
+
+    def read(target, script):
+        scripts.append((target.name, script))
+        return answer
+
+    if refused:
+        with pytest.raises(reprovision.StageFailed, match=re.escape(refused)):
+            reprovision.check_environment("prod", "203.0.113.5", {}, read=read)
+    else:
+        reprovision.check_environment("prod", "203.0.113.5", {}, read=read)
+    assert scripts == [("203.0.113.5", "cat /var/lib/orchestra-infra/environment 2>/dev/null "
+                                       "|| true\n")]

@@ -20,7 +20,7 @@ import subprocess
 
 import pytest
 
-from operations import app, base, render
+from operations import app, base, render, system
 from orchestra_infra import config as config_module
 from orchestra_infra import secrets, status, status_probe
 from orchestra_infra.schema import validate
@@ -63,7 +63,8 @@ def release_build(path: str) -> str:
 def weaviate_install(path: str, url: str | None) -> str:
     return render.script("weaviate/scripts/install-release.sh.j2", staging=f"{path}/.staging",
                          tarball=f"{path}/.staging/w.tar.gz", url=url, sha256="0" * 64,
-                         version="1.38.2", target=f"{path}/v1.38.2")
+                         version="1.38.2", target=f"{path}/v1.38.2",
+                         curl_limits=system.curl_limits(system.DOWNLOAD_TIME))
 
 
 def monit_handover(path: str) -> str:
@@ -90,7 +91,7 @@ def test_release_preflight(config):
         "app/scripts/release-preflight.sh.j2", unit="orchestra preflight", user="o'user",
         target=HOSTILE, current=HOSTILE, launcher=HOSTILE, env_file=HOSTILE,
         release_id="$(reboot)", port=8090, timeout=60, url="http://127.0.0.1:8090/a b'c",
-        log=HOSTILE)
+        log=HOSTILE, curl_limits=system.curl_limits())
     shellcheck(hostile, UNUSED_COUNTER, LITERAL)
 
 
@@ -173,3 +174,8 @@ def test_monit_alert(email_to, email_from):
         "email_from": email_from, "smtp_host": "smtp.example.com", "smtp_port": 587,
         "rcpt_args": " ".join(f"--mail-rcpt {shlex.quote(a)}" for a in email_to)})
     shellcheck(text)
+
+
+def test_wait_healthy():
+    shellcheck(system.wait_healthy("api-1", 8001, "/api/health/", 60,
+                                   on_failure="tail -n 30 /var/log/orchestra/api-1.log >&2; "))

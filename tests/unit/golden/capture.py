@@ -12,6 +12,7 @@ file names, salts) replaced by fixed text.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -113,6 +114,10 @@ def normalise(text: str) -> str:
 
 def main() -> None:
     distro = sys.argv.pop(1)
+    # Answers of a host that is not bare, for tests: a JSON list of [pattern, output].
+    for pattern, output in reversed(json.loads(os.environ.get("ORCHESTRA_GOLDEN_RESPONSES",
+                                                              "[]"))):
+        RESPONSES.insert(0, (pattern, output))
     RESPONSES.insert(0, (r"-release \| grep", f"/etc/os-release\n{OS_RELEASE[distro]}---"))
     _environment()
     fake.FakeConnector.run_shell_command = _run_shell_command
