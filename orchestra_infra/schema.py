@@ -315,6 +315,9 @@ class SecurityData(_Block):
     sysctl_settings: dict[SysctlKey, int | SysctlValue]
 
 
+MCP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+
+
 class McpServer(_Block):
     port: InternalPort
 
@@ -338,7 +341,7 @@ class PortsData(_Block):
     nginx_exporter_port: InternalPort
     blackbox_exporter_port: InternalPort
     mtail_port: InternalPort
-    mcp_servers: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*$")], McpServer]
+    mcp_servers: dict[Annotated[str, Field(pattern=MCP_NAME.pattern)], McpServer]
     ports_auto_reassign: bool
     ports_reassign_range: tuple[InternalPort, InternalPort]
 
@@ -626,7 +629,7 @@ class Config(BaseData, SecurityData, PortsData, PostgresData, RedisData, Weaviat
         return sorted(ports)
 
 
-def _port_conflicts(config: Config) -> list[str]:
+def port_conflicts(config: Config) -> list[str]:
     seen: dict[int, str] = {}
     problems = []
     for key, port in config.port_table().items():
@@ -807,7 +810,7 @@ def validate(data: dict[str, Any], secret_names: Collection[str]) -> Config:
         known = list(Config.model_fields)
         problems = [_describe(error, known) for error in e.errors()]
         raise ConfigError(_unique(problems)) from None
-    problems = _port_conflicts(config) + _data_service_problems(config, secret_names)
+    problems = port_conflicts(config) + _data_service_problems(config, secret_names)
     problems += _backup_problems(config) + _monit_problems(config)
     if problems:
         raise ConfigError(problems)
