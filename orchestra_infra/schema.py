@@ -191,6 +191,35 @@ def _url(value: str) -> str:
     return value
 
 
+# A git ref as `git check-ref-format` allows it, a commit id included; never an option.
+_GIT_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]*")
+_GIT_URL = re.compile(r"(git@[A-Za-z0-9.-]+:|(ssh|https|file)://)[A-Za-z0-9._~%/:@+-]+")
+
+
+def _git_ref(value: str) -> str:
+    if not _GIT_REF.fullmatch(value) or ".." in value or value.endswith((".", "/", ".lock")):
+        raise ValueError(f"{value!r} is not a git branch, tag or commit (letters, digits and "
+                         ". _ / -, not starting with - or .)")
+    return value
+
+
+def _app_source(value: str) -> str:
+    # git reads an argument starting with "-" as an option (--upload-pack=COMMAND runs it
+    # on this machine): a source is a checkout path or a git URL, never anything else.
+    if value.startswith(("git@", "ssh://", "https://", "file://")):
+        if not _GIT_URL.fullmatch(value):
+            raise ValueError(f"{value!r} is not a git URL this deploy fetches (git@host:path, "
+                             "ssh://, https:// or file://, without spaces or quotes)")
+        return value
+    if value.startswith(("http://", "git://")):
+        raise ValueError(f"{value!r}: unauthenticated git transports are refused; use "
+                         "https:// or ssh://")
+    if value.startswith("-") or not _PATH.fullmatch(value) or ".." in value.split("/"):
+        raise ValueError(f"{value!r} is not a checkout path (letters, digits and . _ - + @ /, "
+                         "no .., not starting with -) nor a git URL")
+    return value
+
+
 def _no_reserved(reserved: Collection[str], prefixes: tuple[str, ...], why: str):
     def check(value: str) -> str:
         if value in reserved or value.startswith(prefixes):
@@ -440,8 +469,8 @@ class NginxData(_Block):
 
 
 class AppData(_Block):
-    app_source: str
-    app_source_ref: str | None
+    app_source: Annotated[str, AfterValidator(_app_source)]
+    app_source_ref: Annotated[str, AfterValidator(_git_ref)] | None
     app_source_known_hosts: list[KnownHostsLine]
     app_releases_keep: Annotated[int, Field(ge=2, le=50)]
     app_preflight_port: InternalPort
@@ -478,7 +507,14 @@ def sftp_endpoint(repository: str) -> dict[str, Any] | None:
             "port": int(parts.get("port") or 22)}
 
 
+# Nothing a shell, an env file or restic's own option parsing would read as syntax.
+_RESTIC_REPOSITORY = re.compile(r"[A-Za-z0-9._~%/+@:\[\]=-]+")
+
+
 def _restic_repository(value: str) -> str:
+    if not _RESTIC_REPOSITORY.fullmatch(value):
+        raise ValueError(f"{value!r} has a character other than letters, digits and "
+                         ". _ ~ % / + @ : [ ] = -")
     if value.startswith("/") and not re.search(r"\s", value):
         return value
     if value.startswith("sftp:") and sftp_endpoint(value):
