@@ -248,6 +248,7 @@ class AppReleases(FactBase):
     """
 
     def command(self, root: str) -> str:
+        root = shlex.quote(root)
         return (f"readlink {root}/current || echo; "
                 f"ls -1t {root}/releases/*/.ready 2>/dev/null | xargs -r -n1 dirname | "
                 "xargs -r -n1 basename")

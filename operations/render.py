@@ -196,7 +196,7 @@ def place(content: str, dest: str, user: str, group: str, mode: str, existed: bo
 
 def _swap_in(new: str, dest: str, existed: bool, validate: str | None) -> StringCommand:
     if not validate:
-        return StringCommand("mv", "-f", new, dest)
+        return StringCommand("mv", "-f", QuoteString(new), QuoteString(dest))
     old = f"{dest}.orchestra-old"
     restore = f"mv -f {old} {dest}" if existed else f"rm -f {dest}"
     script = (
@@ -250,7 +250,7 @@ def template(
 
     if current and current["sha256"] == digest:
         if current["user"] != user or current["group"] != group:
-            yield StringCommand("chown", f"{user}:{group}", dest)
+            yield StringCommand("chown", QuoteString(f"{user}:{group}"), QuoteString(dest))
         if current["mode"] != int(mode):
             yield StringCommand("chmod", mode, dest)
         host.noop(f"file {dest} is already up to date")
