@@ -779,6 +779,9 @@ def _describe(error: dict[str, Any], known_keys: list[str]) -> str:
         return f"{path}: missing (every key needs a value in group_data/all.py)"
     if kind in ("greater_than_equal", "less_than_equal"):
         if "port" in path.rsplit(".", 1)[-1]:
+            if error["ctx"].get("ge") == 1024:
+                return (f"{path}: {value} is below 1024: an internal service's port is "
+                        "1024-65535 (it runs unprivileged)")
             return f"{path}: {value} is not a valid port (1-65535)"
         bound = error["ctx"].get("ge", error["ctx"].get("le"))
         relation = "at least" if kind == "greater_than_equal" else "at most"
