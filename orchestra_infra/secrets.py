@@ -31,8 +31,9 @@ MASK = "********"
 # with no escaping per format to get wrong. (regex, what an operator is told)
 TOKEN = (r"[A-Za-z0-9._~-]+", "letters, digits and . _ ~ - (what `secrets init` generates)")
 S3_SECRET = (r"[A-Za-z0-9._~+/=-]+", "letters, digits and . _ ~ + / = -")
-HTTPS_URL = (r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/+=&?:@,-]*)?",
-             "an https URL without quotes, spaces, $ or backslashes")
+HTTPS_URL = (r"(https://[A-Za-z0-9.-]+|http://(127\.[0-9.]+|localhost|\[::1\]))(:[0-9]{1,5})?"
+             r"(/[A-Za-z0-9._~%/+=&?:@,-]*)?",
+             "an https URL (http only on loopback) without quotes, spaces, $ or backslashes")
 PRIVATE_KEY = (r"-----BEGIN [A-Z ]+-----\n[A-Za-z0-9+/=\n]+-----END [A-Z ]+-----\n*",
                "a PEM/OpenSSH private key (-----BEGIN ... KEY-----, base64 lines, "
                "-----END ... KEY-----)")

@@ -333,7 +333,8 @@ SECRETS = [case for group in SECRETS for case in group] + [
     *_cases("secret", "secrets.alert_webhook_url", [
         "https://hooks.example.com/x'\nrm", "https://hooks.example.com/x\" y",
         "http://hooks.example.com/x", "https://hooks.example.com/$(id)",
-        "https://hooks.example.com/services/T0/B0/abc?x=1&y=2"],
+        "https://hooks.example.com/services/T0/B0/abc?x=1&y=2", "http://127.0.0.1:9/hook",
+        "http://127.0.0.1.evil.example/hook"],
         "https://hooks.example.com/services/T1/B1/benign", secret="alert_webhook_url"),
     *_cases("secret", "secrets.restic_s3_secret_access_key", [
         "abc'def", "abc def", "abc/def+ghi="], "benignSecretKey",
