@@ -323,8 +323,8 @@ def test_a_secret_outside_its_character_set_is_named_not_shown(tmp_path, monkeyp
         ". _ ~ - (what `secrets init` generates)); no control character, quote, space, $ or "
         "backslash",
         "secrets.alert_webhook_url: has a character outside its set (an https URL (http only "
-        "on loopback) without quotes, spaces, $ or backslashes); no control character, quote, space, $ or "
-        "backslash"]
+        "on loopback) without quotes, spaces, $ or backslashes); no control character, quote, "
+        "space, $ or backslash"]
     assert "reboot" not in " ".join(raised.value.problems)
 
 
