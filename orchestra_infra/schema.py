@@ -515,8 +515,8 @@ def _restic_repository(value: str) -> str:
     if not _RESTIC_REPOSITORY.fullmatch(value):
         raise ValueError(f"{value!r} has a character other than letters, digits and "
                          ". _ ~ % / + @ : [ ] = -")
-    if value.startswith("/") and not re.search(r"\s", value):
-        return value
+    if value.startswith("/"):
+        return _dedicated_directory(value)  # the deploy creates and owns it
     if value.startswith("sftp:") and sftp_endpoint(value):
         return value
     if _S3.fullmatch(value):
