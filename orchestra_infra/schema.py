@@ -11,7 +11,7 @@ import posixpath
 import re
 import unicodedata
 import zoneinfo
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from difflib import get_close_matches
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
@@ -176,7 +176,22 @@ def is_loopback(host_name: str) -> bool:
         return False
 
 
-def _url(value: str) -> str:
+PRIVATE_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "fc00::/7",
+    "fe80::/10"))
+
+
+def is_private_address(host_name: str) -> bool:
+    """An IP literal of a private network (RFC 1918, fc00::/7, link-local): never a name,
+    which DNS could point anywhere."""
+    try:
+        address = ipaddress.ip_address(host_name.strip("[]"))
+    except ValueError:
+        return False
+    return any(address in network for network in PRIVATE_NETWORKS)
+
+
+def _url(value: str, http_on: Callable[[str], bool] = is_loopback) -> str:
     # Only https, except to this host itself: an http URL on the internet can be answered
     # by anyone on the path. No query, credentials or fragment: nothing a config file, an
     # apt source line or a shell word would split on.
@@ -184,11 +199,20 @@ def _url(value: str) -> str:
     if not match:
         raise ValueError(f"{value!r} is not a plain https URL (https://host[:port]/path; "
                          "letters, digits and . _ ~ % / - in the path)")
-    if match["scheme"] == "http" and not is_loopback(match["host"]):
-        raise ValueError(f"{value!r} is not https: plain http is accepted only on loopback")
+    if match["scheme"] == "http" and not http_on(match["host"]):
+        where = ("loopback" if http_on is is_loopback else
+                 "loopback or a private network's IP address")
+        raise ValueError(f"{value!r} is not https: plain http is accepted only on {where}")
     if match["port"] and not 1 <= int(match["port"]) <= 65535:
         raise ValueError(f"{value!r} has no valid port")
     return value
+
+
+def _apt_url(value: str) -> str:
+    # An apt source or its key: https, or plain http on loopback or a private network's IP
+    # literal (a local mirror, the sandbox's NodeSource stand-in on its gateway), where apt
+    # still checks every index against the signed-by key.
+    return _url(value, lambda host: is_loopback(host) or is_private_address(host))
 
 
 # A git ref as `git check-ref-format` allows it, a commit id included; never an option.
@@ -281,6 +305,7 @@ DedicatedDirectory = Annotated[str, AfterValidator(_dedicated_directory)]
 AptPackage = Annotated[str, AfterValidator(_apt_package)]
 Email = Annotated[str, AfterValidator(_email)]
 Url = Annotated[str, AfterValidator(_url)]
+AptUrl = Annotated[str, AfterValidator(_apt_url)]
 PosixName = Annotated[str, AfterValidator(_posix_name)]
 Network = Annotated[str, AfterValidator(_network)]
 CaFile = Annotated[str, AfterValidator(_ca_file)]
@@ -407,8 +432,8 @@ POSTGRES_SIZE_MINIMUMS_KB = {"postgres_shared_buffers": 128, "postgres_effective
 
 class PostgresData(_Block):
     postgres_version: Annotated[int, Field(ge=POSTGRES_MIN_VERSION, le=18)] | None
-    postgres_apt_repository: Url | None
-    postgres_apt_key_url: Url | None
+    postgres_apt_repository: AptUrl | None
+    postgres_apt_key_url: AptUrl | None
     postgres_listen_addresses: list[ListenAddress]
     postgres_allowed_networks: list[Network]
     postgres_max_connections: Annotated[int, Field(ge=10, le=10000)]
@@ -480,8 +505,8 @@ class AppData(_Block):
     supervisor_stopwaitsecs: Annotated[int, Field(ge=1, le=600)]
     node_source: Literal["nodesource", "distro"]
     node_major: Annotated[int, Field(ge=18, le=40)]
-    node_apt_repository: Url | None
-    node_apt_key_url: Url | None
+    node_apt_repository: AptUrl | None
+    node_apt_key_url: AptUrl | None
     pm2_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")]
     pm2_logrotate_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")]
     admin_instances: Annotated[int, Field(ge=1, le=32)]

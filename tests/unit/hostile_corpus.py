@@ -202,7 +202,8 @@ URLS = [
                                     "https://x/y?a=b"], "https://example.com/w.tgz"),
     *_cases("url", "node_apt_repository", [
         "https://x/node nodistro main [trusted=yes]", "https://x/y\ndeb http://evil/ x main",
-        "http://deb.example.com/node", "http://127.0.0.1:8080/node"],
+        "http://deb.example.com/node", "http://127.0.0.1:8080/node",
+        "http://10.213.0.25:8765/node_22.x", "http://203.0.113.7/node"],
         "https://deb.example.com/node",
         extra={"node_apt_key_url": "https://deb.example.com/key.gpg"}),
     *_cases("url", "postgres_apt_repository", [

@@ -179,7 +179,7 @@ BAD_INPUTS = [
     ({"node_apt_repository": "http://node.invalid/node_22.x",
       "node_apt_key_url": "https://node.invalid/key"},
      "node_apt_repository: 'http://node.invalid/node_22.x' is not https: plain http is "
-     "accepted only on loopback"),
+     "accepted only on loopback or a private network's IP address"),
     ({"app_source": "git@git.example.invalid:org/orchestra.git",
       "app_source_known_hosts": ["git.example.invalid ssh-ed25519 AAAA"]},
      "app_source_ref: required when app_source is a git URL (a branch, tag or commit)"),
