@@ -9,6 +9,7 @@ previous one serving and prints the failing service's log and the URL it checked
 
 from __future__ import annotations
 
+import shlex
 import uuid
 from pathlib import Path
 
@@ -138,7 +139,8 @@ def build(tarball: str, release_id: str, releases: str, ready_file: str):
     # finds the release ready, or builds it anew (templates/app/scripts/release-build.sh.j2).
     script = render.script("app/scripts/release-build.sh.j2", upload=upload, target=target,
                            ready_file=ready_file, release_id=release_id)
-    yield StringCommand("flock", f"{releases}/.build.lock", "sh", "-c", QuoteString(script))
+    yield StringCommand("flock", QuoteString(f"{releases}/.build.lock"), "sh", "-c",
+                        QuoteString(script))
 
 
 # The preflight instance runs as a transient systemd unit: stopping the unit kills every
@@ -175,11 +177,13 @@ def switch(release_id: str, config=None):
         host.noop(f"release {release_id} is live")
         return
     yield StringCommand("sh", "-c", QuoteString(_preflight_script(config, release_id)))
-    yield StringCommand("ln", "-sfn", f"{releases}/{release_id}", f"{current}.new")
-    yield StringCommand("mv", "-T", f"{current}.new", current)
-    prune = (f"ls -1dt {releases}/*/ | sed 's#/$##' | grep -vx {releases}/{release_id} | "
+    yield StringCommand("ln", "-sfn", QuoteString(f"{releases}/{release_id}"),
+                        QuoteString(f"{current}.new"))
+    yield StringCommand("mv", "-T", QuoteString(f"{current}.new"), QuoteString(current))
+    quoted, logs = shlex.quote(releases), shlex.quote(config.log_root)
+    prune = (f"ls -1dt {quoted}/*/ | sed 's#/$##' | grep -vx {quoted}/{release_id} | "
              f"tail -n +{config.app_releases_keep} | xargs -r rm -rf; "
              # one preflight log per release: keep as many as releases
-             f"ls -1t {config.log_root}/preflight-*.log 2>/dev/null | "
+             f"ls -1t {logs}/preflight-*.log 2>/dev/null | "
              f"tail -n +{config.app_releases_keep + 1} | xargs -r rm -f")
     yield StringCommand("sh", "-c", QuoteString(prune))

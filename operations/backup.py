@@ -217,4 +217,5 @@ def repository(marker: str, text: str, version: int = 1, when=()):
         raise OperationError(f"restic cannot open restic_repository: "
                              f"{status.removeprefix('error: ')}{hint}; nothing was created")
     yield StringCommand("sh", "-c", QuoteString(
-        f"printf '%s\\n' {shlex.quote(text)} > {marker}.new && mv -f {marker}.new {marker}"))
+        f"printf '%s\\n' {shlex.quote(text)} > {shlex.quote(marker + '.new')} && "
+        f"mv -f {shlex.quote(marker + '.new')} {shlex.quote(marker)}"))

@@ -248,6 +248,7 @@ class AppReleases(FactBase):
     """
 
     def command(self, root: str) -> str:
+        root = shlex.quote(root)
         return (f"readlink {root}/current || echo; "
                 f"ls -1t {root}/releases/*/.ready 2>/dev/null | xargs -r -n1 dirname | "
                 "xargs -r -n1 basename")
@@ -363,14 +364,19 @@ class PortAssignments(FactBase):
     """
 
     def command(self, record: str) -> str:
-        return f"cat {record} 2>/dev/null || true"
+        return f"cat {shlex.quote(record)} 2>/dev/null || true"
 
     def default(self):
         return {}
 
     def process(self, output):
+        # As found: operations/ports.py validates it (record_problems) before any use; a
+        # file that is not JSON at all is the text that says so.
         text = "\n".join(output).strip()
-        return json.loads(text) if text else {}
+        try:
+            return json.loads(text) if text else {}
+        except json.JSONDecodeError as e:
+            return f"not JSON ({e.msg}, line {e.lineno} column {e.colno})"
 
 
 class PostgresRoleMembership(FactBase):

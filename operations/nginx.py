@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
+
 from pyinfra import host, inventory
-from pyinfra.api import StringCommand, deploy, operation
+from pyinfra.api import QuoteString, StringCommand, deploy, operation
 from pyinfra.operations import files
 
 from operations import ports, render, snapshot, system
@@ -133,11 +135,16 @@ def selfsigned_certificate(certificate: str, key: str, server_name: str):
     if snapshot.lookup("files", certificate):
         host.noop(f"certificate {certificate} exists")
         return
-    name = "$(hostname -f)" if server_name == "_" else server_name
-    yield StringCommand("sh", "-c", (
-        f"'umask 077 && openssl req -x509 -newkey rsa:2048 -nodes -days 825 "
-        f"-subj \"/CN={name}\" -addext \"subjectAltName=DNS:{name}\" "
-        f"-keyout {key} -out {certificate} 2>/dev/null && chmod 644 {certificate}'"
+    # "_": the host's own name, which the shell finds; any other name is one quoted word.
+    subject, alt = (('"/CN=$(hostname -f)"', '"subjectAltName=DNS:$(hostname -f)"')
+                    if server_name == "_" else
+                    (shlex.quote(f"/CN={server_name}"),
+                     shlex.quote(f"subjectAltName=DNS:{server_name}")))
+    key, certificate = shlex.quote(key), shlex.quote(certificate)
+    yield StringCommand("sh", "-c", QuoteString(
+        f"umask 077 && openssl req -x509 -newkey rsa:2048 -nodes -days 825 "
+        f"-subj {subject} -addext {alt} "
+        f"-keyout {key} -out {certificate} 2>/dev/null && chmod 644 {certificate}"
     ))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 
 from pyinfra import host
 from pyinfra.api import DeployError, StringCommand, deploy, operation
@@ -146,14 +147,21 @@ def reload_admin(config, when: list) -> None:
     user, home = config.service_user, pm2_home(config)
     dump = host.get_fact(FileContents, path=f"{home}/dump.pm2")
     saved = dump is not None and f'"name":"{ADMIN}"' in "".join(dump).replace(" ", "")
-    as_user = f"runuser -u {user} -- env HOME=/var/lib/{user} PM2_HOME={home} {PM2}"
+    as_user = _as_user(user, home)
     changed = any_changed(*when)
     server.shell(
         name="Start or reload the admin, and save the process list",
-        commands=[f"{as_user} startOrReload {ecosystem_file(config)} --update-env >/dev/null && "
+        commands=[f"{as_user} startOrReload {shlex.quote(ecosystem_file(config))} "
+                  "--update-env >/dev/null && "
                   f"{as_user} save --force >/dev/null"],
         _if=lambda: not saved or changed(),
     )
+
+
+def _as_user(user: str, pm2_home: str) -> str:
+    """pm2 as the service user, every value one shell word."""
+    return (f"runuser -u {shlex.quote(user)} -- env {shlex.quote(f'HOME=/var/lib/{user}')} "
+            f"{shlex.quote(f'PM2_HOME={pm2_home}')} {PM2}")
 
 
 def _installed_version(package_json: list[str] | None) -> str | None:
@@ -199,7 +207,7 @@ def pm2_module(module: str, version: str, user: str, pm2_home: str):
         host.noop(f"{module} {version} is installed")
         return
     # HOME: npm (which pm2 runs) writes its cache there; the user's own is root-owned.
-    as_user = f"runuser -u {user} -- env HOME=/var/lib/{user} PM2_HOME={pm2_home} {PM2}"
-    yield StringCommand(f"{as_user} install {module}@{version} >/dev/null")
+    as_user = _as_user(user, pm2_home)
+    yield StringCommand(f"{as_user} install {shlex.quote(f'{module}@{version}')} >/dev/null")
     for key, value in (("max_size", "50M"), ("retain", "10"), ("compress", "true")):
         yield StringCommand(f"{as_user} set {module}:{key} {value} >/dev/null")

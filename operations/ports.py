@@ -16,7 +16,7 @@ from pyinfra.api import DeployError
 
 from operations import render
 from operations.facts import ListeningSockets, PortAssignments
-from orchestra_infra import catalog
+from orchestra_infra import catalog, schema
 
 
 def record_path(config) -> str:
@@ -27,6 +27,46 @@ def record_path(config) -> str:
 _MOVABLE = ("api_port", "mcp_servers.")
 
 
+
+
+def record_problems(config, recorded, path: str) -> list[str]:
+    """What is wrong with a host's record of moved ports, each line naming the file and the
+    key: it is read from the host, so it is checked like the data before any use."""
+    if isinstance(recorded, str):
+        return [f"{path}: {recorded}"]
+    if not isinstance(recorded, dict):
+        return [f"{path}: expected a JSON object of port table keys and ports, got "
+                f"{type(recorded).__name__}"]
+    problems = []
+    for key, port in recorded.items():
+        name = key.split(".", 1)[1] if key.startswith("mcp_servers.") else None
+        if key != "api_port" and not (name and schema.MCP_NAME.fullmatch(name)):
+            problems.append(f"{path}: {key!r}: not a port this deploy moves (api_port, "
+                            "mcp_servers.NAME)")
+        elif isinstance(port, bool) or not isinstance(port, int):
+            problems.append(f"{path}: {key}: {port!r} is not a port number")
+        else:
+            last = port + (config.api_instances - 1 if key == "api_port" else 0)
+            if port < 1024 or last > 65535:
+                problems.append(f"{path}: {key}: {port} is not a port an internal service "
+                                "may use (1024-65535)")
+    if not problems:
+        applied = apply(config, {k: v for k, v in recorded.items()
+                                 if k == "api_port" or k in config.port_table()})
+        problems = [f"{path}: {line}" for line in schema.port_conflicts(applied)]
+    return problems
+
+
+def _recorded(config, on_host) -> dict[str, int]:
+    """The host's record of moved ports, validated: a bad one stops the deploy before any
+    change, naming the file and the key."""
+    path = record_path(config)
+    recorded = on_host.get_fact(PortAssignments, record=path)
+    problems = record_problems(config, recorded, path)
+    if problems:
+        raise DeployError(f"{on_host.name}: nothing was changed: the record of moved ports is "
+                          "not valid (fix or remove it):\n  " + "\n  ".join(problems))
+    return recorded
 
 
 def foreign_holders(config, listening: dict[int, list[dict]]) -> dict[str, str]:
@@ -105,7 +145,7 @@ def check(config):
     """Stop before any change when a foreign process holds one of the stack's ports;
     return the config with moved ports, and what to record."""
     assignments, problems = plan(config, host.get_fact(ListeningSockets),
-                                 host.get_fact(PortAssignments, record=record_path(config)))
+                                 _recorded(config, host))
     if problems:
         raise DeployError(f"{host.name}: nothing was changed:\n  " + "\n  ".join(problems))
     for key, port in sorted(assignments.items()):
@@ -116,7 +156,7 @@ def check(config):
 def for_host(config, other_host):
     """Another host's effective config (its recorded and planned moves), for the edge."""
     assignments, _ = plan(config, other_host.get_fact(ListeningSockets),
-                          other_host.get_fact(PortAssignments, record=record_path(config)))
+                          _recorded(config, other_host))
     return apply(config, assignments)
 
 

@@ -48,9 +48,14 @@ def tuning(config, memory_mb: int) -> dict[str, str]:
     settings = {}
     for key, megabytes in computed.items():
         override = getattr(config, f"postgres_{key}")
-        settings[key] = (f"{parse_size(override) // (1 << 20)}MB" if override
-                         else f"{megabytes}MB")
+        settings[key] = _postgres_size(parse_size(override)) if override else f"{megabytes}MB"
     return settings
+
+
+def _postgres_size(size: int) -> str:
+    """Bytes -> PostgreSQL's units, exactly: 512K stays 512kB instead of rounding to 0MB."""
+    kilobytes = size // 1024
+    return f"{kilobytes // 1024}MB" if kilobytes % 1024 == 0 else f"{kilobytes}kB"
 
 
 def package_names(version: int, pgvector: bool) -> list[str]:

@@ -26,7 +26,7 @@ from pyinfra.operations.util.files import generate_color_diff
 
 from operations import snapshot
 from orchestra_infra import secrets as secrets_module
-from orchestra_infra.schema import parse_size
+from orchestra_infra.schema import control_character, parse_size
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -37,13 +37,36 @@ def _read_templates(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): p.read_text() for p in root.rglob("*.j2")}
 
 
+class HostileValue(OperationError):
+    """A value with a control character reached a template."""
+
+
+def _refuse_control_characters(value):
+    # Every {{ expression }} passes here: a newline or escape in a value would start a new
+    # directive in a line-based config file. The schema and the secrets refuse them first;
+    # this keeps it so for any value that reaches a template some other way. Multi-line
+    # values (private keys) are rendered with the `multiline` filter, which says so.
+    if isinstance(value, str) and not isinstance(value, _Multiline):
+        char = control_character(value)
+        if char:
+            raise HostileValue(f"a value rendered into a template holds the control character "
+                               f"{char}; refused (no value may span lines)")
+    return value
+
+
+class _Multiline(str):
+    """A value that may hold newlines (a PEM key): marked by the ``multiline`` filter."""
+
+
 _jinja = Environment(
     loader=DictLoader(_read_templates(TEMPLATES)),
     undefined=StrictUndefined,
     keep_trailing_newline=True,
     trim_blocks=True,
     lstrip_blocks=True,
+    finalize=_refuse_control_characters,
 )
+_jinja.filters["multiline"] = _Multiline
 
 _jinja.filters["bytes"] = parse_size
 _jinja.filters["quote"] = shlex.quote  # one shell word
@@ -101,11 +124,14 @@ def _masked_sha256(name: str) -> str:
 def render(src: str, context: dict, masked: bool = False) -> str:
     """Render ``templates/<src>``; ``secret(name)`` and ``secret_sha256(name)`` are real
     values, or masks when ``masked``."""
-    return _jinja.get_template(src).render(
-        **context,
-        secret=_masked_secret if masked else secret_value,
-        secret_sha256=_masked_sha256 if masked else _real_sha256,
-    )
+    try:
+        return _jinja.get_template(src).render(
+            **context,
+            secret=_masked_secret if masked else secret_value,
+            secret_sha256=_masked_sha256 if masked else _real_sha256,
+        )
+    except HostileValue as e:
+        raise HostileValue(f"templates/{src}: {e}") from None
 
 
 def script(src: str, **context) -> str:
@@ -115,7 +141,10 @@ def script(src: str, **context) -> str:
     text is the template's, final newline included: one that a command never had ends in
     a Jinja comment, which takes it away. No ``secret()`` here: a command line is no place
     for one."""
-    return _jinja.get_template(src).render(**context)
+    try:
+        return _jinja.get_template(src).render(**context)
+    except HostileValue as e:
+        raise HostileValue(f"templates/{src}: {e}") from None
 
 
 def masked_copy_path(dest: str) -> str:
@@ -167,7 +196,7 @@ def place(content: str, dest: str, user: str, group: str, mode: str, existed: bo
 
 def _swap_in(new: str, dest: str, existed: bool, validate: str | None) -> StringCommand:
     if not validate:
-        return StringCommand("mv", "-f", new, dest)
+        return StringCommand("mv", "-f", QuoteString(new), QuoteString(dest))
     old = f"{dest}.orchestra-old"
     restore = f"mv -f {old} {dest}" if existed else f"rm -f {dest}"
     script = (
@@ -221,7 +250,7 @@ def template(
 
     if current and current["sha256"] == digest:
         if current["user"] != user or current["group"] != group:
-            yield StringCommand("chown", f"{user}:{group}", dest)
+            yield StringCommand("chown", QuoteString(f"{user}:{group}"), QuoteString(dest))
         if current["mode"] != int(mode):
             yield StringCommand("chmod", mode, dest)
         host.noop(f"file {dest} is already up to date")

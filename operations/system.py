@@ -33,7 +33,7 @@ def directory(path: str, user: str = "root", group: str = "root", mode: str = "7
         yield StringCommand("install", "-d", "-m", mode, "-o", user, "-g", group, path)
         return
     if (current["user"], current["group"]) != (user, group):
-        yield StringCommand("chown", f"{user}:{group}", path)
+        yield StringCommand("chown", QuoteString(f"{user}:{group}"), QuoteString(path))
     if current["mode"] != int(mode):
         yield StringCommand("chmod", mode, path)
     if (current["user"], current["group"], current["mode"]) == (user, group, int(mode)):
@@ -81,7 +81,7 @@ def absent(path: str):
     if snapshot.lookup("files", path) is None:
         host.noop(f"{path} does not exist")
         return
-    yield StringCommand("rm", "-f", path)
+    yield StringCommand("rm", "-f", QuoteString(path))
 
 
 @operation(is_idempotent=False)

@@ -126,8 +126,8 @@ def release(version: str, sha256: str, url: str, local_tarball: str | None = Non
     if not installed:
         staging = f"{ROOT}/.staging-v{version}"
         tarball = f"{staging}/weaviate-v{version}-linux-amd64.tar.gz"
-        yield StringCommand("rm", "-rf", staging)
-        yield StringCommand("install", "-d", "-m", "755", f"{staging}/extract")
+        yield StringCommand("rm", "-rf", QuoteString(staging))
+        yield StringCommand("install", "-d", "-m", "755", QuoteString(f"{staging}/extract"))
         if local_tarball:
             yield FileUploadCommand(local_tarball, tarball,
                                     remote_temp_filename=host.get_temp_filename(tarball))
@@ -141,8 +141,8 @@ def release(version: str, sha256: str, url: str, local_tarball: str | None = Non
     if not installed or not link or posixpath.basename(link.get("link_target", "")) != \
             f"v{version}":
         # Atomic switch: a new link renamed over the old one.
-        yield StringCommand("ln", "-sfn", target, f"{CURRENT}.new")
-        yield StringCommand("mv", "-T", f"{CURRENT}.new", CURRENT)
+        yield StringCommand("ln", "-sfn", QuoteString(target), QuoteString(f"{CURRENT}.new"))
+        yield StringCommand("mv", "-T", QuoteString(f"{CURRENT}.new"), QuoteString(CURRENT))
         prune = f"ls -1dt {ROOT}/v* | grep -vx {target} | tail -n +{keep} | xargs -r rm -rf"
         yield StringCommand("sh", "-c", QuoteString(prune))
     else:

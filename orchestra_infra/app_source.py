@@ -64,9 +64,10 @@ def checkout(url: str, ref: str, cache: Path, deploy_key: str | None = None,
         else:
             mirror.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(mirror, ignore_errors=True)
-            _git(["clone", "--quiet", "--mirror", url, str(mirror)], env, f"cloning {url}")
+            _git(["clone", "--quiet", "--mirror", "--", url, str(mirror)], env, f"cloning {url}")
     found = subprocess.run(["git", "-C", str(mirror), "rev-parse", "--verify", "--quiet",
-                            f"{ref}^{{commit}}"], capture_output=True, text=True, check=False)
+                            "--end-of-options", f"{ref}^{{commit}}"],
+                           capture_output=True, text=True, check=False)
     if found.returncode != 0:
         raise ConfigError([f"app_source_ref: {ref!r} is not a branch, tag or commit of {url}"])
     commit = found.stdout.strip()

@@ -9,8 +9,9 @@ from __future__ import annotations
 import ipaddress
 import posixpath
 import re
+import unicodedata
 import zoneinfo
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from difflib import get_close_matches
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
@@ -41,9 +42,54 @@ _TIMESPAN = re.compile(r"^\d+(s|min|h|day|week|month|year)$")
 _LOCALE = re.compile(r"^(C|[a-z]{2,3}_[A-Z]{2})\.UTF-8$")
 
 
+# --- Hostile input: rules every value obeys, whatever its key -------------------------
+# Values reach root shells, unit files and config files whose syntax is line-based: a
+# newline, carriage return, NUL or escape in any string would start a new directive or
+# command there. Every string of the data (at any depth) and every secret is checked here,
+# so a key added later is covered without a rule of its own.
+
+
+def control_character(value: str) -> str | None:
+    """The first control character (or Unicode line/paragraph separator) in value, as
+    ``repr`` shows it; None when there is none."""
+    for char in value:
+        if unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+            return repr(char)
+    return None
+
+
+def control_character_problems(value: Any, path: str) -> list[str]:
+    """One line per string below ``value`` (dicts, lists, tuples) holding a control
+    character, named by its key path (``postgres_roles[0].name``)."""
+    if isinstance(value, str):
+        char = control_character(value)
+        return [f"{path}: contains the control character {char}: no value may hold a "
+                "newline, carriage return, NUL, escape or other control character"] if char else []
+    problems: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and control_character(key):
+                problems.append(f"{path}: the key {key!r} contains a control character")
+            problems += control_character_problems(item, f"{path}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            problems += control_character_problems(item, f"{path}[{i}]")
+    return problems
+
+
+# Directories the deploy creates, chowns and chmods: never a system directory itself.
+SYSTEM_DIRECTORIES = frozenset({
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/media", "/mnt", "/opt",
+    "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/usr/bin",
+    "/usr/lib", "/usr/local", "/usr/local/bin", "/usr/local/lib", "/usr/local/sbin",
+    "/usr/sbin", "/usr/share", "/var", "/var/backups", "/var/cache", "/var/lib",
+    "/var/lib/private", "/var/log", "/var/run", "/var/spool", "/var/tmp", "/var/www",
+})
+
+
 def parse_size(value: str) -> int:
     """``"512M"`` -> bytes. Sizes are whole numbers with a K, M, G or T suffix."""
-    match = _SIZE.match(value)
+    match = _SIZE.fullmatch(value)
     if not match:
         raise ValueError(f"{value!r} is not a size (use a whole number and K, M, G or T: 512M, 2G)")
     number, unit = match.groups()
@@ -53,6 +99,14 @@ def parse_size(value: str) -> int:
 def _size(value: str) -> str:
     parse_size(value)
     return value
+
+
+def _at_least(minimum: str, why: str):
+    def check(value: str) -> str:
+        if parse_size(value) < parse_size(minimum):
+            raise ValueError(f"{value!r} is below {minimum}: {why}")
+        return value
+    return check
 
 
 def _absolute_path(value: str) -> str:
@@ -66,13 +120,140 @@ def _absolute_path(value: str) -> str:
         raise ValueError(f"{value!r} is not a normalised path (write {normal!r})")
     if value == "/":
         raise ValueError("'/' is the filesystem root, not a directory of its own")
-    if not _PATH.match(value):
+    if not _PATH.fullmatch(value):
         raise ValueError(f"{value!r} has a character other than letters, digits and . _ - + @ /")
     return value
 
 
+def _dedicated_directory(value: str) -> str:
+    _absolute_path(value)
+    if value in SYSTEM_DIRECTORIES:
+        raise ValueError(f"{value!r} is a system directory: the deploy chowns and chmods this "
+                         f"directory, so name a dedicated subdirectory (e.g. {value}/orchestra)")
+    return value
+
+
+# Debian policy 5.6.1: lower case letters, digits, + - . ; at least two characters;
+# starts with a letter or digit (so never with "-": apt would read an option).
+_APT_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+
+
+def _apt_package(value: str) -> str:
+    if not _APT_PACKAGE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a Debian package name (lower case letters, digits, "
+                         "+ - .; starting with a letter or digit)")
+    return value
+
+
+# The common subset of RFC 5321's dot-atom local part and a DNS domain with a top-level
+# label: what certbot and an SMTP relay accept, and nothing a config file or a shell would
+# read as syntax.
+_EMAIL_ADDRESS = re.compile(
+    r"[A-Za-z0-9_%+-]+(\.[A-Za-z0-9_%+-]+)*"
+    r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
+
+
+def _email(value: str) -> str:
+    if len(value) > 254 or not _EMAIL_ADDRESS.fullmatch(value):
+        raise ValueError(f"{value!r} is not an e-mail address (name@example.com)")
+    return value
+
+
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = rf"{_LABEL}(\.{_LABEL})*"
+_URL = re.compile(r"(?P<scheme>https?)://(?P<host>" + _HOST_NAME + r"|\[[0-9A-Fa-f:.]+\])"
+                  r"(:(?P<port>[0-9]{1,5}))?(?P<path>/[A-Za-z0-9._~%/{}+=-]*)?")
+LOOPBACK_NAMES = ("localhost", "ip6-localhost")
+
+
+def is_loopback(host_name: str) -> bool:
+    host_name = host_name.strip("[]")
+    if host_name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host_name).is_loopback
+    except ValueError:
+        return False
+
+
+PRIVATE_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "fc00::/7",
+    "fe80::/10"))
+
+
+def is_private_address(host_name: str) -> bool:
+    """An IP literal of a private network (RFC 1918, fc00::/7, link-local): never a name,
+    which DNS could point anywhere."""
+    try:
+        address = ipaddress.ip_address(host_name.strip("[]"))
+    except ValueError:
+        return False
+    return any(address in network for network in PRIVATE_NETWORKS)
+
+
+def _url(value: str, http_on: Callable[[str], bool] = is_loopback) -> str:
+    # Only https, except to this host itself: an http URL on the internet can be answered
+    # by anyone on the path. No query, credentials or fragment: nothing a config file, an
+    # apt source line or a shell word would split on.
+    match = _URL.fullmatch(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a plain https URL (https://host[:port]/path; "
+                         "letters, digits and . _ ~ % / - in the path)")
+    if match["scheme"] == "http" and not http_on(match["host"]):
+        where = ("loopback" if http_on is is_loopback else
+                 "loopback or a private network's IP address")
+        raise ValueError(f"{value!r} is not https: plain http is accepted only on {where}")
+    if match["port"] and not 1 <= int(match["port"]) <= 65535:
+        raise ValueError(f"{value!r} has no valid port")
+    return value
+
+
+def _apt_url(value: str) -> str:
+    # An apt source or its key: https, or plain http on loopback or a private network's IP
+    # literal (a local mirror, the sandbox's NodeSource stand-in on its gateway), where apt
+    # still checks every index against the signed-by key.
+    return _url(value, lambda host: is_loopback(host) or is_private_address(host))
+
+
+# A git ref as `git check-ref-format` allows it, a commit id included; never an option.
+_GIT_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]*")
+_GIT_URL = re.compile(r"(git@[A-Za-z0-9.-]+:|(ssh|https|file)://)[A-Za-z0-9._~%/:@+-]+")
+
+
+def _git_ref(value: str) -> str:
+    if not _GIT_REF.fullmatch(value) or ".." in value or value.endswith((".", "/", ".lock")):
+        raise ValueError(f"{value!r} is not a git branch, tag or commit (letters, digits and "
+                         ". _ / -, not starting with - or .)")
+    return value
+
+
+def _app_source(value: str) -> str:
+    # git reads an argument starting with "-" as an option (--upload-pack=COMMAND runs it
+    # on this machine): a source is a checkout path or a git URL, never anything else.
+    if value.startswith(("git@", "ssh://", "https://", "file://")):
+        if not _GIT_URL.fullmatch(value):
+            raise ValueError(f"{value!r} is not a git URL this deploy fetches (git@host:path, "
+                             "ssh://, https:// or file://, without spaces or quotes)")
+        return value
+    if value.startswith(("http://", "git://")):
+        raise ValueError(f"{value!r}: unauthenticated git transports are refused; use "
+                         "https:// or ssh://")
+    if value.startswith("-") or not _PATH.fullmatch(value) or ".." in value.split("/"):
+        raise ValueError(f"{value!r} is not a checkout path (letters, digits and . _ - + @ /, "
+                         "no .., not starting with -) nor a git URL")
+    return value
+
+
+def _no_reserved(reserved: Collection[str], prefixes: tuple[str, ...], why: str):
+    def check(value: str) -> str:
+        if value in reserved or value.startswith(prefixes):
+            raise ValueError(f"{value!r} is reserved: {why}")
+        return value
+    return check
+
+
 def _posix_name(value: str) -> str:
-    if not _NAME.match(value):
+    if not _NAME.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid user or group name")
     return value
 
@@ -84,13 +265,13 @@ def _timezone(value: str) -> str:
 
 
 def _locale(value: str) -> str:
-    if not _LOCALE.match(value):
+    if not _LOCALE.fullmatch(value):
         raise ValueError(f"{value!r} is not a UTF-8 locale (e.g. en_US.UTF-8, C.UTF-8)")
     return value
 
 
 def _timespan(value: str) -> str:
-    if not _TIMESPAN.match(value):
+    if not _TIMESPAN.fullmatch(value):
         raise ValueError(f"{value!r} is not a time span (e.g. 2week, 1month)")
     return value
 
@@ -116,15 +297,34 @@ def _ca_file(value: str) -> str:
 
 
 Port = Annotated[int, Field(strict=True, ge=1, le=65535)]
+# Services only the stack reaches run unprivileged: never a port below 1024.
+InternalPort = Annotated[int, Field(strict=True, ge=1024, le=65535)]
 Size = Annotated[str, AfterValidator(_size)]
 AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
+DedicatedDirectory = Annotated[str, AfterValidator(_dedicated_directory)]
+AptPackage = Annotated[str, AfterValidator(_apt_package)]
+Email = Annotated[str, AfterValidator(_email)]
+Url = Annotated[str, AfterValidator(_url)]
+AptUrl = Annotated[str, AfterValidator(_apt_url)]
 PosixName = Annotated[str, AfterValidator(_posix_name)]
 Network = Annotated[str, AfterValidator(_network)]
 CaFile = Annotated[str, AfterValidator(_ca_file)]
 
 
-# A plain http(s) URL: nothing that could end an apt source line or a shell word.
-_APT_URL = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?$"
+# "ssh -Q cipher" names: letters, digits and . @ - only.
+SshAlgorithm = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.@-]*$")]
+# net.ipv4.conf.all.rp_filter; a slash form (net/ipv4/...) is sysctl's too, but one spelling.
+SysctlKey = Annotated[str, Field(pattern=r"^[a-z0-9_]+(\.[A-Za-z0-9_-]+)+$")]
+SysctlValue = Annotated[str, Field(pattern=r"^[A-Za-z0-9_. :/-]+$")]
+ListenAddress = Annotated[str, Field(pattern=r"^(\*|[0-9A-Fa-f.:]+|[A-Za-z0-9.-]+)$")]
+# An OpenSSH known_hosts line: host pattern(s), key type, base64 key, optional comment;
+# no marker (@revoked/@cert-authority) and nothing but printable text.
+KnownHostsLine = Annotated[str, Field(
+    pattern=r"^[A-Za-z0-9.:\[\],*?!_-]+ [a-z0-9@.-]+ [A-Za-z0-9+/]+=*( [ -~]*)?$")]
+# DROP DATABASE ... WITH (FORCE), used by restores, is PostgreSQL 13's.
+POSTGRES_MIN_VERSION = 13
+# Redis's own default user and the ACL users this deploy defines itself.
+REDIS_RESERVED_USERS = frozenset({"default", "admin", "prometheus"})
 
 
 class _Block(BaseModel):
@@ -137,16 +337,20 @@ class BaseData(_Block):
     locale: Annotated[str, AfterValidator(_locale)]
     apt_cache_time: Annotated[int, Field(ge=0)]
     apt_lock_timeout: Annotated[int, Field(ge=0, le=7200)]
-    base_packages: list[str]
+    base_packages: list[AptPackage]
     unattended_upgrades: bool
     unattended_upgrades_reboot: bool
-    service_user: PosixName
-    install_root: AbsolutePath
-    config_root: AbsolutePath
-    log_root: AbsolutePath
-    state_root: AbsolutePath
-    journald_max_use: Size
-    journald_max_file_size: Size
+    service_user: Annotated[PosixName, AfterValidator(_no_reserved(
+        {"root", "ubuntu", "nobody"}, (), "the service user owns the app's files; never root, "
+        "the login user or nobody"))]
+    install_root: DedicatedDirectory
+    config_root: DedicatedDirectory
+    log_root: DedicatedDirectory
+    state_root: DedicatedDirectory
+    journald_max_use: Annotated[Size, AfterValidator(_at_least("16M", "journald needs room "
+                                                                "for a few journal files"))]
+    journald_max_file_size: Annotated[Size, AfterValidator(_at_least("1M", "journald's own "
+                                                                     "smallest file"))]
     journald_max_retention: Annotated[str, AfterValidator(_timespan)]
     extra_ca_certificates: list[CaFile]
     require_gpu: bool
@@ -156,41 +360,44 @@ class SecurityData(_Block):
     sshd_port: Port
     sshd_allow_users: list[PosixName]
     sshd_max_auth_tries: Annotated[int, Field(ge=1, le=10)]
-    sshd_ciphers: list[str]
-    sshd_kex_algorithms: list[str]
-    sshd_macs: list[str]
+    sshd_ciphers: list[SshAlgorithm]
+    sshd_kex_algorithms: list[SshAlgorithm]
+    sshd_macs: list[SshAlgorithm]
     firewall_enabled: bool
     firewall_allow_tcp_ports: list[Port]
     firewall_trusted_networks: list[Network]
-    sysctl_settings: dict[str, int | str]
+    sysctl_settings: dict[SysctlKey, int | SysctlValue]
+
+
+MCP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
 
 class McpServer(_Block):
-    port: Port
+    port: InternalPort
 
 
 class PortsData(_Block):
     nginx_http_port: Port
     nginx_https_port: Port
-    api_port: Port
+    api_port: InternalPort
     api_instances: Annotated[int, Field(ge=1, le=32)]
-    admin_port: Port
-    postgres_port: Port
-    redis_port: Port
-    weaviate_port: Port
-    weaviate_grpc_port: Port
-    monit_port: Port
-    prometheus_port: Port
-    alertmanager_port: Port
-    node_exporter_port: Port
-    postgres_exporter_port: Port
-    redis_exporter_port: Port
-    nginx_exporter_port: Port
-    blackbox_exporter_port: Port
-    mtail_port: Port
-    mcp_servers: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*$")], McpServer]
+    admin_port: InternalPort
+    postgres_port: InternalPort
+    redis_port: InternalPort
+    weaviate_port: InternalPort
+    weaviate_grpc_port: InternalPort
+    monit_port: InternalPort
+    prometheus_port: InternalPort
+    alertmanager_port: InternalPort
+    node_exporter_port: InternalPort
+    postgres_exporter_port: InternalPort
+    redis_exporter_port: InternalPort
+    nginx_exporter_port: InternalPort
+    blackbox_exporter_port: InternalPort
+    mtail_port: InternalPort
+    mcp_servers: dict[Annotated[str, Field(pattern=MCP_NAME.pattern)], McpServer]
     ports_auto_reassign: bool
-    ports_reassign_range: tuple[Port, Port]
+    ports_reassign_range: tuple[InternalPort, InternalPort]
 
 
 _SQL_NAME = r"^[a-z_][a-z0-9_]{0,62}$"
@@ -198,23 +405,36 @@ SqlName = Annotated[str, Field(pattern=_SQL_NAME)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
+# PostgreSQL's superuser, its predefined roles and the exporter's role are the deploy's.
+PostgresRoleName = Annotated[SqlName, AfterValidator(_no_reserved(
+    {"postgres", "prometheus", "public"}, ("pg_",), "PostgreSQL's own (postgres, pg_*, "
+    "public) or the metrics exporter's role"))]
+PostgresDatabaseName = Annotated[SqlName, AfterValidator(_no_reserved(
+    {"postgres", "template0", "template1"}, (), "PostgreSQL's own database"))]
+
+
 class PostgresRole(_Block):
-    name: SqlName
+    name: PostgresRoleName
     password_secret: str
-    connect: list[SqlName] = []
+    connect: list[PostgresDatabaseName] = []
 
 
 class PostgresDatabase(_Block):
-    name: SqlName
-    owner: SqlName
+    name: PostgresDatabaseName
+    owner: PostgresRoleName
     extensions: list[SqlName] = []
 
 
+# PostgreSQL's own minimum of each memory setting (postgresql.conf, in kB).
+POSTGRES_SIZE_MINIMUMS_KB = {"postgres_shared_buffers": 128, "postgres_effective_cache_size": 8,
+                             "postgres_work_mem": 64, "postgres_maintenance_work_mem": 1024}
+
+
 class PostgresData(_Block):
-    postgres_version: Annotated[int, Field(ge=12, le=18)] | None
-    postgres_apt_repository: str | None
-    postgres_apt_key_url: str | None
-    postgres_listen_addresses: list[str]
+    postgres_version: Annotated[int, Field(ge=POSTGRES_MIN_VERSION, le=18)] | None
+    postgres_apt_repository: AptUrl | None
+    postgres_apt_key_url: AptUrl | None
+    postgres_listen_addresses: list[ListenAddress]
     postgres_allowed_networks: list[Network]
     postgres_max_connections: Annotated[int, Field(ge=10, le=10000)]
     postgres_shared_buffers: Size | None
@@ -225,26 +445,40 @@ class PostgresData(_Block):
     postgres_roles: list[PostgresRole]
     postgres_databases: list[PostgresDatabase]
 
+    @field_validator(*POSTGRES_SIZE_MINIMUMS_KB)
+    @classmethod
+    def _postgres_minimum(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Written in kB (postgres.tuning), so no size rounds down to a smaller one.
+        minimum = POSTGRES_SIZE_MINIMUMS_KB[info.field_name]
+        if value is not None and parse_size(value) < minimum * 1024:
+            raise ValueError(f"{value!r} is below PostgreSQL's minimum of {minimum}kB")
+        if value is not None and parse_size(value) > (2**31 - 1) * 1024:
+            raise ValueError(f"{value!r} is above PostgreSQL's maximum of 2147483647kB")
+        return value
+
 
 class RedisData(_Block):
-    redis_bind: list[str]
-    redis_maxmemory: Size
+    redis_bind: list[Annotated[str, Field(pattern=r"^-?[0-9A-Fa-f.:]+$")]]
+    redis_maxmemory: Annotated[Size, AfterValidator(_at_least("1M", "Redis needs room for its "
+                                                               "own structures"))]
     redis_maxmemory_policy: Literal[
         "noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random",
         "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
     ]
-    redis_app_user: PosixName
+    redis_app_user: Annotated[PosixName, AfterValidator(_no_reserved(
+        REDIS_RESERVED_USERS, (), "Redis's own user and the ones this deploy defines"))]
 
 
 class WeaviateData(_Block):
     weaviate_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")]
-    weaviate_url: str
+    weaviate_url: Url
     weaviate_sha256: Sha256 | None
     weaviate_source: Literal["download", "upload"]
-    weaviate_local_tarball: str | None
-    weaviate_data_dir: AbsolutePath
-    weaviate_backup_dir: AbsolutePath
-    weaviate_memory_max: Size
+    weaviate_local_tarball: AbsolutePath | None
+    weaviate_data_dir: DedicatedDirectory
+    weaviate_backup_dir: DedicatedDirectory
+    weaviate_memory_max: Annotated[Size, AfterValidator(_at_least("256M", "Weaviate does not "
+                                                                   "start in less"))]
     weaviate_limit_nofile: Annotated[int, Field(ge=1024)]
     weaviate_keep_versions: Annotated[int, Field(ge=1, le=10)]
 
@@ -252,27 +486,27 @@ class WeaviateData(_Block):
 class NginxData(_Block):
     nginx_server_name: Annotated[str, Field(pattern=r"^(_|[A-Za-z0-9.-]+)$")]
     nginx_tls: Literal["selfsigned", "letsencrypt", "none"]
-    nginx_letsencrypt_email: str | None
+    nginx_letsencrypt_email: Email | None
     nginx_api_rate: Annotated[str, Field(pattern=r"^\d+r/[sm]$")]
     nginx_api_burst: Annotated[int, Field(ge=0)]
     nginx_client_max_body_size: Annotated[str, Field(pattern=r"^\d+[kmg]?$")]
-    nginx_stub_status_port: Port
+    nginx_stub_status_port: InternalPort
 
 
 class AppData(_Block):
-    app_source: str
-    app_source_ref: str | None
-    app_source_known_hosts: list[str]
+    app_source: Annotated[str, AfterValidator(_app_source)]
+    app_source_ref: Annotated[str, AfterValidator(_git_ref)] | None
+    app_source_known_hosts: list[KnownHostsLine]
     app_releases_keep: Annotated[int, Field(ge=2, le=50)]
-    app_preflight_port: Port
+    app_preflight_port: InternalPort
     app_health_timeout: Annotated[int, Field(ge=5, le=600)]
     supervisor_startsecs: Annotated[int, Field(ge=0, le=120)]
     supervisor_startretries: Annotated[int, Field(ge=1, le=100)]
     supervisor_stopwaitsecs: Annotated[int, Field(ge=1, le=600)]
     node_source: Literal["nodesource", "distro"]
     node_major: Annotated[int, Field(ge=18, le=40)]
-    node_apt_repository: Annotated[str, Field(pattern=_APT_URL)] | None
-    node_apt_key_url: Annotated[str, Field(pattern=_APT_URL)] | None
+    node_apt_repository: AptUrl | None
+    node_apt_key_url: AptUrl | None
     pm2_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")]
     pm2_logrotate_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")]
     admin_instances: Annotated[int, Field(ge=1, le=32)]
@@ -290,7 +524,7 @@ _READ_SUBSET = re.compile(r"^(?:(\d+)/(\d+)|(\d+(?:\.\d+)?)%)$")
 def sftp_endpoint(repository: str) -> dict[str, Any] | None:
     """``sftp:user@host:/path`` or ``sftp://user@host:port//path`` -> user, host, port;
     None for any other repository."""
-    match = _SFTP_URL.match(repository) or _SFTP_SHORT.match(repository)
+    match = _SFTP_URL.fullmatch(repository) or _SFTP_SHORT.fullmatch(repository)
     if not match:
         return None
     parts = match.groupdict()
@@ -298,12 +532,19 @@ def sftp_endpoint(repository: str) -> dict[str, Any] | None:
             "port": int(parts.get("port") or 22)}
 
 
+# Nothing a shell, an env file or restic's own option parsing would read as syntax.
+_RESTIC_REPOSITORY = re.compile(r"[A-Za-z0-9._~%/+@:\[\]=-]+")
+
+
 def _restic_repository(value: str) -> str:
-    if value.startswith("/") and not re.search(r"\s", value):
-        return value
+    if not _RESTIC_REPOSITORY.fullmatch(value):
+        raise ValueError(f"{value!r} has a character other than letters, digits and "
+                         ". _ ~ % / + @ : [ ] = -")
+    if value.startswith("/"):
+        return _dedicated_directory(value)  # the deploy creates and owns it
     if value.startswith("sftp:") and sftp_endpoint(value):
         return value
-    if _S3.match(value):
+    if _S3.fullmatch(value):
         return value
     raise ValueError(f"{value!r} is not a restic repository this deploy supports: an absolute "
                      "path, sftp:user@host:/path, sftp://user@host:port//path or "
@@ -311,7 +552,7 @@ def _restic_repository(value: str) -> str:
 
 
 def _calendar(value: str) -> str:
-    if not _CALENDAR.match(value):
+    if not _CALENDAR.fullmatch(value):
         raise ValueError(f"{value!r} is not a systemd calendar expression (e.g. "
                          "'*-*-* 03:15:00', 'Sun *-*-* 05:30:00', 'daily')")
     return value
@@ -319,7 +560,7 @@ def _calendar(value: str) -> str:
 
 def _read_subset(value: str) -> str:
     # Both forms work with restic 0.12 (Ubuntu 22.04) and 0.14 (Debian 12); sizes need 0.13.
-    match = _READ_SUBSET.match(value)
+    match = _READ_SUBSET.fullmatch(value)
     if match and match.group(1):
         if 1 <= int(match.group(1)) <= int(match.group(2)):
             return value
@@ -334,7 +575,7 @@ class BackupData(_Block):
     restic_repository: Annotated[str, AfterValidator(_restic_repository)]
     restic_repository_version: Literal[1, 2]
     backup_host_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")] | None
-    backup_sftp_known_hosts: list[Annotated[str, Field(pattern=r"^[^\s#]+ [a-z0-9@.-]+ \S+")]]
+    backup_sftp_known_hosts: list[KnownHostsLine]
     backup_on_calendar: Annotated[str, AfterValidator(_calendar)]
     backup_randomized_delay: Annotated[str, AfterValidator(_timespan)]
     backup_keep_daily: Annotated[int, Field(ge=0, le=1000)]
@@ -342,7 +583,7 @@ class BackupData(_Block):
     backup_keep_monthly: Annotated[int, Field(ge=0, le=1000)]
     backup_check_on_calendar: Annotated[str, AfterValidator(_calendar)]
     backup_check_read_subset: Annotated[str, AfterValidator(_read_subset)]
-    backup_work_dir: AbsolutePath
+    backup_work_dir: DedicatedDirectory
     backup_wait_timeout: Annotated[int, Field(ge=10, le=86400)]
 
 
@@ -362,7 +603,6 @@ def _backup_problems(config: Config) -> list[str]:
     return problems
 
 
-_EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 Percent = Annotated[int, Field(ge=1, le=100)]
 
 
@@ -384,8 +624,8 @@ class MonitData(_Block):
     monit_paused: list[str]
     alert_smtp_host: Annotated[str, Field(pattern=r"^[A-Za-z0-9.:-]+$")] | None
     alert_smtp_port: Port
-    alert_email_from: Annotated[str, Field(pattern=_EMAIL)] | None
-    alert_email_to: list[Annotated[str, Field(pattern=_EMAIL)]]
+    alert_email_from: Email | None
+    alert_email_to: list[Email]
 
     @field_validator("monit_restart_window")
     @classmethod
@@ -450,7 +690,7 @@ class Config(BaseData, SecurityData, PortsData, PostgresData, RedisData, Weaviat
         return sorted(ports)
 
 
-def _port_conflicts(config: Config) -> list[str]:
+def port_conflicts(config: Config) -> list[str]:
     seen: dict[int, str] = {}
     problems = []
     for key, port in config.port_table().items():
@@ -564,6 +804,9 @@ def _describe(error: dict[str, Any], known_keys: list[str]) -> str:
         return f"{path}: missing (every key needs a value in group_data/all.py)"
     if kind in ("greater_than_equal", "less_than_equal"):
         if "port" in path.rsplit(".", 1)[-1]:
+            if error["ctx"].get("ge") == 1024:
+                return (f"{path}: {value} is below 1024: an internal service's port is "
+                        "1024-65535 (it runs unprivileged)")
             return f"{path}: {value} is not a valid port (1-65535)"
         bound = error["ctx"].get("ge", error["ctx"].get("le"))
         relation = "at least" if kind == "greater_than_equal" else "at most"
@@ -615,13 +858,23 @@ def validate(data: dict[str, Any], secret_names: Collection[str]) -> Config:
         for key, value in data.items()
         if not key.startswith(PYINFRA_DATA_PREFIXES) and key not in INVENTORY_KEYS
     }
+    # Before the types: a control character anywhere is reported once, by its key path,
+    # whatever the key (so keys added later are covered too).
+    problems = [line for key, value in ours.items()
+                for line in control_character_problems(value, key)]
+    login = data.get("ssh_user") or "ubuntu"
+    if ours.get("service_user") == login:
+        problems.append(f"service_user: {login!r} is the login user (ssh_user): the service "
+                        "user owns the app's files and must be a user of its own")
+    if problems:
+        raise ConfigError(problems)
     try:
         config = Config(**ours)
     except ValidationError as e:
         known = list(Config.model_fields)
         problems = [_describe(error, known) for error in e.errors()]
         raise ConfigError(_unique(problems)) from None
-    problems = _port_conflicts(config) + _data_service_problems(config, secret_names)
+    problems = port_conflicts(config) + _data_service_problems(config, secret_names)
     problems += _backup_problems(config) + _monit_problems(config)
     if problems:
         raise ConfigError(problems)

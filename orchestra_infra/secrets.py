@@ -8,6 +8,7 @@ A secrets file is ``secrets/ENV.yaml`` (mode 0600, gitignored) or, age-encrypted
 from __future__ import annotations
 
 import os
+import re
 import secrets as _random
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -24,12 +25,27 @@ MIN_LENGTH = 16
 MASK = "********"
 
 
+# What each kind of secret may hold. Secrets land in env files, URLs (postgresql://user:
+# PASSWORD@...), Monit's and Alertmanager's quoted strings, curl config files and SQL; a
+# character set that none of those reads as syntax keeps every one of them a single value,
+# with no escaping per format to get wrong. (regex, what an operator is told)
+TOKEN = (r"[A-Za-z0-9._~-]+", "letters, digits and . _ ~ - (what `secrets init` generates)")
+S3_SECRET = (r"[A-Za-z0-9._~+/=-]+", "letters, digits and . _ ~ + / = -")
+HTTPS_URL = (r"(https://[A-Za-z0-9.-]+|http://(127\.[0-9.]+|localhost|\[::1\]))(:[0-9]{1,5})?"
+             r"(/[A-Za-z0-9._~%/+=&?:@,-]*)?",
+             "an https URL (http only on loopback) without quotes, spaces, $ or backslashes")
+PRIVATE_KEY = (r"-----BEGIN [A-Z ]+-----\n[A-Za-z0-9+/=\n]+-----END [A-Z ]+-----\n*",
+               "a PEM/OpenSSH private key (-----BEGIN ... KEY-----, base64 lines, "
+               "-----END ... KEY-----)")
+
+
 @dataclass(frozen=True)
 class SecretSpec:
     name: str
     description: str
     generate: bool = True  # `secrets init` creates a random value
     required: bool = True  # a deploy stops when it is missing
+    charset: tuple[str, str] = TOKEN  # (regex the whole value matches, its description)
 
 
 SPECS = (
@@ -43,16 +59,16 @@ SPECS = (
                "role (pg_monitor)"),
     SecretSpec("redis_exporter_password", "password of the metrics exporter's Redis ACL user"),
     SecretSpec("alert_webhook_url", "Slack-compatible alert webhook", generate=False,
-               required=False),
+               required=False, charset=HTTPS_URL),
     SecretSpec("lambda_api_key", "Lambda Cloud API key", generate=False, required=False),
     SecretSpec("restic_s3_access_key_id", "access key id of an s3: restic repository",
                generate=False, required=False),
     SecretSpec("restic_s3_secret_access_key", "secret access key of an s3: restic repository",
-               generate=False, required=False),
+               generate=False, required=False, charset=S3_SECRET),
     SecretSpec("restic_sftp_private_key", "SSH private key (OpenSSH, multi-line) for an sftp: "
-               "restic repository", generate=False, required=False),
+               "restic repository", generate=False, required=False, charset=PRIVATE_KEY),
     SecretSpec("app_deploy_key", "SSH private key that may read the app's git repository",
-               generate=False, required=False),
+               generate=False, required=False, charset=PRIVATE_KEY),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 NAMES = frozenset(SPEC_BY_NAME)  # what schema.validate accepts as a secret's name
@@ -168,9 +184,20 @@ def load(env: str, environ: Mapping[str, str] | None = None) -> Secrets:
                             f"{env}' or set {env_var(spec.name)})")
         elif isinstance(value, str) and spec.generate and len(value) < MIN_LENGTH:
             problems.append(f"secrets.{spec.name}: too short ({MIN_LENGTH} characters at least)")
+        elif isinstance(value, str) and value:
+            problems += character_problems(spec, value)
     if problems:
         raise ConfigError(problems)
     return Secrets(env, {k: v for k, v in values.items() if isinstance(v, str) and v})
+
+
+def character_problems(spec: SecretSpec, value: str) -> list[str]:
+    """A line naming the secret (never its value) when ``value`` leaves its character set."""
+    pattern, allowed = spec.charset
+    if re.fullmatch(pattern, value):
+        return []
+    return [f"secrets.{spec.name}: has a character outside its set ({allowed}); "
+            "no control character, quote, space, $ or backslash"]
 
 
 def generate() -> str:

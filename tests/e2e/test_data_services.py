@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
+import subprocess
 import time
-from functools import partial
 from pathlib import Path
 
 import pytest
 
 from orchestra_infra import secrets
+from orchestra_infra.sandbox.ssh import ssh_base
 from standins.weaviate_release import build_weaviate_tarball
 
 from .conftest import converge, on, pyinfra
@@ -174,24 +173,40 @@ def test_a_tuning_change_restarts_only_its_service(target, provisioned):
     converge(target)  # back to the defaults
 
 
+RELEASES_ON_HOST = "/var/tmp/orchestra-e2e-releases"
+RELEASES_PORT = 18480
+
+
 @pytest.fixture
 def release_server(target, tmp_path):
-    """Serve stand-in release tarballs to the sandbox host from this machine's veth end."""
-    gateway = on(target, "ip -4 route show default").split()[2]
+    """Serve stand-in release tarballs on the sandbox host's own loopback (plain http is
+    accepted there only: weaviate_url is https elsewhere). Yields the local directory to
+    build into, the base URL, and ``publish(path)``, which copies a tarball to the host."""
     directory = tmp_path / "releases"
     directory.mkdir()
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer((gateway, 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield directory, f"http://{gateway}:{server.server_port}"
-    server.shutdown()
+    on(target, f"install -d -m 755 {RELEASES_ON_HOST} && systemd-run --quiet "
+               f"--unit=orchestra-e2e-releases python3 -m http.server --bind 127.0.0.1 "
+               f"--directory {RELEASES_ON_HOST} {RELEASES_PORT}")
+
+    def publish(path: Path) -> None:
+        with path.open("rb") as data:
+            copy = subprocess.run(
+                [*ssh_base(target.address, batch=True),
+                 f"sudo -n tee {RELEASES_ON_HOST}/{path.name} >/dev/null"],
+                stdin=data, capture_output=True, timeout=120)
+        assert copy.returncode == 0, copy.stderr
+
+    try:
+        yield directory, f"http://127.0.0.1:{RELEASES_PORT}", publish
+    finally:
+        on(target, f"systemctl stop orchestra-e2e-releases; rm -rf {RELEASES_ON_HOST}")
 
 
 def test_sha256_mismatch_leaves_the_running_version_serving(target, provisioned,
                                                              release_server):
-    directory, base_url = release_server
+    directory, base_url, publish = release_server
     tarball, _ = build_weaviate_tarball("1.99.0", Path(directory))
+    publish(tarball)
     running = on(target, "readlink /opt/weaviate/current").strip()
     pid = _main_pid(target, "weaviate")
     run = pyinfra(target, "-y", "--data", "weaviate_source=download",
@@ -207,8 +222,9 @@ def test_sha256_mismatch_leaves_the_running_version_serving(target, provisioned,
 
 def test_upgrade_keeps_the_previous_version_for_rollback(target, provisioned, release_server,
                                                          secret):
-    directory, base_url = release_server
+    directory, base_url, publish = release_server
     tarball, digest = build_weaviate_tarball("1.99.1", Path(directory))
+    publish(tarball)
     previous = on(target, "readlink /opt/weaviate/current").strip()
     upgrade = ["--data", "weaviate_source=download", "--data", "weaviate_version=1.99.1",
                "--data", f"weaviate_url={base_url}/{tarball.name}",

@@ -145,21 +145,25 @@ def test_calendar_is_checked():
 
 def test_local_repository_settings(secrets):
     text = _render("etc/orchestra/backup/restic.env", _config())
-    assert "RESTIC_REPOSITORY='/var/backups/orchestra/restic'\n" in text
+    assert "RESTIC_REPOSITORY=/var/backups/orchestra/restic\n" in text
     assert "RESTIC_PASSWORD_FILE=/etc/orchestra/backup/restic-password\n" in text
     assert "AWS_" not in text
 
 
-def test_s3_credentials_are_quoted_and_masked(secrets):
+def test_s3_credentials_are_literal_and_masked(secrets, tmp_path):
     config = _config(restic_repository="s3:https://s3.example.com/bucket")
     text = _render("etc/orchestra/backup/restic.env", config)
-    assert "AWS_ACCESS_KEY_ID='AKIACANARY'\n" in text
-    assert "AWS_SECRET_ACCESS_KEY='s3-secret-canary'\\''0123'\n" in text
+    assert "AWS_ACCESS_KEY_ID=AKIACANARY\n" in text
+    assert "AWS_SECRET_ACCESS_KEY=s3-secret-canary'0123\n" in text
     masked = _render("etc/orchestra/backup/restic.env", config, masked=True)
     assert "canary" not in masked
     assert f"{MASK}(restic_s3_secret_access_key)" in masked
-    # What sh makes of it is the secret itself.
-    shell = subprocess.run(["sh", "-c", text + '\nprintf %s "$AWS_SECRET_ACCESS_KEY"'],
+    # What orchestra-restic's reader (never a shell) makes of it is the secret itself.
+    env_file = tmp_path / "restic.env"
+    env_file.write_text(text)
+    reader = render.render("shell/read-env.sh.j2", {})
+    program = reader + 'read_env "$1"; printf %s "$AWS_SECRET_ACCESS_KEY"'
+    shell = subprocess.run(["sh", "-c", program, "sh", str(env_file)],
                            capture_output=True, text=True, check=True)
     assert shell.stdout == SECRETS["restic_s3_secret_access_key"]
 
@@ -168,7 +172,7 @@ def test_credentials_files(secrets):
     config = _config()
     assert _render("etc/orchestra/backup/restic-password", config) == \
         SECRETS["restic_password"] + "\n"
-    assert "REDISCLI_AUTH='redis-admin-canary-0123456789'\n" in \
+    assert "REDISCLI_AUTH=redis-admin-canary-0123456789\n" in \
         _render("etc/orchestra/backup/redis.env", config)
     assert 'header = "Authorization: Bearer weaviate-canary-\\"0123456789"\n' in \
         _render("etc/orchestra/backup/weaviate.curl", config)

@@ -231,7 +231,8 @@ def test_schema_checks():
         _config(monit_disk_alert_percent=0, alert_email_to=["not-an-address"],
                 alert_smtp_host="smtp.example.com")
     assert raised.value.problems[0] == "monit_disk_alert_percent: 0 must be at least 1"
-    assert raised.value.problems[1].startswith("alert_email_to[0]: 'not-an-address' does not")
+    assert raised.value.problems[1].startswith(
+        "alert_email_to[0]: 'not-an-address' is not an e-mail")
 
 
 class _Hook(BaseHTTPRequestHandler):
@@ -288,7 +289,7 @@ def test_alert_script_mails_each_event_once_to_every_address(tmp_path):
         port = int(sink.stdout.readline())
         config = _config(alert_smtp_host="127.0.0.1", alert_smtp_port=port,
                          alert_email_from="monit@gpu-1.example.com",
-                         alert_email_to=["ops@example.com", "on'call@example.com"])
+                         alert_email_to=["ops@example.com", "on-call+ops@example.com"])
         script = _alert_script(tmp_path, config)
         env = {"PATH": os.environ["PATH"], **_EVENT, "MONIT_SERVICE": "api-0\nBcc: x@y.z"}
         subprocess.run(["sh", str(script), "restart"], env=env, check=True, timeout=30)
@@ -303,7 +304,7 @@ def test_alert_script_mails_each_event_once_to_every_address(tmp_path):
     assert len(mails) == 1
     headers, _, body = mails[0].read_bytes().decode().partition("\r\n\r\n")
     assert headers.split("\r\n")[:3] == [
-        "From: monit@gpu-1.example.com", "To: ops@example.com, on'call@example.com",
+        "From: monit@gpu-1.example.com", "To: ops@example.com, on-call+ops@example.com",
         "Subject: [gpu-1] api-0Bcc: x@y.z: Connection failed"]
     assert "Bcc" not in headers.replace("api-0Bcc", "")  # no header slipped in
     assert body == ("host: gpu-1\r\nservice: api-0\r\nBcc: x@y.z\r\nevent: Connection failed\r\n"

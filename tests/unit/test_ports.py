@@ -1,7 +1,9 @@
 """The port preflight: the stack's own processes pass, anything else stops the deploy."""
 
+import pytest
+
 from operations.facts import ListeningSockets
-from operations.ports import apply, plan
+from operations.ports import apply, plan, record_problems
 from orchestra_infra import config
 from orchestra_infra.schema import validate
 from orchestra_infra.secrets import NAMES
@@ -93,3 +95,36 @@ def test_a_full_range_is_named():
 
 def test_a_removed_server_drops_out_of_the_record():
     assert plan(_config(), {}, {"mcp_servers.gone": 8105}) == ({}, [])
+
+
+# --- the host's record of moved ports is input too ---------------------------------------------
+
+RECORD = "/var/lib/orchestra-infra/ports.json"
+
+
+def test_a_valid_record_passes():
+    assert record_problems(_config(), {"mcp_servers.task": 8100, "api_port": 8200}, RECORD) == []
+    assert record_problems(_config(), {}, RECORD) == []
+
+
+@pytest.mark.parametrize(("recorded", "problem"), [
+    ("not JSON (Expecting value, line 1 column 1)",
+     f"{RECORD}: not JSON (Expecting value, line 1 column 1)"),
+    ([8100], f"{RECORD}: expected a JSON object of port table keys and ports, got list"),
+    ({"postgres_port": 5433},
+     f"{RECORD}: 'postgres_port': not a port this deploy moves (api_port, mcp_servers.NAME)"),
+    ({"mcp_servers.task; rm -rf /": 8100},
+     f"{RECORD}: 'mcp_servers.task; rm -rf /': not a port this deploy moves (api_port, "
+     "mcp_servers.NAME)"),
+    ({"mcp_servers.task": "8100; id"}, f"{RECORD}: mcp_servers.task: '8100; id' is not a port "
+     "number"),
+    ({"mcp_servers.task": True}, f"{RECORD}: mcp_servers.task: True is not a port number"),
+    ({"mcp_servers.task": 80},
+     f"{RECORD}: mcp_servers.task: 80 is not a port an internal service may use (1024-65535)"),
+    ({"api_port": 65535},
+     f"{RECORD}: api_port: 65535 is not a port an internal service may use (1024-65535)"),
+    ({"mcp_servers.task": 5432},
+     f"{RECORD}: mcp_servers.task.port: 5432 is already used by postgres_port"),
+])
+def test_a_bad_record_is_named_by_file_and_key(recorded, problem):
+    assert record_problems(_config(), recorded, RECORD) == [problem]

@@ -42,8 +42,53 @@ def test_all_py_documents_every_key():
             assert documented, f"group_data/all.py:{number + 1} ({line}) has no comment"
 
 
-NODE_URL = "^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?$"
+NODE_URL = ("a plain https URL (https://host[:port]/path; letters, digits and . _ ~ % / - in "
+            "the path)")
+CONTROL = "contains the control character "
+CONTROL_END = (": no value may hold a newline, carriage return, NUL, escape or other control "
+               "character")
 BAD_INPUTS = [
+    # Hostile input (issue 11): the rules every value obeys. The corpus in
+    # tests/unit/hostile_corpus.py tries each against every template and command.
+    ({"backup_host_name": "gpu-1\nExecStart=/bin/sh"}, f"backup_host_name: {CONTROL}'\\n'"
+     f"{CONTROL_END}"),
+    ({"postgres_roles": [{"name": "x\x1b[31m", "password_secret": "postgres_app_password"}]},
+     f"postgres_roles[0].name: {CONTROL}'\\x1b'{CONTROL_END}"),
+    ({"install_root": "/opt"}, "install_root: '/opt' is a system directory: the deploy chowns "
+     "and chmods this directory, so name a dedicated subdirectory (e.g. /opt/orchestra)"),
+    ({"backup_work_dir": "/var/backups"}, "backup_work_dir: '/var/backups' is a system "
+     "directory: the deploy chowns and chmods this directory, so name a dedicated "
+     "subdirectory (e.g. /var/backups/orchestra)"),
+    ({"log_root": "/srv/../var/log"},
+     "log_root: '/srv/../var/log' is not a normalised path (write '/var/log')"),
+    ({"service_user": "root"}, "service_user: 'root' is reserved: the service user owns the "
+     "app's files; never root, the login user or nobody"),
+    ({"redis_app_user": "default"}, "redis_app_user: 'default' is reserved: Redis's own user "
+     "and the ones this deploy defines"),
+    ({"postgres_roles": [{"name": "pg_monitor", "password_secret": "postgres_app_password"}],
+      "postgres_databases": [{"name": "orchestra", "owner": "orchestra"}]},
+     "postgres_roles[0].name: 'pg_monitor' is reserved: PostgreSQL's own (postgres, pg_*, "
+     "public) or the metrics exporter's role"),
+    ({"postgres_databases": [{"name": "postgres", "owner": "orchestra"}]},
+     "postgres_databases[0].name: 'postgres' is reserved: PostgreSQL's own database"),
+    ({"base_packages": ["curl", "-oAPT::Update::Pre-Invoke::=id"]},
+     "base_packages[1]: '-oAPT::Update::Pre-Invoke::=id' is not a Debian package name (lower "
+     "case letters, digits, + - .; starting with a letter or digit)"),
+    ({"weaviate_url": "http://example.com/w.tgz"}, "weaviate_url: 'http://example.com/w.tgz' "
+     "is not https: plain http is accepted only on loopback"),
+    ({"nginx_letsencrypt_email": "ops@example.com;id"},
+     "nginx_letsencrypt_email: 'ops@example.com;id' is not an e-mail address "
+     "(name@example.com)"),
+    ({"api_port": 80}, "api_port: 80 is below 1024: an internal service's port is 1024-65535 "
+     "(it runs unprivileged)"),
+    ({"postgres_work_mem": "32K"}, "postgres_work_mem: '32K' is below PostgreSQL's minimum "
+     "of 64kB"),
+    ({"postgres_version": 12, "postgres_apt_repository": "https://apt.example.com/pg",
+      "postgres_apt_key_url": "https://apt.example.com/key.asc"},
+     "postgres_version: 12 must be at least 13"),
+    ({"app_source": "--upload-pack=touch /tmp/pwn"}, "app_source: '--upload-pack=touch "
+     "/tmp/pwn' is not a checkout path (letters, digits and . _ - + @ /, no .., not starting "
+     "with -) nor a git URL"),
     ({"postgress_port": 5432}, "postgress_port: unknown key (did you mean postgres_port?)"),
     ({"redis_port": "6379"}, "redis_port: expected an integer, got str '6379'"),
     ({"api_port": 70000}, "api_port: 70000 is not a valid port (1-65535)"),
@@ -115,23 +160,26 @@ BAD_INPUTS = [
     ({"node_major": 12}, "node_major: 12 must be at least 18"),
     ({"apt_lock_timeout": -1}, "apt_lock_timeout: -1 must be at least 0"),
     ({"apt_lock_timeout": "600"}, "apt_lock_timeout: expected an integer, got str '600'"),
-    ({"node_apt_repository": "http://node.invalid/node_22.x"},
+    ({"node_apt_repository": "https://node.invalid/node_22.x"},
      "node_apt_repository: set it together with node_apt_key_url"),
     # An extra line or word in the apt source, or a shell word in the key download.
-    ({"node_apt_repository": "http://node.invalid/node_22.x\ndeb http://evil.invalid/ x main",
-      "node_apt_key_url": "http://node.invalid/key"},
-     "node_apt_repository: 'http://node.invalid/node_22.x\\ndeb http://evil.invalid/ x main' "
-     f"does not match {NODE_URL}"),
-    ({"node_apt_repository": "http://node.invalid/node_22.x nodistro main [trusted=yes]",
-      "node_apt_key_url": "http://node.invalid/key"},
-     "node_apt_repository: 'http://node.invalid/node_22.x nodistro main [trusted=yes]' "
-     f"does not match {NODE_URL}"),
+    ({"node_apt_repository": "https://node.invalid/node_22.x\ndeb http://evil.invalid/ x main",
+      "node_apt_key_url": "https://node.invalid/key"},
+     f"node_apt_repository: {CONTROL}'\\n'{CONTROL_END}"),
+    ({"node_apt_repository": "https://node.invalid/node_22.x nodistro main [trusted=yes]",
+      "node_apt_key_url": "https://node.invalid/key"},
+     "node_apt_repository: 'https://node.invalid/node_22.x nodistro main [trusted=yes]' "
+     f"is not {NODE_URL}"),
+    ({"node_apt_repository": "https://node.invalid/node_22.x",
+      "node_apt_key_url": "https://node.invalid/key;id"},
+     f"node_apt_key_url: 'https://node.invalid/key;id' is not {NODE_URL}"),
+    ({"node_apt_repository": "https://node.invalid/node_22.x\n",
+      "node_apt_key_url": "https://node.invalid/key"},
+     f"node_apt_repository: {CONTROL}'\\n'{CONTROL_END}"),
     ({"node_apt_repository": "http://node.invalid/node_22.x",
-      "node_apt_key_url": "http://node.invalid/key;id"},
-     f"node_apt_key_url: 'http://node.invalid/key;id' does not match {NODE_URL}"),
-    ({"node_apt_repository": "http://node.invalid/node_22.x\n",
-      "node_apt_key_url": "http://node.invalid/key"},
-     f"node_apt_repository: 'http://node.invalid/node_22.x\\n' does not match {NODE_URL}"),
+      "node_apt_key_url": "https://node.invalid/key"},
+     "node_apt_repository: 'http://node.invalid/node_22.x' is not https: plain http is "
+     "accepted only on loopback or a private network's IP address"),
     ({"app_source": "git@git.example.invalid:org/orchestra.git",
       "app_source_known_hosts": ["git.example.invalid ssh-ed25519 AAAA"]},
      "app_source_ref: required when app_source is a git URL (a branch, tag or commit)"),
@@ -163,7 +211,8 @@ def test_unreadable_and_non_pem_ca_files(tmp_path):
 def test_every_problem_is_reported_at_once():
     problems = _problems(api_port=0, sshd_port="22", nginx_port=80)
     assert problems == [
-        "api_port: 0 is not a valid port (1-65535)",
+        "api_port: 0 is below 1024: an internal service's port is 1024-65535 (it runs "
+        "unprivileged)",
         "sshd_port: expected an integer, got str '22'",
         "nginx_port: unknown key (did you mean nginx_http_port?)",
     ]
@@ -240,3 +289,46 @@ def test_check_unknown_environment(secrets_dir):
     result = CliRunner().invoke(main, ["check", "production"])
     assert result.exit_code == 2
     assert "unknown environment 'production'" in result.output
+
+
+def test_the_login_user_is_not_the_service_user():
+    assert _problems(service_user="deploy", ssh_user="deploy") == [
+        "service_user: 'deploy' is the login user (ssh_user): the service user owns the "
+        "app's files and must be a user of its own"]
+
+
+def test_postgres_sizes_keep_their_unit():
+    """512K must not round down to 0MB: sizes reach postgresql.conf in kB unless whole MB."""
+    from operations.postgres import tuning
+
+    cfg = validate({**config.environment_data("prod"), **PINNED, "postgres_work_mem": "512K",
+                    "postgres_maintenance_work_mem": "1536K",
+                    "postgres_shared_buffers": "1G"}, secrets.NAMES)
+    settings = tuning(cfg, 8192)
+    assert settings["work_mem"] == "512kB"
+    assert settings["maintenance_work_mem"] == "1536kB"
+    assert settings["shared_buffers"] == "1024MB"
+
+
+def test_a_secret_outside_its_character_set_is_named_not_shown(tmp_path, monkeypatch):
+    env = {secrets.env_var(s.name): f"valid-{s.name}-0123456789" for s in secrets.SPECS
+           if s.required}
+    env["ORCHESTRA_SECRET_REDIS_APP_PASSWORD"] = "A1b2C3d4E5f6G7h8$(reboot)"
+    env["ORCHESTRA_SECRET_ALERT_WEBHOOK_URL"] = "https://hooks.example.com/x'\nrm -rf /"
+    monkeypatch.setenv("ORCHESTRA_SECRETS_DIR", str(tmp_path))
+    with pytest.raises(ConfigError) as raised:
+        secrets.load("prod", env)
+    assert raised.value.problems == [
+        "secrets.redis_app_password: has a character outside its set (letters, digits and "
+        ". _ ~ - (what `secrets init` generates)); no control character, quote, space, $ or "
+        "backslash",
+        "secrets.alert_webhook_url: has a character outside its set (an https URL (http only "
+        "on loopback) without quotes, spaces, $ or backslashes); no control character, quote, "
+        "space, $ or backslash"]
+    assert "reboot" not in " ".join(raised.value.problems)
+
+
+def test_generated_secrets_keep_to_their_character_set():
+    for _ in range(50):
+        assert secrets.character_problems(secrets.SPEC_BY_NAME["monit_password"],
+                                          secrets.generate()) == []

@@ -2,6 +2,8 @@
 
     python tests/unit/golden/capture.py ubuntu2204|debian12 > out.txt
     ORCHESTRA_GOLDEN_DATA='{"log_root": "/srv/log"}' python tests/unit/golden/capture.py debian12
+    ORCHESTRA_GOLDEN_SECRETS='{"monit_password": "..."}' ...   # secrets besides the fixed ones
+    ORCHESTRA_GOLDEN_RESPONSES='[["^cat /var/lib/orchestra-infra/ports.json", "{}"]]' ...
 
 No host is touched: the @fake connector answers the facts from the table below (a bare
 host of that distro) and records the rest. The output is what a bare host of that distro
@@ -100,6 +102,8 @@ def _environment() -> None:
     for spec in secrets.SPECS:
         if spec.required:
             os.environ[secrets.env_var(spec.name)] = f"golden-{spec.name}-0123456789"
+    for name, value in json.loads(os.environ.get("ORCHESTRA_GOLDEN_SECRETS", "{}")).items():
+        os.environ[secrets.env_var(name)] = value
     os.environ["ORCHESTRA_SECRETS_DIR"] = "/nonexistent/orchestra-golden-secrets"
     os.environ["PYINFRA_FAKE_DELAY"] = os.environ["PYINFRA_FAKE_DELAY_JITTER"] = "0"
 
@@ -119,6 +123,9 @@ def main() -> None:
                                                               "[]"))):
         RESPONSES.insert(0, (pattern, output))
     RESPONSES.insert(0, (r"-release \| grep", f"/etc/os-release\n{OS_RELEASE[distro]}---"))
+    # Answers that differ from a bare host's (a test's), first.
+    RESPONSES[:0] = [tuple(pair) for pair in
+                     json.loads(os.environ.get("ORCHESTRA_GOLDEN_RESPONSES", "[]"))]
     _environment()
     fake.FakeConnector.run_shell_command = _run_shell_command
     fake.FakeConnector.put_file = _put_file
