@@ -358,7 +358,10 @@ def _backup_row(config, host: str, probe: Probe) -> Row:
         return row
     if probe.backup is None:
         row.state = "never"
-        row.warn(f"no successful backup recorded ({backup_file(config)})")
+        # Issue 11: a new host's timers start only after a restore or --start-empty.
+        row.warn(f"no successful backup recorded ({backup_file(config)}); a new host backs up "
+                 "only once restored (orchestra-infra restore ENV) or declared empty "
+                 "(orchestra-infra backup ENV --start-empty)")
         return row
     age = max(0, (probe.now or probe.backup) - probe.backup)
     row.state = f"{format_duration(age)} ago"
