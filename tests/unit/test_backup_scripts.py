@@ -139,7 +139,7 @@ def test_empty_data_is_backed_up_apart_when_nothing_better_was(host, previous):
     result, calls = run("orchestra-backup", "run", snapshots=previous)
     assert result.returncode == 0, result.stdout + result.stderr
     (backup,) = [c for c in calls if c.startswith("backup ")]
-    assert "--tag orchestra,empty --host orchestra-prod" in backup
+    assert "--tag orchestra --tag empty --host orchestra-prod" in backup
     (forget,) = [c for c in calls if c.startswith("forget ")]
     assert "--tag orchestra --host orchestra-prod --group-by host,tags --keep-last 3 " in forget
 
@@ -150,7 +150,7 @@ def test_allow_empty_lets_one_empty_backup_through(host):
     (state / "allow-empty").write_text("2026-01-04T00:00:00Z\n")
     result, calls = run("orchestra-backup", "run", snapshots=FULL)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert any(c.startswith("backup ") and "--tag orchestra,empty" in c for c in calls)
+    assert any(c.startswith("backup ") and "--tag orchestra --tag empty" in c for c in calls)
     assert not (state / "allow-empty").exists()
     result, _ = run("orchestra-backup", "run", snapshots=FULL)
     assert result.returncode == 1 and "FAILED empty-check" in result.stderr
