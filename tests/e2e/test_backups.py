@@ -64,11 +64,11 @@ def test_a_new_host_backs_up_only_once_restored_or_declared_empty(target, provis
     on(target, f"systemctl disable --now {TIMERS}; rm -f {STATE}/ready {STATE}/last-success")
     _zero_changes(target)
     assert _timers(target) == ["disabled", "disabled"]
-    before = len(_snapshots(target))
+    before = [s["id"] for s in _snapshots(target)]
     refused = _cli(target, "backup", "sandbox")
     assert refused.returncode != 0
     assert "this host was neither restored nor declared empty" in refused.stdout + refused.stderr
-    assert len(_snapshots(target)) == before
+    assert [s["id"] for s in _snapshots(target)] == before
     status = _cli(target, "status", "sandbox", timeout=120).stdout
     assert "waiting" in status and "a new host backs up only once restored" in status
 
@@ -76,7 +76,7 @@ def test_a_new_host_backs_up_only_once_restored_or_declared_empty(target, provis
     assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
     assert _timers(target) == ["enabled", "enabled"]
     assert on(target, f"cat {STATE}/ready").startswith("start-empty ")
-    assert len(_snapshots(target)) == before + 1
+    assert _snapshots(target)[-1]["id"] not in before  # a new snapshot
     _zero_changes(target)
 
 
@@ -87,8 +87,9 @@ def test_retention_keeps_the_last_three(target, provisioned):
         for _ in range(4):
             run = _cli(target, "backup", "sandbox")
             assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-        # All of today: keep-daily 1 alone would leave one.
-        assert len([s for s in _snapshots(target) if "empty" not in s["tags"]]) == 3
+        # All of today, in one group (host and tags): keep-daily 1 alone would leave one.
+        snapshots = _snapshots(target)
+        assert len([s for s in snapshots if s["tags"] == snapshots[-1]["tags"]]) == 3
     finally:
         converge(target)
 
@@ -128,7 +129,12 @@ def _wipe(target) -> None:
     assert on(target, "/usr/local/lib/orchestra/orchestra-restore presence").strip() == ""
 
 
+def _redis(target, command: str) -> str:
+    return on(target, f". {LIB}; redis_cli {command}").strip()
+
+
 def test_empty_data_after_a_full_snapshot_is_refused_then_restored(target, provisioned):
+    _redis(target, "SET e2e:backups kept")  # data, whatever the other modules wrote
     full = _cli(target, "backup", "sandbox")
     assert full.returncode == 0, full.stdout[-3000:] + full.stderr[-3000:]
     before = _snapshots(target)
@@ -147,6 +153,7 @@ def test_empty_data_after_a_full_snapshot_is_refused_then_restored(target, provi
     restored = _cli(target, "restore", "sandbox", "-y", timeout=1200)
     assert restored.returncode == 0, restored.stdout[-4000:] + restored.stderr[-4000:]
     assert on(target, "/usr/local/lib/orchestra/orchestra-restore presence").strip() != ""
+    assert _redis(target, "GET e2e:backups") == "kept"
     again = _cli(target, "backup", "sandbox")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     _zero_changes(target)
