@@ -1,15 +1,17 @@
 """Put a backup snapshot back on provisioned hosts: PostgreSQL databases, Redis data,
 Weaviate objects; the programs healthy again afterwards.
 
-    orchestra-infra restore ENV [--snapshot ID] [--force] [-y]
-    ORCHESTRA_RESTORE_SNAPSHOT=ID ORCHESTRA_RESTORE_FORCE=1 \\
+    orchestra-infra restore ENV [--snapshot ID] [--from-host NAME] [--force] [-y]
+    ORCHESTRA_RESTORE_SNAPSHOT=ID ORCHESTRA_RESTORE_FROM_HOST=NAME ORCHESTRA_RESTORE_FORCE=1 \\
         pyinfra -y inventories/ENV.py restore.py
 
 For a host deploy.py provisioned (repository settings, scripts and services in place): after
 an instance loss, the new instance is deployed, then restored. Data already there (a table
 with rows, a Redis key, a Weaviate object) is never replaced without --force; that is
 decided while planning, so a refusal changes nothing on any host. The latest snapshot is
-the newest one of this environment's backup host name (backup_host_name).
+the newest one holding data of this data host's backup host name (backup_host_name; the
+second data host of ENV records "<name>-2"...); a snapshot of another host is restored only
+when --from-host names it. A successful restore starts the backup timers of a new host.
 """
 
 import os
@@ -23,12 +25,13 @@ config, _ = validate_host(host)
 base.check_environment(config)  # never another environment's snapshot onto this host
 wanted = os.environ.get("ORCHESTRA_RESTORE_SNAPSHOT") or "latest"
 force = os.environ.get("ORCHESTRA_RESTORE_FORCE", "") not in ("", "0")
+from_host = os.environ.get("ORCHESTRA_RESTORE_FROM_HOST") or None
 
 data_host = "data" in host.groups
 app_host = "app" in host.groups
 
 if data_host:
-    chosen = restore.check_restore(config, wanted, force)
+    chosen = restore.check_restore(config, wanted, force, from_host)
 if app_host:
     restore.stop_writers(config)
 if data_host:

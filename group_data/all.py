@@ -290,6 +290,18 @@ backup_randomized_delay = "15min"
 backup_keep_daily = 7
 backup_keep_weekly = 4
 backup_keep_monthly = 6
+# Besides those: the newest this many snapshots of the host are always kept (at least 3), so
+# no retention rule can remove the last good backup.
+backup_keep_last = 3
+# The mount point of the persistent file system holding a path restic_repository (e.g. the
+# Lambda filesystem's /lambda/nfs/<name>): the deploy and every backup refuse to run when it is
+# not mounted, instead of writing a new repository on the instance's own disk. None: no check
+# (the repository is meant to be on this disk, like the default).
+restic_repository_mount = None
+# A new host runs no backup timer until a restore succeeded on it (an empty host must not
+# back up over the snapshots it should be restored from), or the operator says it starts
+# empty: this setting, or `orchestra-infra backup ENV --start-empty` once.
+backup_start_empty = False
 # When `restic check` runs, and the part of the data it reads each time: "x%" at random or
 # "n/t" (part n of t).
 backup_check_on_calendar = "Sun *-*-* 05:30:00"

@@ -6,6 +6,17 @@ credentials (root-only files, never a command line) and the repository itself: c
 there is none, never when it merely cannot be opened (a wrong password must not start a
 second, empty repository). ``orchestra-restore``, the way back, is installed here too:
 it needs the same settings and credentials.
+
+Backups that cannot delete the last good backup (issue 11):
+
+- a repository path below ``restic_repository_mount`` is refused while planning when that
+  file system is not mounted (and every backup checks again): no new repository on the
+  instance's own disk;
+- the timers run only once the host was restored or declared empty (``BackupReady``);
+- every data host records its snapshots under a name of its own (``host_name``);
+- ``restic_password`` is changed by adding the new key, checking it opens the repository
+  and only then removing the old one (``orchestra-backup rekey``): the deploy writes the
+  wanted password beside the one in use, never over it.
 """
 
 from __future__ import annotations
@@ -16,7 +27,7 @@ from pyinfra import host, state
 from pyinfra.api import DeployError, OperationError, QuoteString, StringCommand, deploy, operation
 
 from operations import render, snapshot, system
-from operations.facts import ResticRepository
+from operations.facts import BackupReady, MountPoint, ResticRepository, SameFiles
 from orchestra_infra.schema import sftp_endpoint
 
 SCRIPT_DIR = "/usr/local/lib/orchestra"
@@ -38,9 +49,22 @@ def packages(config, groups) -> list[str]:
     return ["restic", "jq", *sftp]
 
 
-def host_name(config) -> str:
-    """The name snapshots are recorded under: the same on a replacement instance."""
-    return config.backup_host_name or f"orchestra-{config.environment}"
+def data_host_index() -> int:
+    """This host's place among the inventory's data hosts (0: the first, or not one)."""
+    try:
+        names = [h.name for h in host.inventory.get_group("data", [])]
+    except AttributeError:  # a host without an inventory (pyinfra_testing's FakeHost)
+        return 0
+    return names.index(host.name) if host.name in names else 0
+
+
+def host_name(config, index: int | None = None) -> str:
+    """The name this data host's snapshots are recorded under (restic --host): the same on a
+    replacement instance (the same line of the hosts file), another for each data host, so
+    hosts sharing a repository never prune or restore each other's snapshots."""
+    base = config.backup_host_name or f"orchestra-{config.environment}"
+    index = data_host_index() if index is None else index
+    return base if index == 0 else f"{base}-{index + 1}"
 
 
 def etc_dir(config) -> str:
@@ -81,9 +105,25 @@ def _read_write_paths(config) -> list[str]:
     return paths
 
 
+def check_repository_mount(config) -> None:
+    """Stop while planning (nothing changed yet) when restic_repository_mount is not mounted."""
+    mount = config.restic_repository_mount
+    if mount is None:
+        return
+    found = host.get_fact(MountPoint, path=mount)
+    if found != "mounted":
+        what = "does not exist" if found == "missing" else "is not a mount point"
+        raise DeployError(f"{host.name}: restic_repository_mount {mount} {what}: the "
+                          f"repository {config.restic_repository} would be created on this "
+                          "instance's own disk. Mount the persistent file system there (or set "
+                          "restic_repository_mount = None for a repository on this disk); "
+                          "nothing was changed")
+
+
 @deploy("Backup")
 def configure(config):
     _require_secrets(config)
+    check_repository_mount(config)
     etc = etc_dir(config)
     sftp = sftp_endpoint(config.restic_repository)
     for path, mode in ((etc, "700"), (state_dir(config), "755"),
@@ -93,10 +133,14 @@ def configure(config):
     system.directory_if_missing(name=f"Create {TEXTFILE_DIR} if missing", path=TEXTFILE_DIR)
 
     password_file = f"{etc}/restic-password"
+    # The wanted password goes beside the one in use; `orchestra-backup rekey` makes it the
+    # repository's key before it replaces the one in use.
+    wanted = render.template(name="Write the wanted restic repository password",
+                             dest=f"{password_file}.wanted",
+                             src="backup/etc/orchestra/backup/restic-password.j2", mode="600",
+                             secret=True)
     credentials = [
-        render.template(name="Write the restic repository password", dest=password_file,
-                        src="backup/etc/orchestra/backup/restic-password.j2", mode="600",
-                        secret=True),
+        wanted,
         render.template(name="Write the restic repository settings", dest=f"{etc}/restic.env",
                         src="backup/etc/orchestra/backup/restic.env.j2", mode="600",
                         context={"config": config, "password_file": password_file,
@@ -132,6 +176,11 @@ def configure(config):
         context={"env_file": f"{etc}/restic.env", "sftp": bool(sftp), "alias": SSH_ALIAS,
                  "ssh_config": f"{etc}/ssh_config", "host_name": host_name(config)},
     )
+    _scripts(config)
+    repository_key(
+        name="Make restic_password the repository's key (add it, check it, remove the old)",
+        wanted=f"{password_file}.wanted", current=password_file, when=[wanted],
+    )
     repository(
         name="Create the restic repository if there is none",
         marker=f"{state_dir(config)}/repository",
@@ -139,7 +188,6 @@ def configure(config):
         version=config.restic_repository_version,
         when=[*credentials, wrapper],
     )
-    _scripts(config)
     _timers(config)
 
 
@@ -159,6 +207,14 @@ def _scripts(config):
                         context={"config": config, "lib": LIB})
 
 
+def backups_ready(config):
+    """Why backups may run on this host, or None (neither restored nor declared empty)."""
+    if config.backup_start_empty:
+        return "backup_start_empty"
+    return host.get_fact(BackupReady, ready=f"{state_dir(config)}/ready",
+                         last_success=f"{state_dir(config)}/last-success")
+
+
 def _timers(config):
     unit_files = {
         unit: render.template(
@@ -169,13 +225,22 @@ def _timers(config):
         )
         for unit in UNITS
     }
+    ready = backups_ready(config) if config.backup_enabled else None
+    on = config.backup_enabled and ready is not None
     for timer, what in (("orchestra-backup.timer", "Back up on schedule"),
                         ("orchestra-backup-check.timer", "Check the backups weekly")):
+        if on:
+            name = f"{what} ({timer})"
+        elif config.backup_enabled:
+            # A restore (orchestra-restore finish) or `backup ENV --start-empty` starts it.
+            name = f"Keep {timer} stopped until a restore or --start-empty"
+        else:
+            name = f"Stop {timer}"
         system.service(
-            name=f"{what} ({timer})" if config.backup_enabled else f"Stop {timer}",
+            name=name,
             unit=timer,
-            running=config.backup_enabled,
-            enabled=config.backup_enabled,
+            running=on,
+            enabled=on,
             restart_when=[unit_files[timer]],
             daemon_reload_when=list(unit_files.values()),
         )
@@ -191,6 +256,23 @@ def init_script(restic: str, version: int) -> str:
         f"else echo \"restic $v cannot create a version {version} repository (0.14 can): set "
         "restic_repository_version = 1\" >&2; exit 1; fi"
     )
+
+
+@operation()
+def repository_key(wanted: str, current: str, when=()):
+    """
+    Make the wanted restic password the one in use, through ``orchestra-backup rekey``: the
+    first one installed as it is; a new one added as a key of the repository, checked, then
+    the old key removed, so an interrupted change leaves a key that opens the repository.
+
+    + wanted: the password file the deploy writes
+    + current: the password file restic reads
+    + when: the operation writing ``wanted``
+    """
+    if not system.changed(when) and host.get_fact(SameFiles, first=wanted, second=current):
+        host.noop("the repository's password is restic_password")
+        return
+    yield StringCommand(BACKUP_SCRIPT, "rekey")
 
 
 @snapshot.registers("files", "marker")

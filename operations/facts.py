@@ -474,3 +474,59 @@ class DataPresence(FactBase):
 
     def process(self, output):
         return [line.strip() for line in output if line.strip()]
+
+
+class MountPoint(FactBase):
+    """
+    Whether ``path`` is a mount point: ``"mounted"``, ``"not-mounted"`` (a directory of the
+    file system above it) or ``"missing"``.
+
+    .. code:: python
+
+        "not-mounted"
+    """
+
+    def command(self, path: str) -> str:
+        q = shlex.quote(path)
+        return (f"if mountpoint -q {q}; then echo mounted; elif [ -d {q} ]; then "
+                "echo not-mounted; else echo missing; fi")
+
+    def process(self, output):
+        return output[0].strip() if output else "missing"
+
+
+class BackupReady(FactBase):
+    """
+    Why backups may run on a data host (``ready``: the marker a restore or ``orchestra-backup
+    start-empty`` writes; ``last_success``: a backup ran before), or ``None``: neither.
+
+    .. code:: python
+
+        "restored 2026-01-02T03:04:05Z"
+    """
+
+    def command(self, ready: str, last_success: str) -> str:
+        return (f"if [ -f {shlex.quote(ready)} ]; then head -n 1 {shlex.quote(ready)}; "
+                f"elif [ -f {shlex.quote(last_success)} ]; then echo backed-up; fi")
+
+    def process(self, output):
+        first = output[0].strip() if output else ""
+        return first or None
+
+
+class SameFiles(FactBase):
+    """
+    Whether two files hold the same bytes (``cmp``), without reading them: ``True`` or
+    ``False`` (one is missing, or they differ).
+
+    .. code:: python
+
+        False
+    """
+
+    def command(self, first: str, second: str) -> str:
+        return (f"if cmp -s {shlex.quote(first)} {shlex.quote(second)}; then echo same; "
+                "else echo differ; fi")
+
+    def process(self, output):
+        return bool(output) and output[0].strip() == "same"

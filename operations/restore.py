@@ -17,25 +17,36 @@ from operations.backup import RESTIC, RESTORE_SCRIPT, host_name
 from operations.facts import DataPresence, ResticSnapshots
 
 
-def pick_snapshot(snapshots: list[dict], wanted: str, name: str) -> dict:
-    """The newest orchestra snapshot of host ``name`` for ``latest``, else the one whose id
-    starts with ``wanted`` (of any host: a renamed one is still restorable)."""
+def pick_snapshot(snapshots: list[dict], wanted: str, name: str,
+                  from_host: str | None = None) -> dict:
+    """The snapshot to restore onto the data host whose snapshots are recorded as ``name``.
+
+    ``latest``: the newest orchestra snapshot of ``name`` (or ``from_host``) that holds data
+    (one tagged empty only when there is no other); else the one whose id starts with
+    ``wanted``, which must be of ``name`` unless ``from_host`` names its host: a host never
+    receives another's data by mistake."""
+    source = from_host or name
     if wanted == "latest":
         ours = [s for s in snapshots
-                if s.get("hostname") == name and "orchestra" in (s.get("tags") or [])]
+                if s.get("hostname") == source and "orchestra" in (s.get("tags") or [])]
         if not ours:
-            raise DeployError(f"{host.name}: the repository holds no snapshot of {name} tagged "
-                              "orchestra: nothing to restore (orchestra-infra backup ENV makes "
-                              "one)")
-        return max(ours, key=lambda s: s["time"])
+            raise DeployError(f"{host.name}: the repository holds no snapshot of {source} "
+                              "tagged orchestra: nothing to restore (orchestra-infra backup ENV "
+                              "makes one; --from-host HOST restores another host's)")
+        full = [s for s in ours if "empty" not in s["tags"]]
+        return max(full or ours, key=lambda s: s["time"])
     found = [s for s in snapshots if s["id"].startswith(wanted)]
     if len(found) != 1:
         what = "no" if not found else "more than one"
         raise DeployError(f"{host.name}: {what} snapshot with id {wanted!r} in the repository")
+    if found[0].get("hostname") != source:
+        raise DeployError(f"{host.name}: snapshot {found[0]['short_id']} is of host "
+                          f"{found[0].get('hostname')}, not {source}: restoring it needs "
+                          f"--from-host {found[0].get('hostname')}")
     return found[0]
 
 
-def check_restore(config, wanted: str, force: bool) -> dict:
+def check_restore(config, wanted: str, force: bool, from_host: str | None = None) -> dict:
     """Refuse to replace data unless forced; the snapshot to restore. Runs while planning:
     a refusal changes nothing on any host."""
     present = list(host.get_fact(DataPresence, script=RESTORE_SCRIPT))
@@ -43,7 +54,7 @@ def check_restore(config, wanted: str, force: bool) -> dict:
         raise DeployError(f"{host.name} holds data a restore would replace (--force replaces "
                           "it):\n  " + "\n  ".join(present))
     snapshots = host.get_fact(ResticSnapshots, restic=RESTIC)
-    chosen = pick_snapshot(snapshots, wanted, host_name(config))
+    chosen = pick_snapshot(snapshots, wanted, host_name(config), from_host)
     logger.info(f"{host.print_prefix}Snapshot {chosen['short_id']} of {chosen['time']} "
                 f"(host {chosen['hostname']})"
                 + (f"; replacing: {'; '.join(present)}" if present else ""))

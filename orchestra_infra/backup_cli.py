@@ -4,6 +4,7 @@ operations/restore.py, restore.py)."""
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 
@@ -14,14 +15,32 @@ from .pyinfra_run import run_pyinfra
 BACKUP_SCRIPT = "/usr/local/lib/orchestra/orchestra-backup"
 
 
+def _host_name(ctx, param, value):
+    if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", value):
+        raise click.BadParameter(f"{value!r} is not a backup host name (letters, digits, . _ -)")
+    return value
+
+
 @click.command()
 @click.argument("env")
-def backup(env: str):
-    """Back up ENV's data hosts now; print each new snapshot and how long it took."""
+@click.option("--start-empty", is_flag=True,
+              help="The data hosts start empty (no restore): let backups run on them from now "
+                   "on (their timers start), then back up.")
+@click.option("--allow-empty", is_flag=True,
+              help="This once, back up empty data although the last snapshot held some.")
+def backup(env: str, start_empty: bool, allow_empty: bool):
+    """Back up ENV's data hosts now; print each new snapshot and how long it took.
+
+    A new host backs up only once restored (orchestra-infra restore) or declared empty
+    (--start-empty); empty data after a snapshot that held some is refused (--allow-empty).
+    """
     started = time.monotonic()
     # Through systemd (orchestra-backup.service), like the daily runs: sandboxed, in the
     # journal, never two at once.
-    code = run_pyinfra(env, "--limit", "data", "exec", "--", BACKUP_SCRIPT, "now").returncode
+    # `pyinfra exec` joins its words with spaces for the host's shell.
+    now = [BACKUP_SCRIPT, "now", *(["--allow-empty"] if allow_empty else [])]
+    command = [BACKUP_SCRIPT, "start-empty", "&&", *now] if start_empty else now
+    code = run_pyinfra(env, "--limit", "data", "exec", "--", *command).returncode
     click.echo(f"{env}: backup {'done' if code == 0 else 'FAILED'} in "
                f"{time.monotonic() - started:.0f} s")
     sys.exit(code)
@@ -31,9 +50,12 @@ def backup(env: str):
 @click.argument("env")
 @click.option("--snapshot", default="latest", show_default=True,
               help="The snapshot's id (or the start of it); latest: the newest of ENV.")
+@click.option("--from-host", default=None, callback=_host_name,
+              help="Restore a snapshot another host recorded (its backup host name); by "
+                   "default only the restored host's own snapshots are taken.")
 @click.option("--force", is_flag=True, help="Replace the data the hosts hold.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-def restore(env: str, snapshot: str, force: bool, yes: bool):
+def restore(env: str, snapshot: str, from_host: str | None, force: bool, yes: bool):
     """Restore a backup snapshot onto ENV's data hosts (PostgreSQL, Redis, Weaviate).
 
     Refuses to replace data that is there unless --force is given. The API instances and
@@ -41,11 +63,13 @@ def restore(env: str, snapshot: str, force: bool, yes: bool):
     """
     if not yes:
         click.confirm(f"Restore snapshot {snapshot} onto {env}'s data hosts"
+                      + (f" from host {from_host}" if from_host else "")
                       + (", replacing the data there" if force else "")
                       + "? The API and MCP servers stop meanwhile.", abort=True)
     started = time.monotonic()
     code = run_pyinfra(env, "restore.py", extra_env={
         "ORCHESTRA_RESTORE_SNAPSHOT": snapshot, "ORCHESTRA_RESTORE_FORCE": "1" if force else "",
+        "ORCHESTRA_RESTORE_FROM_HOST": from_host or "",
     }).returncode
     click.echo(f"{env}: restore {'done' if code == 0 else 'FAILED'} in "
                f"{time.monotonic() - started:.0f} s")

@@ -8,7 +8,9 @@ The stages an operator would otherwise type one by one (docs/runbook.md), each t
    environment: a host that records another environment is refused; ENV's hosts file then
    names only it;
 3. deploy: ``pyinfra -y inventories/ENV.py deploy.py``, the same deploy as always;
-4. restore: ``restore.py`` with the latest (or a named) backup snapshot;
+4. restore: ``restore.py`` with the latest (or a named) backup snapshot; the new host's
+   backup timers start only once it succeeded (the deploy leaves them off on a host that was
+   neither restored nor declared empty, so a failed restore never backs up an empty host);
 5. status: ``orchestra-infra status ENV``, which must be all healthy.
 
 Every stage runs against the new address only (``ORCHESTRA_<ENV>_HOSTS``): the lost host

@@ -581,6 +581,10 @@ class BackupData(_Block):
     backup_keep_daily: Annotated[int, Field(ge=0, le=1000)]
     backup_keep_weekly: Annotated[int, Field(ge=0, le=1000)]
     backup_keep_monthly: Annotated[int, Field(ge=0, le=1000)]
+    # Issue 11: the newest snapshots survive whatever the calendar rules say.
+    backup_keep_last: Annotated[int, Field(ge=3, le=1000)]
+    restic_repository_mount: AbsolutePath | None
+    backup_start_empty: bool
     backup_check_on_calendar: Annotated[str, AfterValidator(_calendar)]
     backup_check_read_subset: Annotated[str, AfterValidator(_read_subset)]
     backup_work_dir: DedicatedDirectory
@@ -600,6 +604,10 @@ def _backup_problems(config: Config) -> list[str]:
     if repository.startswith("/") and (repository == work or repository.startswith(work + "/")):
         problems.append(f"restic_repository: {repository} is inside backup_work_dir {work}, "
                         "which every backup empties")
+    mount = (config.restic_repository_mount or "").rstrip("/")
+    if mount and not (repository.startswith(mount + "/")):
+        problems.append(f"restic_repository_mount: the repository {repository} is not below "
+                        f"{mount} (an absolute restic_repository inside the mount point)")
     return problems
 
 

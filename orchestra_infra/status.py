@@ -358,6 +358,12 @@ def _backup_row(config, host: str, probe: Probe) -> Row:
         return row
     if probe.backup is None:
         row.state = "never"
+        # Issue 11: a new host's timers start only after a restore or --start-empty.
+        if probe.backup_ready is None and not getattr(config, "backup_start_empty", False):
+            row.state = "waiting"
+            row.warn("not started: a new host backs up only once restored (orchestra-infra "
+                     "restore ENV) or declared empty (orchestra-infra backup ENV --start-empty)")
+            return row
         row.warn(f"no successful backup recorded ({backup_file(config)})")
         return row
     age = max(0, (probe.now or probe.backup) - probe.backup)

@@ -119,6 +119,7 @@ class Probe:
     pss: dict[int, int] = field(default_factory=dict)  # pid -> KiB
     disks: list[dict] = field(default_factory=list)
     backup: int | None = None                    # epoch of the last successful backup
+    backup_ready: str | None = None              # why backups may run (restored, start-empty)
     http: dict[str, tuple[int, int]] = field(default_factory=dict)  # url -> code, curl exit
     postgres: int | None = None                  # pg_isready's exit status
     redis: tuple[int, str] | None = None         # exit status, first line of the answer
@@ -185,6 +186,7 @@ def parse(output: str) -> Probe:
     probe.disks = parse_disks(found.get("disk", []))
     backup = "".join(found.get("backup", [])).strip()
     probe.backup = int(backup) if backup.isdigit() else None
+    probe.backup_ready = "".join(found.get("backup-ready", [])).strip() or None
     probe.http = parse_http(found.get("http", []))
     if "postgres" in found:
         probe.postgres = _exit_status(found["postgres"])

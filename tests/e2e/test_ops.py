@@ -104,9 +104,14 @@ def test_logs_are_bounded(target, provisioned, testinfra_host):
     assert any(app["name"] == "pm2-logrotate" for app in json.loads(modules))
 
 
-def test_backups_are_scheduled(target, provisioned, testinfra_host):
+def test_backups_are_scheduled_once_the_host_may_back_up(target, provisioned):
+    # A new host's timers wait for a restore or --start-empty (tests/e2e/test_backups.py).
+    if not on(target, "cat /var/lib/orchestra-infra/backup/ready 2>/dev/null; true").strip():
+        assert "enabled" not in on(target, "systemctl is-enabled orchestra-backup.timer; true")
+        on(target, "/usr/local/lib/orchestra/orchestra-backup start-empty")
     timers = on(target, "systemctl list-timers --all --no-legend")
     assert "orchestra-backup.timer" in timers and "orchestra-backup-check.timer" in timers
+    assert converge(target).changed == []
 
 
 def test_status_shows_a_healthy_host(target, provisioned):

@@ -95,6 +95,11 @@ def test_a_lost_instance_comes_back_with_its_data(target, provisioned, sftp_repo
                 status, _, vector = _request(new, f"/api/notes/{note['id']}/vector-object")
                 assert status == 200 and vector["properties"]["note_id"] == note["id"]
             assert _redis(new, "orchestra", app_password, "GET drill:cache") == "kept"
+            # Its backups start with the restore, not with the deploy (issue 11).
+            assert sandbox.run(new.name, "cat /var/lib/orchestra-infra/backup/ready")\
+                .stdout.startswith("restored ")
+            assert sandbox.run(new.name, "systemctl is-enabled orchestra-backup.timer")\
+                .stdout.strip() == "enabled"
             rto, rpo = recovered_at - lost_at, lost_at - backed_up_at
             print(f"reprovision drill: RTO {rto:.0f} s (loss -> all healthy on the new host), "
                   f"RPO {rpo:.0f} s (loss - last backup); stages:\n"

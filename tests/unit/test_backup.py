@@ -9,6 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
+from pyinfra.api import DeployError, Inventory, State
+from pyinfra.context import ctx_host, ctx_state
+from pyinfra_testing.util import FakeState, create_host
 
 from operations import backup, render
 from orchestra_infra import cli, pyinfra_run, schema
@@ -52,7 +55,7 @@ def _context(config):
     return {
         "config": config, "restic": backup.RESTIC, "backup_etc": etc,
         "state_dir": backup.state_dir(config), "textfile_dir": backup.TEXTFILE_DIR,
-        "host_name": backup.host_name(config), "lib": backup.LIB,
+        "host_name": backup.host_name(config, 0), "lib": backup.LIB,
         "databases": [db.name for db in config.postgres_databases],
         "script": backup.BACKUP_SCRIPT, "cache_dir": backup.CACHE_DIR,
         "read_write_paths": backup._read_write_paths(config),
@@ -73,7 +76,7 @@ def _render(name, config, masked=False):
 def test_defaults_are_valid():
     config = _config()
     assert config.restic_repository == "/var/backups/orchestra/restic"
-    assert backup.host_name(config) == "orchestra-prod"
+    assert backup.host_name(config, 0) == "orchestra-prod"
 
 
 @pytest.mark.parametrize("repository", [
@@ -117,6 +120,68 @@ def test_sftp_needs_a_pinned_host_key():
 def test_retention_must_keep_something():
     (problem,) = _problems(backup_keep_daily=0, backup_keep_weekly=0, backup_keep_monthly=0)
     assert problem.startswith("backup_keep_daily: ")
+
+
+def test_the_last_three_snapshots_are_always_kept():
+    assert _config().backup_keep_last == 3
+    assert _problems(backup_keep_last=2) == ["backup_keep_last: 2 must be at least 3"]
+
+
+def test_repository_mount_must_hold_the_repository():
+    config = _config(restic_repository="/lambda/nfs/orchestra/restic",
+                     restic_repository_mount="/lambda/nfs/orchestra")
+    assert config.restic_repository_mount == "/lambda/nfs/orchestra"
+    assert _problems(restic_repository_mount="/lambda/nfs/orchestra") == [
+        "restic_repository_mount: the repository /var/backups/orchestra/restic is not below "
+        "/lambda/nfs/orchestra (an absolute restic_repository inside the mount point)"]
+    assert any(p.startswith("restic_repository_mount:")
+               for p in _problems(restic_repository_mount="relative/path"))
+
+
+def _planned(facts, config, name="h1"):
+    state = FakeState()
+    fake = create_host(state, name=name, facts=facts)
+    return state, fake
+
+
+@pytest.mark.parametrize("found", ["not-mounted", "missing"])
+def test_an_unmounted_repository_file_system_stops_the_plan(found):
+    config = _config(restic_repository="/lambda/nfs/orchestra/restic",
+                     restic_repository_mount="/lambda/nfs/orchestra")
+    state, fake = _planned({"facts.MountPoint": {"path=/lambda/nfs/orchestra": found}}, config)
+    with ctx_state.use(state), ctx_host.use(fake):
+        with pytest.raises(DeployError, match=r"restic_repository_mount /lambda/nfs/orchestra "
+                           r"(is not a mount point|does not exist): the repository "
+                           r"/lambda/nfs/orchestra/restic would be created on this instance's "
+                           r"own disk.*nothing was changed"):
+            backup.check_repository_mount(config)
+    state, fake = _planned({"facts.MountPoint": {"path=/lambda/nfs/orchestra": "mounted"}},
+                           config)
+    with ctx_state.use(state), ctx_host.use(fake):
+        backup.check_repository_mount(config)
+    backup.check_repository_mount(_config())  # no mount set: no question asked
+
+
+def test_timers_wait_for_a_restore_or_start_empty():
+    ready = {"last_success=/var/lib/orchestra-infra/backup/last-success, "
+             "ready=/var/lib/orchestra-infra/backup/ready": None}
+    state, fake = _planned({"facts.BackupReady": ready}, _config())
+    with ctx_state.use(state), ctx_host.use(fake):
+        assert backup.backups_ready(_config()) is None
+        assert backup.backups_ready(_config(backup_start_empty=True)) == "backup_start_empty"
+
+
+def test_each_data_host_has_its_own_snapshot_name():
+    inventory = Inventory((["10.0.0.1", "10.0.0.2", "10.0.0.3"], {}),
+                          data=(["10.0.0.2", "10.0.0.3"], {}))
+    state = State(inventory=inventory)
+    config = _config()
+    names = []
+    for name in ("10.0.0.2", "10.0.0.3", "10.0.0.1"):
+        with ctx_state.use(state), ctx_host.use(inventory.get_host(name)):
+            names.append(backup.host_name(config))
+    assert names == ["orchestra-prod", "orchestra-prod-2", "orchestra-prod"]
+    assert backup.host_name(_config(backup_host_name="shop"), 2) == "shop-3"
 
 
 def test_repository_inside_the_work_dir_is_refused():
@@ -235,7 +300,7 @@ def test_scripts_parse_and_carry_the_settings(secrets, tmp_path):
     assert "TIMEOUT=1800" in lib
     script = _render("usr/local/lib/orchestra/orchestra-backup", config)
     # Retention per host and tag: the Weaviate backup's directory name changes every day.
-    assert "--group-by host,tags --keep-daily 7" in script
+    assert "--group-by host,tags --keep-last 3 --keep-daily 7" in script
     assert "--keep-weekly 4" in script and "--keep-monthly 6" in script
     assert "--read-data-subset=5%" in script
     for secret in SECRETS.values():
@@ -287,6 +352,25 @@ def test_backup_command_runs_the_service_on_data_hosts(pyinfra_runs):
     ((args, _),) = pyinfra_runs
     assert args[4:] == ["inventories/sandbox.py", "--limit", "data", "exec", "--",
                         "/usr/local/lib/orchestra/orchestra-backup", "now"]
+
+
+def test_backup_command_can_start_empty_and_allow_empty(pyinfra_runs):
+    script = "/usr/local/lib/orchestra/orchestra-backup"
+    result = CliRunner().invoke(cli.main, ["backup", "sandbox", "--start-empty",
+                                           "--allow-empty"])
+    assert result.exit_code == 0, result.output
+    ((args, _),) = pyinfra_runs
+    assert args[8:] == ["--", script, "start-empty", "&&", script, "now", "--allow-empty"]
+
+
+def test_restore_command_passes_from_host(pyinfra_runs):
+    result = CliRunner().invoke(cli.main, ["restore", "sandbox", "--from-host",
+                                           "orchestra-prod-2", "-y"])
+    assert result.exit_code == 0, result.output
+    assert pyinfra_runs[0][1]["env"]["ORCHESTRA_RESTORE_FROM_HOST"] == "orchestra-prod-2"
+    result = CliRunner().invoke(cli.main, ["restore", "sandbox", "--from-host", "a b;c", "-y"])
+    assert result.exit_code == 2 and "is not a backup host name" in result.output
+    assert len(pyinfra_runs) == 1
 
 
 def test_unknown_environment(pyinfra_runs):

@@ -39,8 +39,27 @@ def test_latest_is_the_newest_of_this_host_and_tag(fake_host):
     assert restore.pick_snapshot(SNAPSHOTS, "latest", "orchestra-prod")["id"] == "bbbb2222"
 
 
-def test_named_snapshot_of_any_host(fake_host):
-    assert restore.pick_snapshot(SNAPSHOTS, "cccc", "orchestra-prod")["id"] == "cccc3333"
+def test_another_hosts_snapshot_only_when_named_by_from_host(fake_host):
+    with pytest.raises(DeployError, match="snapshot cccc3333 is of host orchestra-staging, "
+                                          "not orchestra-prod: restoring it needs --from-host "
+                                          "orchestra-staging"):
+        restore.pick_snapshot(SNAPSHOTS, "cccc", "orchestra-prod")
+    assert restore.pick_snapshot(SNAPSHOTS, "cccc", "orchestra-prod",
+                                 "orchestra-staging")["id"] == "cccc3333"
+    assert restore.pick_snapshot(SNAPSHOTS, "latest", "orchestra-prod",
+                                 "orchestra-staging")["id"] == "cccc3333"
+    with pytest.raises(DeployError, match="is of host orchestra-prod, not orchestra-staging"):
+        restore.pick_snapshot(SNAPSHOTS, "aaaa", "orchestra-prod", "orchestra-staging")
+
+
+def test_latest_passes_over_empty_snapshots_unless_there_is_nothing_else(fake_host):
+    empty = {"id": "eeee5555", "short_id": "eeee5555", "time": "2026-01-05T03:15:00Z",
+             "hostname": "orchestra-prod", "tags": ["orchestra", "empty"]}
+    assert restore.pick_snapshot([*SNAPSHOTS, empty], "latest",
+                                 "orchestra-prod")["id"] == "bbbb2222"
+    assert restore.pick_snapshot([empty], "latest", "orchestra-prod")["id"] == "eeee5555"
+    # Named, an empty snapshot is restored like any other.
+    assert restore.pick_snapshot([*SNAPSHOTS, empty], "eeee", "orchestra-prod") == empty
 
 
 def test_ambiguous_or_unknown_snapshot(fake_host):

@@ -183,7 +183,15 @@ def test_healthy_host(sandbox_config):
         "online", 0, 64843776, 681)
     assert rows["postgresql@15-main"].monit == "OK" and rows["orchestra-admin"].monit == "OK"
     assert (rows["disk /"].state, rows["disk /"].health) == ("33% used", "ok")
-    assert (rows["backup"].state, rows["backup"].health) == ("never", "warn")
+    # Recorded on a new host: neither restored nor declared empty, its backups wait.
+    assert (rows["backup"].state, rows["backup"].health) == ("waiting", "warn")
+    assert "a new host backs up only once restored" in rows["backup"].notes[0]
+
+
+def test_a_host_that_may_back_up_but_has_not_yet(sandbox_config):
+    text = recorded("healthy.txt") + "@@ backup-ready\nstart-empty 2026-01-02T03:04:05Z\n"
+    row = rows_of(text, sandbox_config)["backup"]
+    assert (row.state, row.health) == ("never", "warn")
 
 
 def test_killed_program_restarting_recorded(sandbox_config):
