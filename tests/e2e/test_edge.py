@@ -1,13 +1,22 @@
-"""nginx on the provisioned sandbox host: TLS, redirects, headers, loopback-only status."""
+"""nginx on the provisioned sandbox host: TLS, redirects, headers, loopback-only status,
+authentication per route group from a neighbour host, Mozilla's intermediate TLS measured
+by a real scanner (nmap's ssl-enum-ciphers) on that neighbour."""
 
 from __future__ import annotations
 
+import json
+import shlex
 import socket
 import ssl
+import subprocess
 import urllib.error
 import urllib.request
+import xml.etree.ElementTree as ET
 
 import pytest
+
+from operations.nginx import INTERMEDIATE_CIPHERS
+from orchestra_infra import sandbox, secrets
 
 from .conftest import on
 
@@ -41,7 +50,7 @@ def test_http_redirects_to_https(target, provisioned):
 def test_https_serves_with_security_headers(target, provisioned):
     _, headers = _get(f"https://{target.address}/")
     assert headers["Server"] == "nginx"  # no version: server_tokens off
-    assert headers["Strict-Transport-Security"] == "max-age=31536000"
+    assert headers["Strict-Transport-Security"] == "max-age=63072000"
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["X-Frame-Options"] == "DENY"
     assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
@@ -65,3 +74,169 @@ def test_default_site_is_gone_and_status_is_loopback_only(target, peer, provisio
     probe = (f"python3 -c \"import socket; socket.create_connection(('{target.address}', "
              "8088), 3)\" 2>/dev/null && echo open || echo closed")
     assert on(peer, probe, sudo=False).strip() == "closed"
+
+
+# An HTTPS client on the neighbour host: the request (credentials included) arrives on
+# stdin, never on a command line.
+_CLIENT = """
+import base64, json, ssl, sys, urllib.error, urllib.request
+r = json.loads(sys.stdin.readline())
+tls = ssl.create_default_context()
+tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+headers = {"Content-Type": "application/json"}
+if r["password"]:
+    pair = (r["user"] + ":" + r["password"]).encode()
+    headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+body = json.dumps(r["body"]).encode() if r["body"] is not None else None
+if body is not None and r["chunked"]:
+    body = iter([body[:5], body[5:]])  # no Content-Length: sent chunked, as a stream
+request = urllib.request.Request(r["url"], data=body, method=r["method"], headers=headers)
+try:
+    with urllib.request.urlopen(request, timeout=10, context=tls) as response:
+        status, text = response.status, response.read().decode()
+except urllib.error.HTTPError as e:
+    status, text = e.code, e.read().decode()
+print(json.dumps({"status": status, "body": text}))
+"""
+
+
+def _from_peer(peer, target, path, method="GET", body=None, password=None, user="orchestra",
+               chunked=False) -> tuple[int, str]:
+    request = {"url": f"https://{target.address}{path}", "method": method, "body": body,
+               "password": password, "user": user, "chunked": chunked}
+    argv = [*sandbox.ssh_base(peer.address, batch=True), "python3 -c " + shlex.quote(_CLIENT)]
+    result = subprocess.run(argv, input=json.dumps(request) + "\n", capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    return answer["status"], answer["body"]
+
+
+@pytest.fixture(scope="module")
+def edge_password():
+    return secrets.load("sandbox")["edge_password"]
+
+
+@pytest.mark.parametrize(("path", "method", "body", "created"), [
+    ("/", "GET", None, 200),
+    ("/mcp/memory/health", "GET", None, 200),
+    ("/mcp/memory/memory/edge-probe", "PUT", {"value": "written through the edge"}, 200),
+    ("/mcp/task/tasks", "POST", {"title": "written through the edge"}, 201),
+])
+def test_the_admin_and_the_mcp_servers_need_the_edge_password(target, peer, provisioned,
+                                                              edge_password, path, method,
+                                                              body, created):
+    assert _from_peer(peer, target, path, method, body)[0] == 401
+    assert _from_peer(peer, target, path, method, body, password="wrong-" + edge_password)[0] \
+        == 401
+    status, text = _from_peer(peer, target, path, method, body, password=edge_password)
+    assert status == created, text
+
+
+def test_an_mcp_client_streams_a_request_body_with_basic_auth(target, peer, provisioned,
+                                                               edge_password):
+    body = {"title": "streamed through the edge"}
+    assert _from_peer(peer, target, "/mcp/task/tasks", "POST", body, chunked=True)[0] == 401
+    status, text = _from_peer(peer, target, "/mcp/task/tasks", "POST", body,
+                              password=edge_password, chunked=True)
+    assert status == 201, text
+    assert json.loads(text)["title"] == body["title"]
+
+
+def test_the_api_and_its_health_stay_public(target, peer, provisioned):
+    status, text = _from_peer(peer, target, "/api/health/")
+    assert status == 200, text
+    assert json.loads(text)["status"] == "ok"
+
+
+def test_the_host_keeps_only_a_bcrypt_hash_of_the_edge_password(target, provisioned,
+                                                                 edge_password):
+    stat = on(target, "stat -c '%a %U %G' /etc/nginx/orchestra.htpasswd").split()
+    assert stat == ["640", "root", "www-data"]
+    line = on(target, "cat /etc/nginx/orchestra.htpasswd").strip()
+    assert line.startswith("orchestra:$2b$05$") and edge_password not in line
+    assert on(target, f"grep -rlF -- {shlex.quote(edge_password)} /etc/nginx || true").strip() == ""
+
+
+def test_mcp_requests_beyond_the_rate_limit_get_429(target, peer, provisioned, edge_password):
+    # Default limits: 30 r/s and a burst of 60 per address; 150 requests back to back on one
+    # kept-alive connection (well under a second) must meet the limit.
+    script = (
+        "import base64, http.client, json, ssl, sys\n"
+        "r = json.loads(sys.stdin.readline())\n"
+        "tls = ssl.create_default_context(); tls.check_hostname = False; "
+        "tls.verify_mode = ssl.CERT_NONE\n"
+        "auth = 'Basic ' + base64.b64encode(('orchestra:' + r['password']).encode()).decode()\n"
+        "codes, connection = {}, None\n"
+        "for _ in range(150):\n"
+        "    if connection is None:\n"
+        "        connection = http.client.HTTPSConnection(r['host'], 443, timeout=5, "
+        "context=tls)\n"
+        "    connection.request('GET', '/mcp/memory/health', headers={'Authorization': auth})\n"
+        "    response = connection.getresponse(); response.read()\n"
+        "    codes[response.status] = codes.get(response.status, 0) + 1\n"
+        "    if response.will_close:\n"
+        "        connection.close(); connection = None\n"
+        "print(json.dumps(codes))\n"
+    )
+    argv = [*sandbox.ssh_base(peer.address, batch=True), "python3 -c " + shlex.quote(script)]
+    request = {"host": target.address, "password": edge_password}
+    result = subprocess.run(argv, input=json.dumps(request) + "\n", capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    codes = json.loads(result.stdout)
+    print(f"150 requests to /mcp/memory/health from one address: {codes}")
+    assert set(codes) <= {"200", "429"} and codes.get("200", 0) >= 60 and "429" in codes
+
+
+def test_nginx_conf_enables_no_tls_below_1_2(target, provisioned):
+    lines = on(target, "grep -h ssl_protocols /etc/nginx/nginx.conf /etc/nginx/conf.d/*.conf "
+                       "/etc/nginx/sites-enabled/*").splitlines()
+    assert lines and all("TLSv1 " not in line and "TLSv1.1" not in line for line in lines)
+
+
+# IANA names nmap reports for the intermediate OpenSSL names (RSA certificate: the ECDSA
+# ones cannot be offered).
+_IANA = {
+    "ECDHE-ECDSA-AES128-GCM-SHA256": "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384": "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384": "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305": "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    "ECDHE-RSA-CHACHA20-POLY1305": "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+}
+
+
+@pytest.fixture(scope="module")
+def tls_scan(target, peer, provisioned) -> dict:
+    """nmap's ssl-enum-ciphers from the neighbour host: {protocol: {cipher: grade}}."""
+    on(peer, "command -v nmap >/dev/null || (apt-get update -qq && "
+             "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nmap >/dev/null)")
+    xml = on(peer, f"nmap -Pn -p 443 --script ssl-enum-ciphers -oX - {target.address}",
+             sudo=False)
+    text = on(peer, f"nmap -Pn -p 443 --script ssl-enum-ciphers {target.address}", sudo=False)
+    print(f"nmap --version: {on(peer, 'nmap --version', sudo=False).splitlines()[0]}")
+    print(text)
+    found = {}
+    for table in ET.fromstring(xml).iter("table"):
+        protocol = table.get("key", "")
+        if not protocol.startswith(("SSL", "TLS")):
+            continue
+        ciphers = {}
+        for cipher in table.iter("table"):
+            fields = {e.get("key"): e.text for e in cipher.iter("elem")}
+            if "name" in fields:
+                ciphers[fields["name"]] = fields.get("strength")
+        found[protocol] = ciphers
+    return found
+
+
+def test_a_scanner_finds_only_tls_12_and_13(tls_scan):
+    assert set(tls_scan) == {"TLSv1.2", "TLSv1.3"}, tls_scan
+
+
+def test_a_scanner_finds_only_intermediate_ciphers_all_graded_a(tls_scan):
+    allowed = {_IANA[name] for name in INTERMEDIATE_CIPHERS}
+    assert tls_scan["TLSv1.2"] and set(tls_scan["TLSv1.2"]) <= allowed, tls_scan["TLSv1.2"]
+    for protocol, ciphers in tls_scan.items():
+        assert set(ciphers.values()) == {"A"}, (protocol, ciphers)
