@@ -224,7 +224,8 @@ nginx_stub_status_port = 8088
 #   "allowlist": a client address in edge_allow_networks. Answers 403.
 # Groups: "admin" (/, the React admin), "mcp" (every /mcp/<name>/), "api" (/api/ except
 # edge_public_api_paths). No operations page goes through the edge: Monit, Prometheus and
-# Alertmanager listen on loopback only (reach them with `ssh -L`).
+# Alertmanager listen on loopback only (reach them with `ssh -L`). With nginx_tls "none"
+# the password crosses the network in clear unless a TLS proxy in front of nginx hides it.
 edge_auth = {"admin": ["basic"], "mcp": ["basic"], "api": []}
 # The basic-auth user name (one user for every group; the password is the secret).
 edge_auth_user = "orchestra"
