@@ -149,6 +149,12 @@ def test_the_api_and_its_health_stay_public(target, peer, provisioned):
     assert json.loads(text)["status"] == "ok"
 
 
+def test_a_second_deploy_changes_nothing_at_the_edge(provisioned):
+    # The password hash's salt comes from the secret: the same file on every run.
+    _, second = provisioned
+    assert second.changed == []
+
+
 def test_the_host_keeps_only_a_bcrypt_hash_of_the_edge_password(target, provisioned,
                                                                  edge_password):
     stat = on(target, "stat -c '%a %U %G' /etc/nginx/orchestra.htpasswd").split()
@@ -195,8 +201,10 @@ def test_nginx_conf_enables_no_tls_below_1_2(target, provisioned):
     assert lines and all("TLSv1 " not in line and "TLSv1.1" not in line for line in lines)
 
 
-# IANA names nmap reports for the intermediate OpenSSL names (RSA certificate: the ECDSA
-# ones cannot be offered).
+# TLS 1.3's suites as OpenSSL names them (its defaults; Mozilla's intermediate takes all).
+TLS13_SUITES = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+                "TLS_CHACHA20_POLY1305_SHA256"}
+# nmap's ssl-enum-ciphers grades, by the IANA name it reports.
 _IANA = {
     "ECDHE-ECDSA-AES128-GCM-SHA256": "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
     "ECDHE-RSA-AES128-GCM-SHA256": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
@@ -208,35 +216,62 @@ _IANA = {
 
 
 @pytest.fixture(scope="module")
-def tls_scan(target, peer, provisioned) -> dict:
-    """nmap's ssl-enum-ciphers from the neighbour host: {protocol: {cipher: grade}}."""
-    on(peer, "command -v nmap >/dev/null || (apt-get update -qq && "
-             "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nmap >/dev/null)")
+def scanners(peer):
+    """testssl.sh and nmap from the neighbour host's distro."""
+    on(peer, "command -v testssl >/dev/null && command -v nmap >/dev/null || "
+             "(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+             "testssl.sh nmap >/dev/null)")
+    print(on(peer, "dpkg-query -W testssl.sh nmap", sudo=False))
+
+
+@pytest.fixture(scope="module")
+def tls_scan(target, peer, provisioned, scanners) -> dict:
+    """What testssl.sh finds: {protocol: set of ciphers (OpenSSL names)} offered."""
+    report = on(peer, "rm -f /tmp/edge-tls.json; testssl --quiet --color 0 --warnings off "
+                      f"-p -E --jsonfile /tmp/edge-tls.json {target.address}:443 >/dev/null; "
+                      "cat /tmp/edge-tls.json; rm -f /tmp/edge-tls.json", sudo=False)
+    findings = json.loads(report)
+    offered = {e["id"]: set() for e in findings
+               if e["id"] in ("SSLv2", "SSLv3", "TLS1", "TLS1_1", "TLS1_2", "TLS1_3")
+               and e["finding"].startswith("offered")}
+    for e in findings:
+        if e["id"].startswith("cipher-tls"):
+            protocol = e["id"][len("cipher-"):].rsplit("_", 1)[0].upper()  # TLS1_2
+            offered.setdefault(protocol, set()).add(e["finding"].split()[3])
+    print(f"testssl.sh from {peer.name}: {offered}")
+    return offered
+
+
+@pytest.fixture(scope="module")
+def nmap_grades(target, peer, provisioned, scanners) -> dict:
+    """nmap's ssl-enum-ciphers (SSLv3 to TLS 1.2 in Ubuntu 22.04's nmap 7.80):
+    {protocol: {cipher: grade}}."""
     xml = on(peer, f"nmap -Pn -p 443 --script ssl-enum-ciphers -oX - {target.address}",
              sudo=False)
-    text = on(peer, f"nmap -Pn -p 443 --script ssl-enum-ciphers {target.address}", sudo=False)
-    print(f"nmap --version: {on(peer, 'nmap --version', sudo=False).splitlines()[0]}")
-    print(text)
     found = {}
     for table in ET.fromstring(xml).iter("table"):
         protocol = table.get("key", "")
-        if not protocol.startswith(("SSL", "TLS")):
-            continue
-        ciphers = {}
-        for cipher in table.iter("table"):
-            fields = {e.get("key"): e.text for e in cipher.iter("elem")}
-            if "name" in fields:
-                ciphers[fields["name"]] = fields.get("strength")
-        found[protocol] = ciphers
+        if protocol.startswith(("SSL", "TLS")):
+            found[protocol] = {
+                fields["name"]: fields.get("strength")
+                for cipher in table.iter("table")
+                if "name" in (fields := {e.get("key"): e.text for e in cipher.iter("elem")})}
+    print(f"nmap ssl-enum-ciphers from {peer.name}: {found}")
     return found
 
 
 def test_a_scanner_finds_only_tls_12_and_13(tls_scan):
-    assert set(tls_scan) == {"TLSv1.2", "TLSv1.3"}, tls_scan
+    assert set(tls_scan) == {"TLS1_2", "TLS1_3"}, tls_scan
 
 
-def test_a_scanner_finds_only_intermediate_ciphers_all_graded_a(tls_scan):
+def test_a_scanner_finds_only_intermediate_ciphers(tls_scan):
+    # RSA certificate: of the intermediate ECDSA/RSA pairs, the RSA halves are offered.
+    assert tls_scan["TLS1_2"] == {name for name in INTERMEDIATE_CIPHERS if "-RSA-" in name}
+    assert tls_scan["TLS1_3"] == TLS13_SUITES
+
+
+def test_every_cipher_offered_below_tls_13_is_graded_a(nmap_grades):
+    assert set(nmap_grades) == {"TLSv1.2"}, nmap_grades  # nothing older answers
     allowed = {_IANA[name] for name in INTERMEDIATE_CIPHERS}
-    assert tls_scan["TLSv1.2"] and set(tls_scan["TLSv1.2"]) <= allowed, tls_scan["TLSv1.2"]
-    for protocol, ciphers in tls_scan.items():
-        assert set(ciphers.values()) == {"A"}, (protocol, ciphers)
+    assert set(nmap_grades["TLSv1.2"]) <= allowed
+    assert set(nmap_grades["TLSv1.2"].values()) == {"A"}
