@@ -1,6 +1,7 @@
 """nginx on the provisioned sandbox host: TLS, redirects, headers, loopback-only status,
-authentication per route group from a neighbour host, Mozilla's intermediate TLS measured
-by a real scanner (nmap's ssl-enum-ciphers) on that neighbour."""
+authentication per route group from a neighbour host, the MCP rate limit, Mozilla's
+intermediate TLS measured from that neighbour by the distro's scanners (testssl.sh for the
+protocols and ciphers, TLS 1.3 included; nmap's ssl-enum-ciphers for the grades)."""
 
 from __future__ import annotations
 
