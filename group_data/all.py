@@ -214,6 +214,40 @@ nginx_client_max_body_size = "10m"
 # stub_status for the metrics exporter, on loopback.
 nginx_stub_status_port = 8088
 
+# --- edge authentication and MCP limits (nginx) ------------------------------------------------
+
+# What a request through nginx must pass, per group of routes: every check listed, [] for
+# none (public).
+#   "basic":     HTTP basic auth as edge_auth_user with the secret edge_password; the host
+#                keeps only its bcrypt hash (/etc/nginx/orchestra.htpasswd). Answers 401.
+#   "mtls":      a client certificate signed by the CA in edge_client_ca. Answers 403.
+#   "allowlist": a client address in edge_allow_networks. Answers 403.
+# Groups: "admin" (/, the React admin), "mcp" (every /mcp/<name>/), "api" (/api/ except
+# edge_public_api_paths). No operations page goes through the edge: Monit, Prometheus and
+# Alertmanager listen on loopback only (reach them with `ssh -L`). With nginx_tls "none"
+# the password crosses the network in clear unless a TLS proxy in front of nginx hides it.
+edge_auth = {"admin": ["basic"], "mcp": ["basic"], "api": []}
+# The basic-auth user name (one user for every group; the password is the secret).
+edge_auth_user = "orchestra"
+# bcrypt's cost. nginx checks the hash on every request, in the worker serving it: 5 costs
+# about 2 ms; each step doubles it. The generated secret (256 bits) needs no slow hash.
+edge_auth_bcrypt_cost = 5
+# API paths (prefixes ending in /) public whatever edge_auth["api"] says: health probes
+# (Prometheus's blackbox probe, `orchestra-infra status`, load balancers) read them.
+edge_public_api_paths = ["/api/health/"]
+# For "mtls": the PEM file, on the control machine, of the CA that signs client
+# certificates (uploaded to <config_root>/tls/edge-client-ca.pem).
+edge_client_ca = None
+# For "allowlist": addresses or networks ("203.0.113.7", "10.0.0.0/8", "2001:db8::/32").
+edge_allow_networks = []
+# /mcp/: requests per second (or minute) each client address may send, the burst allowed
+# on top (served at once, not delayed: agents call tools in bursts), and the connections
+# (HTTP/2: streams) one address may hold open, long-lived streams included. Above them
+# nginx answers 429.
+nginx_mcp_rate = "30r/s"
+nginx_mcp_burst = 60
+nginx_mcp_connections = 32
+
 # --- app (the Orchestra application: API, MCP servers, admin) ----------------------------------
 
 # The application's source: a local checkout (relative to this repository, or absolute) or

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 from pyinfra import host, inventory
 from pyinfra.api import QuoteString, StringCommand, deploy, operation
+from pyinfra.facts.files import FindInFile
 from pyinfra.operations import files
 
 from operations import ports, render, snapshot, system
@@ -18,6 +20,18 @@ def packages(config, groups) -> list[str]:
 
 SITE = "/etc/nginx/sites-available/orchestra.conf"
 ACME_WEBROOT = "/var/www/letsencrypt"
+HTPASSWD = "/etc/nginx/orchestra.htpasswd"
+NGINX_CONF = "/etc/nginx/nginx.conf"
+# Mozilla's "intermediate" TLS 1.2 ciphers (server side TLS guidelines 6.0); TLS 1.3's
+# suites are OpenSSL's defaults, all of them strong.
+INTERMEDIATE_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+)
+# Debian's and Ubuntu's nginx.conf enable TLS 1.0 and 1.1 for every server at http level
+# (`ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3;`): any line naming either (ERE).
+_OLD_PROTOCOLS = r"ssl_protocols( [^;]*)? TLSv1(\.1)?( [^;]*)?;"
 
 
 def _address(app_host) -> str:
@@ -67,11 +81,32 @@ def certificate_paths(config) -> tuple[str, str]:
     return f"{selfsigned_dir(config)}/orchestra.crt", f"{selfsigned_dir(config)}/orchestra.key"
 
 
+def client_ca_path(config) -> str:
+    return f"{selfsigned_dir(config)}/edge-client-ca.pem"
+
+
+def _uses(config, check: str) -> bool:
+    return any(check in checks for _, checks in config.edge_auth)
+
+
+def site_context(config) -> dict:
+    """What the templates read besides the upstreams."""
+    certificate, key = certificate_paths(config)
+    return {"config": config, "certificate": certificate, "certificate_key": key,
+            "ciphers": ":".join(INTERMEDIATE_CIPHERS), "htpasswd": HTPASSWD,
+            "client_ca": client_ca_path(config) if _uses(config, "mtls") else None}
+
+
 @deploy("nginx")
 def configure(config):
     certificate, key = certificate_paths(config)
-    context = {"config": config, "certificate": certificate, "certificate_key": key,
-               **upstreams(config)}
+    context = {**site_context(config), **upstreams(config)}
+    protocols = modern_protocols_only(name="Enable only TLS 1.2 and 1.3 in nginx.conf",
+                                      path=NGINX_CONF)
+    if config.nginx_tls == "selfsigned" or _uses(config, "mtls"):
+        tls_dir = selfsigned_dir(config)
+        system.directory(name=f"Create {tls_dir}", path=tls_dir, mode="700")
+    access = _access_files(config)
     # Each file is validated by `nginx -t` on the whole configuration with it in place,
     # and rolled back if that fails; the site comes last, as it uses the upstreams.
     http_level = render.template(
@@ -87,8 +122,6 @@ def configure(config):
                          path="/etc/nginx/sites-enabled/orchestra.conf", target=SITE)
     system.directory(name=f"Create {ACME_WEBROOT}", path=ACME_WEBROOT, mode="755")
     if config.nginx_tls == "selfsigned":
-        tls_dir = selfsigned_dir(config)
-        system.directory(name=f"Create {tls_dir}", path=tls_dir, mode="700")
         selfsigned_certificate(name="Make a self-signed certificate", certificate=certificate,
                                key=key, server_name=config.nginx_server_name)
     elif not host.get_fact(FileState, path=certificate):
@@ -102,7 +135,29 @@ def configure(config):
     )
     # Reload, never restart: open connections finish on the old workers.
     system.service(name="Run nginx", unit="nginx",
-                   reload_when=[http_level, default, enabled, site])
+                   reload_when=[protocols, *access, http_level, default, enabled, site])
+
+
+def _access_files(config) -> list:
+    """The files edge_auth's checks read: the password hash, the client CA."""
+    changed = []
+    if _uses(config, "basic"):
+        # Read by nginx's workers (www-data on Debian and Ubuntu) at each request.
+        changed.append(render.template(
+            name="Store the edge's basic-auth password hash",
+            src="nginx/etc/nginx/orchestra.htpasswd.j2", dest=HTPASSWD,
+            context={"config": config}, group="www-data", mode="640", secret=True,
+        ))
+    else:
+        changed.append(system.absent(name="Remove the edge's basic-auth password hash",
+                                     path=HTPASSWD))
+    if _uses(config, "mtls"):
+        changed.append(render.template(
+            name="Install the CA of the edge's client certificates",
+            src=None, text=Path(config.edge_client_ca).read_text(),
+            dest=client_ca_path(config), mode="644",
+        ))
+    return changed
 
 
 def _bootstrap_letsencrypt(config, context: dict, certificate: str) -> None:
@@ -121,6 +176,26 @@ def _bootstrap_letsencrypt(config, context: dict, certificate: str) -> None:
                             f"{config.nginx_server_name}",
                             certificate=certificate, domain=config.nginx_server_name,
                             email=config.nginx_letsencrypt_email)
+
+
+@operation()
+def modern_protocols_only(path: str):
+    """
+    Rewrite every ``ssl_protocols`` line of nginx's main configuration that enables TLS 1.0
+    or 1.1 (Debian's and Ubuntu's, at http level) to TLS 1.2 and 1.3, then check it with
+    ``nginx -t``. A converged file has no such line: nothing to do. (The site's own
+    ``ssl_protocols`` already wins for its server; this keeps any other server, and a
+    future default, from offering TLS 1.0/1.1.)
+
+    + path: the file (``/etc/nginx/nginx.conf``)
+    """
+    # None: no such file yet; the nginx package this run installs brings it.
+    if host.get_fact(FindInFile, path=path, pattern=_OLD_PROTOCOLS, extended_regex=True) == []:
+        host.noop(f"{path} enables no TLS version below 1.2")
+        return
+    yield StringCommand("sed", "-E", "-i",
+                        QuoteString(f"s/{_OLD_PROTOCOLS}/ssl_protocols TLSv1.2 TLSv1.3;/"), path)
+    yield "nginx -t -q"
 
 
 @snapshot.registers("files", "certificate")

@@ -25,6 +25,7 @@ from pyinfra.facts.server import Home
 from pyinfra.operations.util.files import generate_color_diff
 
 from operations import snapshot
+from orchestra_infra import htpasswd
 from orchestra_infra import secrets as secrets_module
 from orchestra_infra.schema import control_character, parse_size
 
@@ -121,14 +122,23 @@ def _masked_sha256(name: str) -> str:
     return f"{secrets_module.MASK}(sha256 of {name})"
 
 
+def _real_bcrypt(name: str, user: str, cost: int) -> str:
+    return htpasswd.bcrypt_hash(secret_value(name), user, cost)
+
+
+def _masked_bcrypt(name: str, user: str, cost: int) -> str:
+    return f"{secrets_module.MASK}(bcrypt of {name})"
+
+
 def render(src: str, context: dict, masked: bool = False) -> str:
-    """Render ``templates/<src>``; ``secret(name)`` and ``secret_sha256(name)`` are real
-    values, or masks when ``masked``."""
+    """Render ``templates/<src>``; ``secret(name)``, ``secret_sha256(name)`` and
+    ``secret_bcrypt(name, user, cost)`` are real values, or masks when ``masked``."""
     try:
         return _jinja.get_template(src).render(
             **context,
             secret=_masked_secret if masked else secret_value,
             secret_sha256=_masked_sha256 if masked else _real_sha256,
+            secret_bcrypt=_masked_bcrypt if masked else _real_bcrypt,
         )
     except HostileValue as e:
         raise HostileValue(f"templates/{src}: {e}") from None

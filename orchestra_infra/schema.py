@@ -493,6 +493,49 @@ class NginxData(_Block):
     nginx_stub_status_port: InternalPort
 
 
+EdgeCheck = Literal["basic", "mtls", "allowlist"]
+
+
+class EdgeAuth(_Block):
+    """What a request must pass, per group of routes (every check listed; [] = public)."""
+    admin: list[EdgeCheck]
+    mcp: list[EdgeCheck]
+    api: list[EdgeCheck]
+
+
+class EdgeData(_Block):
+    edge_auth: EdgeAuth
+    edge_auth_user: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+    edge_auth_bcrypt_cost: Annotated[int, Field(ge=4, le=14)]
+    edge_public_api_paths: list[Annotated[str, Field(pattern=r"^/api/([A-Za-z0-9._~-]+/)*$")]]
+    edge_client_ca: CaFile | None
+    edge_allow_networks: list[Network]
+    nginx_mcp_rate: Annotated[str, Field(pattern=r"^\d+r/[sm]$")]
+    nginx_mcp_burst: Annotated[int, Field(ge=0)]
+    nginx_mcp_connections: Annotated[int, Field(ge=1, le=100000)]
+
+
+def _edge_problems(config: Config) -> list[str]:
+    problems = []
+    used: set[str] = set()
+    for group, checks in config.edge_auth:
+        used.update(checks)
+        if len(set(checks)) != len(checks):
+            problems.append(f"edge_auth.{group}: a check is listed twice")
+    if "mtls" in used and config.nginx_tls == "none":
+        problems.append("edge_auth: 'mtls' needs TLS at nginx (nginx_tls is 'none')")
+    if "mtls" in used and config.edge_client_ca is None:
+        problems.append("edge_client_ca: required by 'mtls' in edge_auth (the PEM file of the "
+                        "CA that signs client certificates)")
+    if "allowlist" in used and not config.edge_allow_networks:
+        problems.append("edge_allow_networks: required by 'allowlist' in edge_auth (the "
+                        "addresses or networks allowed)")
+    if "/api/" in config.edge_public_api_paths and config.edge_auth.api:
+        problems.append("edge_public_api_paths: '/api/' makes every API route public; say so "
+                        "with edge_auth.api = [] instead")
+    return problems
+
+
 class AppData(_Block):
     app_source: Annotated[str, AfterValidator(_app_source)]
     app_source_ref: Annotated[str, AfterValidator(_git_ref)] | None
@@ -665,7 +708,7 @@ class PrometheusData(_Block):
 
 
 class Config(BaseData, SecurityData, PortsData, PostgresData, RedisData, WeaviateData,
-             NginxData, AppData, BackupData, MonitData, PrometheusData):
+             NginxData, EdgeData, AppData, BackupData, MonitData, PrometheusData):
     """Everything a deploy reads. Field order follows ``group_data/all.py``."""
 
     def port_table(self) -> dict[str, int]:
@@ -883,7 +926,7 @@ def validate(data: dict[str, Any], secret_names: Collection[str]) -> Config:
         problems = [_describe(error, known) for error in e.errors()]
         raise ConfigError(_unique(problems)) from None
     problems = port_conflicts(config) + _data_service_problems(config, secret_names)
-    problems += _backup_problems(config) + _monit_problems(config)
+    problems += _backup_problems(config) + _monit_problems(config) + _edge_problems(config)
     if problems:
         raise ConfigError(problems)
     return config

@@ -46,6 +46,7 @@ class SecretSpec:
     generate: bool = True  # `secrets init` creates a random value
     required: bool = True  # a deploy stops when it is missing
     charset: tuple[str, str] = TOKEN  # (regex the whole value matches, its description)
+    max_bytes: int | None = None  # longest value the program that checks it reads whole
 
 
 SPECS = (
@@ -69,6 +70,9 @@ SPECS = (
                "restic repository", generate=False, required=False, charset=PRIVATE_KEY),
     SecretSpec("app_deploy_key", "SSH private key that may read the app's git repository",
                generate=False, required=False, charset=PRIVATE_KEY),
+    # The edge (nginx) keeps only a bcrypt hash of it, and bcrypt reads 72 bytes at most.
+    SecretSpec("edge_password", "basic-auth password of the edge's protected routes (the "
+               "admin, the MCP servers; user edge_auth_user)", max_bytes=72),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 NAMES = frozenset(SPEC_BY_NAME)  # what schema.validate accepts as a secret's name
@@ -186,6 +190,8 @@ def load(env: str, environ: Mapping[str, str] | None = None) -> Secrets:
             problems.append(f"secrets.{spec.name}: too short ({MIN_LENGTH} characters at least)")
         elif isinstance(value, str) and value:
             problems += character_problems(spec, value)
+        if isinstance(value, str) and spec.max_bytes and len(value.encode()) > spec.max_bytes:
+            problems.append(f"secrets.{spec.name}: too long ({spec.max_bytes} bytes at most)")
     if problems:
         raise ConfigError(problems)
     return Secrets(env, {k: v for k, v in values.items() if isinstance(v, str) and v})

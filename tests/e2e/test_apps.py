@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from types import SimpleNamespace
 import pytest
 
 from operations.ports import record_path
+from orchestra_infra import secrets
 from orchestra_infra.config import environment_data
 
 from .conftest import REPO, converge, on, pyinfra
@@ -32,11 +34,18 @@ _TLS.verify_mode = ssl.CERT_NONE  # the sandbox's certificate is self-signed
 RECORD = record_path(SimpleNamespace(**environment_data("sandbox")))
 
 
+def _edge_authorization() -> str:
+    """The admin and the MCP servers need the edge's basic auth (tests/e2e/test_edge.py)."""
+    password = secrets.load("sandbox")["edge_password"]
+    return "Basic " + base64.b64encode(f"orchestra:{password}".encode()).decode()
+
+
 def _request(target, path: str, method="GET", body=None, timeout=10) -> tuple:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(f"https://{target.address}{path}", data=data,
                                      method=method,
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": _edge_authorization()})
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=_TLS) as response:
             text = response.read().decode()

@@ -318,6 +318,16 @@ OTHERS = [
     *_cases("address", "alert_smtp_host", ["smtp.example.com;id", "smtp example"],
             "smtp.example.com"),
     *_cases("rate", "nginx_api_rate", ["20r/s; include x", "20r/s"], "10r/s"),
+    *_cases("rate", "nginx_mcp_rate", ["30r/s;", "30r/s limit_conn x 1"], "20r/s"),
+    # The edge (issue 11, section 4).
+    *_cases("name", "edge_auth_user", [NEWLINE, "x:y", SPACE, "x;y"], "operator"),
+    *_cases("network", "edge_allow_networks[0]", ["10.0.0.0/8;", "10.0.0.0/8 all",
+                                                  "10.0.0.0/8\ndeny all"], "192.0.2.0/24",
+            lambda value: {"edge_allow_networks": [value], "edge_auth": {
+                "admin": ["allowlist"], "mcp": ["basic"], "api": []}}),
+    *_cases("path", "edge_public_api_paths[0]", ["/api/x;", "/api/x {", "/api/x y",
+                                                 "/api/health/"], "/api/status/",
+            _listed("edge_public_api_paths")),
 ]
 
 PASSWORD = "A1b2C3d4E5f6G7h8"
@@ -353,6 +363,9 @@ SECRETS = [case for group in SECRETS for case in group] + [
         extra={**SFTP, "backup_sftp_known_hosts": [f"backup.example.com ssh-ed25519 {KEY}"]}),
     *_cases("secret", "secrets.lambda_api_key", ["key with space", "key$(id)"],
             "secret_benign.key", secret="lambda_api_key"),
+    *_cases("secret", "secrets.edge_password", [PASSWORD + ":x", PASSWORD + "'$(id)'",
+                                                PASSWORD * 5],
+            PASSWORD + "benign", secret="edge_password"),
 ]
 
 CORPUS: list[Case] = [*NAMES, *PATHS, *URLS, *EMAILS, *SIZES, *PORTS, *TIMES, *SYSCTL,
