@@ -47,6 +47,21 @@ _GO = ("MemoryDenyWriteExecute=true",)
 _EXPORTER = _SANDBOX_COMMON + _NO_CAPABILITIES + _INET + _GO + (
     "ProtectProc=invisible", "UMask=0077")
 
+
+
+def process_manager_sandbox(writable: list[str]) -> tuple[str, ...]:
+    """Sandboxing for a root daemon that starts programs as another user (supervisord):
+    the programs inherit it, so it keeps setuid/setgid and every address family they use,
+    and may write only ``writable`` (its own logs and socket, the programs' logs)."""
+    common = tuple(line for line in _SANDBOX_COMMON if line != "SystemCallFilter=~@privileged")
+    return common + (
+        "ReadWritePaths=" + " ".join(writable),
+        "CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_KILL CAP_CHOWN CAP_FOWNER "
+        "CAP_DAC_OVERRIDE",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
+    )
+
+
 SANDBOX: dict[str, tuple[str, ...]] = {
     "prometheus-node-exporter": _EXPORTER + _LOOPBACK + (
         # Reads what the text-file collector's writers leave here.
@@ -68,13 +83,11 @@ SANDBOX: dict[str, tuple[str, ...]] = {
     "redis-server": _SANDBOX_COMMON + _NO_CAPABILITIES + _INET + _LOOPBACK + (
         "MemoryDenyWriteExecute=true",
         "ReadWritePaths=-/var/lib/redis -/var/log/redis -/run/redis",
-        "UMask=0077",
     ),
     # PostgreSQL's JIT (LLVM) maps writable memory executable: no MemoryDenyWriteExecute.
     "postgresql@": _SANDBOX_COMMON + _NO_CAPABILITIES + _INET + (
         "ReadWritePaths=-/var/lib/postgresql -/var/run/postgresql -/var/log/postgresql",
         "ProtectProc=invisible",
-        "UMask=0077",
     ),
 }
 
