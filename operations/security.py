@@ -44,13 +44,15 @@ def check_ssh_access(config, ssh_user: str | None) -> None:
 def configure(config):
     _sshd(config)
     _firewall(config)
-    _sysctl(config)
+    # Read once: the container's host keeps what a container may not change.
+    container = host.get_fact(ContainerType)
+    _sysctl(config, container)
     _banner(config)
     _kernel_modules(config)
     _core_dumps(config)
     _login_defs(config)
-    _auditd(config)
-    _accounting(config)
+    _auditd(config, container)
+    _accounting(config, container)
     _fail2ban(config)
 
 
@@ -92,8 +94,7 @@ def _firewall(config):
     )
 
 
-def _sysctl(config):
-    container = host.get_fact(ContainerType)
+def _sysctl(config, container):
     settings = config.sysctl_settings
     skipped = []
     if container:
@@ -179,10 +180,9 @@ def _login_defs(config):
     )
 
 
-def _auditd(config):
+def _auditd(config, container):
     if not config.auditd_enabled:
         return
-    container = host.get_fact(ContainerType)
     if container:
         host.log(f"auditd skipped: the kernel's audit system belongs to the {container} "
                  "container's host (it refuses audit requests from a container)", logger.info)
@@ -200,9 +200,8 @@ def _auditd(config):
     system.service(name="Run auditd", unit="auditd")
 
 
-def _accounting(config):
+def _accounting(config, container):
     if config.process_accounting:
-        container = host.get_fact(ContainerType)
         if container:
             # accton needs CAP_SYS_PACCT, which a container does not get.
             host.log(f"Process accounting left off: a {container} container lacks "
