@@ -38,6 +38,7 @@ _SANDBOX_COMMON = (
     # A refused system call fails with EPERM rather than killing the daemon.
     "SystemCallErrorNumber=EPERM",
 )
+_ALLOW_SETUID = tuple(line for line in _SANDBOX_COMMON if line != "SystemCallFilter=~@privileged")
 # Loopback only, both ways: what serves or scrapes on 127.0.0.1 and talks to nobody else.
 _LOOPBACK = ("IPAddressDeny=any", "IPAddressAllow=localhost")
 _NO_CAPABILITIES = ("CapabilityBoundingSet=", "AmbientCapabilities=")
@@ -53,8 +54,7 @@ def process_manager_sandbox(writable: list[str]) -> tuple[str, ...]:
     """Sandboxing for a root daemon that starts programs as another user (supervisord):
     the programs inherit it, so it keeps setuid/setgid and every address family they use,
     and may write only ``writable`` (its own logs and socket, the programs' logs)."""
-    common = tuple(line for line in _SANDBOX_COMMON if line != "SystemCallFilter=~@privileged")
-    return common + (
+    return _ALLOW_SETUID + (
         "ReadWritePaths=" + " ".join(writable),
         "CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_KILL CAP_CHOWN CAP_FOWNER "
         "CAP_DAC_OVERRIDE",
@@ -84,8 +84,9 @@ SANDBOX: dict[str, tuple[str, ...]] = {
         "MemoryDenyWriteExecute=true",
         "ReadWritePaths=-/var/lib/redis -/var/log/redis -/run/redis",
     ),
-    # PostgreSQL's JIT (LLVM) maps writable memory executable: no MemoryDenyWriteExecute.
-    "postgresql@": _SANDBOX_COMMON + _NO_CAPABILITIES + _INET + (
+    # PostgreSQL's JIT (LLVM) maps writable memory executable: no MemoryDenyWriteExecute;
+    # pg_ctlcluster (perl) sets its user id even when it has it already: setuid allowed.
+    "postgresql@": _ALLOW_SETUID + _NO_CAPABILITIES + _INET + (
         "ReadWritePaths=-/var/lib/postgresql -/var/run/postgresql -/var/log/postgresql",
         "ProtectProc=invisible",
     ),
