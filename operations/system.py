@@ -84,9 +84,12 @@ SANDBOX: dict[str, tuple[str, ...]] = {
         "MemoryDenyWriteExecute=true",
         "ReadWritePaths=-/var/lib/redis -/var/log/redis -/run/redis",
     ),
-    # PostgreSQL's JIT (LLVM) maps writable memory executable: no MemoryDenyWriteExecute;
-    # pg_ctlcluster (perl) sets its user id even when it has it already: setuid allowed.
-    "postgresql@": _ALLOW_SETUID + _NO_CAPABILITIES + _INET + (
+    # PostgreSQL's JIT (LLVM) maps writable memory executable: no MemoryDenyWriteExecute.
+    # The packaged unit starts pg_ctlcluster as root, which switches to postgres.
+    "postgresql@": _ALLOW_SETUID + _INET + (
+        "CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_CHOWN CAP_FOWNER CAP_DAC_OVERRIDE "
+        "CAP_DAC_READ_SEARCH",
+        "AmbientCapabilities=",
         "ReadWritePaths=-/var/lib/postgresql -/var/run/postgresql -/var/log/postgresql",
         "ProtectProc=invisible",
     ),
