@@ -44,7 +44,7 @@ def test_effective_sshd_config_wins_over_cloud_init(testinfra_host):
     assert effective["allowusers"] == "ubuntu"
     assert effective["x11forwarding"] == "no"
     assert effective["allowtcpforwarding"] == "no"
-    assert effective["maxsessions"] == "2"
+    assert effective["maxsessions"] == "10"
     assert effective["loglevel"] == "VERBOSE"
     assert effective["banner"] == "/etc/issue.net"
     assert effective["ciphers"].split(",")[0] == "chacha20-poly1305@openssh.com"

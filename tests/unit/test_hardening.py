@@ -66,7 +66,7 @@ def test_packages_follow_the_switches():
 def test_sshd_dropin_forbids_forwarding_and_shows_the_banner():
     text = TEMPLATES.get_template("security/etc/ssh/sshd_config.d/00-orchestra.conf.j2").render(
         config=_config())
-    for line in ("AllowTcpForwarding no", "MaxSessions 2", "LogLevel VERBOSE",
+    for line in ("AllowTcpForwarding no", "MaxSessions 10", "LogLevel VERBOSE",
                  "Banner /etc/issue.net", "X11Forwarding no", "MaxAuthTries 3"):
         assert f"\n{line}\n" in text, line
 
