@@ -121,7 +121,7 @@ def configure(config, restart_when: list):
         name="Install the pm2-orchestra unit",
         src="pm2/etc/systemd/system/pm2-orchestra.service.j2",
         dest="/etc/systemd/system/pm2-orchestra.service",
-        context={"user": user, "pm2_home": home, "pm2": PM2},
+        context={"user": user, "pm2_home": home, "pm2": PM2, "log_root": config.log_root},
     )
     ecosystem = render.template(
         name="Describe the admin to PM2 (ecosystem.config.js)",

@@ -120,7 +120,7 @@ def test_units_the_deploy_writes_expose_little(tmp_path):
                            "pm2_home": "/var/lib/orchestra/pm2"}),
         "pm2-orchestra.service": ("pm2/etc/systemd/system/pm2-orchestra.service.j2",
                                   {"user": "orchestra", "pm2_home": "/var/lib/orchestra/pm2",
-                                   "pm2": "/usr/bin/pm2"}),
+                                   "pm2": "/usr/bin/pm2", "log_root": "/var/log/orchestra"}),
         "orchestra-firewall.service": (
             "security/etc/systemd/system/orchestra-firewall.service.j2",
             {"rules": security.FIREWALL_RULES}),
