@@ -102,6 +102,14 @@ def test_weaviate_listens_on_loopback_only(target, provisioned):
     for key in ("CLUSTER_GOSSIP_BIND_PORT", "RAFT_PORT", "RAFT_INTERNAL_RPC_PORT"):
         assert listeners[ports[key]] == {"127.0.0.1"}, (key, listeners)
     own = target.address
+    # systemd enforces IPAddressDeny= with cgroup BPF; where it cannot (some container hosts)
+    # the setting is silently ignored: say so rather than pass or fail on it.
+    unenforced = sandbox.run(target.name, "systemd-run --wait --pipe -q -p IPAddressDeny=any "
+                             "python3 -c \"import socket; socket.create_connection("
+                             "('127.0.0.1', 22), 3)\"", timeout=60)
+    if unenforced.returncode == 0:
+        pytest.skip("this host's systemd cannot enforce IPAddressDeny= (no cgroup BPF here); "
+                    "on a VM gRPC and the data API refuse non-loopback peers")
     probe = ("python3 -c \"import socket; socket.create_connection(('{address}', {port}), 3)\" "
              "&& echo open || echo closed")
     for key in ("GRPC_PORT", "CLUSTER_DATA_BIND_PORT"):
