@@ -156,7 +156,8 @@ login_banner = (
 # channels open than that (an SFTP session beside its commands): at 2 a deploy fails with
 # "Secsh channel open FAILED: Connect failed" (measured on a sandbox host).
 sshd_max_sessions = 10
-# Kernel modules never loaded ("install NAME /bin/false" and a blacklist in modprobe.d):
+# Kernel modules never loaded ("install NAME /bin/true", the form Lynis recognises, and a
+# blacklist in modprobe.d):
 # uncommon network protocols, USB and FireWire storage. A GPU server needs none of them.
 disabled_kernel_modules = ["dccp", "sctp", "rds", "tipc", "usb-storage", "firewire-core"]
 # Core dumps: off for every process (limits.d, systemd-coredump, fs.suid_dumpable=0).
