@@ -127,7 +127,63 @@ sysctl_settings = {
     "fs.protected_hardlinks": 1,
     "fs.protected_symlinks": 1,
     "vm.swappiness": 10,
+    # Hardening (Lynis KRNL-6000). Not kernel.modules_disabled: the NVIDIA driver loads
+    # modules; not net.ipv4.conf.all.forwarding=0: Docker routes for its containers.
+    "net.ipv4.conf.default.accept_source_route": 0,
+    "net.ipv4.conf.default.log_martians": 1,
+    "net.ipv4.icmp_ignore_bogus_error_responses": 1,
+    "net.ipv6.conf.all.accept_source_route": 0,
+    "net.ipv6.conf.default.accept_source_route": 0,
+    "net.core.bpf_jit_harden": 2,
+    "dev.tty.ldisc_autoload": 0,
+    "fs.protected_fifos": 2,
+    "fs.protected_regular": 2,
+    "fs.suid_dumpable": 0,
+    "kernel.core_uses_pid": 1,
+    "kernel.sysrq": 0,
+    "kernel.unprivileged_bpf_disabled": 1,
+    "kernel.perf_event_paranoid": 3,
 }
+
+# --- hardening (Lynis) -------------------------------------------------------------------------
+
+# What every console and SSH login shows first (/etc/issue, /etc/issue.net, sshd's Banner),
+# a line each (no value holds a newline).
+login_banner = [
+    "Authorised access only. This system is monitored and every session is logged;",
+    "unauthorised use is prohibited and may be prosecuted.",
+]
+# sshd sessions per connection: OpenSSH's default. Lynis wants 2, but pyinfra keeps more
+# channels open than that (an SFTP session beside its commands): at 2 a deploy fails with
+# "Secsh channel open FAILED: Connect failed" (measured on a sandbox host).
+sshd_max_sessions = 10
+# Kernel modules never loaded ("install NAME /bin/true", the form Lynis recognises, and a
+# blacklist in modprobe.d):
+# uncommon network protocols, USB and FireWire storage. A GPU server needs none of them.
+disabled_kernel_modules = ["dccp", "sctp", "rds", "tipc", "usb-storage", "firewire-core"]
+# Core dumps: off for every process (limits.d, systemd-coredump, fs.suid_dumpable=0).
+core_dumps = False
+# login.defs: the umask of login sessions (sudo keeps 022 for the deploy's own commands),
+# password aging for new accounts (logins are by key) and SHA-512 hashing rounds.
+login_umask = "027"
+password_max_days = 365
+password_min_days = 1
+password_warn_days = 14
+password_hash_rounds = 65536
+# auditd with a small rule set (identity, sudoers, sshd, modules, time). Skipped, with
+# the reason logged, in a container: the kernel's audit system belongs to the container's host.
+auditd_enabled = True
+# Process accounting (acct: lastcomm, sa).
+process_accounting = True
+# fail2ban's sshd jail: an address with this many failed logins in 10 minutes is dropped
+# for fail2ban_ban_seconds. Never banned: loopback, firewall_trusted_networks and these.
+fail2ban_enabled = True
+fail2ban_max_retry = 5
+fail2ban_ban_seconds = 3600
+fail2ban_ignore_networks = []
+# Audit and integrity tools: debsums (checks installed files against their packages),
+# apt-show-versions (Lynis' patch check), sysstat (sar), libpam-pwquality (password strength).
+hardening_packages = ["apt-show-versions", "debsums", "libpam-pwquality", "sysstat"]
 
 # --- postgres ----------------------------------------------------------------------------------
 

@@ -183,7 +183,8 @@ def run(plan: Plan):
         name="Run Monit under systemd (restarted if it dies)",
         src="monit/etc/systemd/system/monit.service.j2",
         dest="/etc/systemd/system/monit.service",
-        context={"monit": MONIT, "control_file": CONTROL_FILE},
+        context={"monit": MONIT, "control_file": CONTROL_FILE,
+                 "pm2_home": catalog.pm2_home(plan.config)},
     )
     # A Monit started by the init script would make the unit's own exit at once (it only
     # wakes a running daemon up): stop that one first, and enable the unit itself.

@@ -122,7 +122,7 @@ def configure(config, restart_when: list):
         name="Install the pm2-orchestra unit",
         src="pm2/etc/systemd/system/pm2-orchestra.service.j2",
         dest="/etc/systemd/system/pm2-orchestra.service",
-        context={"user": user, "pm2_home": home, "pm2": PM2},
+        context={"user": user, "pm2_home": home, "pm2": PM2, "log_root": config.log_root},
     )
     ecosystem = render.template(
         name="Describe the admin to PM2 (ecosystem.config.js)",
@@ -131,7 +131,9 @@ def configure(config, restart_when: list):
         context={"config": config, "current": app.current_link(config)},
         group=user, mode="640",
     )
-    system.service(name="Run PM2", unit="pm2-orchestra", daemon_reload_when=[unit])
+    # A changed unit (its sandbox) applies only to a PM2 daemon started under it.
+    system.service(name="Run PM2", unit="pm2-orchestra", daemon_reload_when=[unit],
+                   restart_when=[unit])
     reload_admin(config, when=[ecosystem, unit, *restart_when])
     pm2_module(name=f"Rotate PM2 logs (pm2-logrotate {config.pm2_logrotate_version})",
                module="pm2-logrotate", version=config.pm2_logrotate_version, user=user,

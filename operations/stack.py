@@ -15,6 +15,7 @@ from operations import (
     postgres,
     prometheus,
     redis,
+    security,
     supervisor,
     weaviate,
 )
@@ -30,7 +31,7 @@ def packages(config, groups, postgres_packages: list[str] | None = None) -> list
     ``postgres_packages``: the PostgreSQL packages when known without the host (the
     benchmark's floor); otherwise read from the host's distro and apt sources.
     """
-    names = list(config.base_packages)
+    names = list(config.base_packages) + security.packages(config)
     for component in catalog.components(config, groups):
         if component == "postgres" and postgres_packages is not None:
             names += postgres_packages

@@ -27,6 +27,8 @@ def configure(config, restart_when: list, after_units: list[str]):
         why="the apps start after the data services they use, and\n"
             "supervisord itself comes back if it dies.",
         unit_settings=[f"After={after}", f"Wants={after}"],
+        sandbox=system.process_manager_sandbox(
+            ["-/var/log/supervisor", "-/run", config.log_root]),
     )
     programs = app.programs(config)
     conf = render.template(

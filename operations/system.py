@@ -12,6 +12,89 @@ from operations import render, snapshot
 
 DROPIN = "systemd/etc/systemd/system/UNIT.service.d/10-orchestra.conf.j2"
 
+# Sandboxing every drop-in adds to its packaged unit (systemd-analyze security: 4.9 or
+# lower each, measured in docs/benchmarks.md). What a unit needs beyond it is in SANDBOX.
+_SANDBOX_COMMON = (
+    "ProtectSystem=strict",
+    "ProtectHome=true",
+    "PrivateTmp=true",
+    "PrivateDevices=true",
+    "NoNewPrivileges=true",
+    "RestrictNamespaces=true",
+    "RestrictRealtime=true",
+    "RestrictSUIDSGID=true",
+    "LockPersonality=true",
+    "ProtectClock=true",
+    "ProtectHostname=true",
+    "ProtectKernelLogs=true",
+    "ProtectKernelModules=true",
+    "ProtectKernelTunables=true",
+    "ProtectControlGroups=true",
+    "KeyringMode=private",
+    "RemoveIPC=true",
+    "SystemCallArchitectures=native",
+    "SystemCallFilter=@system-service",
+    "SystemCallFilter=~@privileged",
+    # A refused system call fails with EPERM rather than killing the daemon.
+    "SystemCallErrorNumber=EPERM",
+)
+_ALLOW_SETUID = tuple(line for line in _SANDBOX_COMMON if line != "SystemCallFilter=~@privileged")
+# Loopback only, both ways: what serves or scrapes on 127.0.0.1 and talks to nobody else.
+_LOOPBACK = ("IPAddressDeny=any", "IPAddressAllow=localhost")
+_NO_CAPABILITIES = ("CapabilityBoundingSet=", "AmbientCapabilities=")
+_INET = ("RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",)
+# Go programs: no JIT, so no writable-and-executable memory.
+_GO = ("MemoryDenyWriteExecute=true",)
+_EXPORTER = _SANDBOX_COMMON + _NO_CAPABILITIES + _INET + _GO + (
+    "ProtectProc=invisible", "UMask=0077")
+
+
+
+def process_manager_sandbox(writable: list[str]) -> tuple[str, ...]:
+    """Sandboxing for a root daemon that starts programs as another user (supervisord):
+    the programs inherit it, so it keeps setuid/setgid and every address family they use,
+    and may write only ``writable`` (its own logs and socket, the programs' logs)."""
+    return _ALLOW_SETUID + (
+        "ReadWritePaths=" + " ".join(writable),
+        "CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_KILL CAP_CHOWN CAP_FOWNER "
+        "CAP_DAC_OVERRIDE",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
+    )
+
+
+SANDBOX: dict[str, tuple[str, ...]] = {
+    "prometheus-node-exporter": _EXPORTER + _LOOPBACK + (
+        # Reads what the text-file collector's writers leave here.
+        "ReadOnlyPaths=/var/lib/prometheus/node-exporter",
+    ),
+    "prometheus-postgres-exporter": _EXPORTER + _LOOPBACK,
+    "prometheus-redis-exporter": _EXPORTER + _LOOPBACK,
+    "prometheus-nginx-exporter": _EXPORTER + _LOOPBACK,
+    # Probes the public endpoints (TLS certificates, the edge) by their public names.
+    "prometheus-blackbox-exporter": _EXPORTER + (
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
+    ),
+    "prometheus": _EXPORTER + _LOOPBACK + ("ReadWritePaths=/var/lib/prometheus",),
+    # Sends notifications (webhooks, mail) anywhere.
+    "prometheus-alertmanager": _EXPORTER + (
+        "ReadWritePaths=/var/lib/prometheus/alertmanager",
+    ),
+    "mtail": _EXPORTER + _LOOPBACK,
+    "redis-server": _SANDBOX_COMMON + _NO_CAPABILITIES + _INET + _LOOPBACK + (
+        "MemoryDenyWriteExecute=true",
+        "ReadWritePaths=-/var/lib/redis -/var/log/redis -/run/redis",
+    ),
+    # PostgreSQL's JIT (LLVM) maps writable memory executable: no MemoryDenyWriteExecute.
+    # The packaged unit starts pg_ctlcluster as root, which switches to postgres.
+    "postgresql@": _ALLOW_SETUID + _INET + (
+        "CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_CHOWN CAP_FOWNER CAP_DAC_OVERRIDE "
+        "CAP_DAC_READ_SEARCH",
+        "AmbientCapabilities=",
+        "ReadWritePaths=-/var/lib/postgresql -/var/run/postgresql -/var/log/postgresql",
+        "ProtectProc=invisible",
+    ),
+}
+
 
 @snapshot.registers("dirs", "path")
 @operation()
@@ -222,7 +305,7 @@ def service(unit: str, running: bool = True, enabled: bool = True, restart_when=
 
 
 def restart_always_dropin(unit: str, name: str, why: str, unit_settings=(),
-                          service_settings=(), restart_sec: int = 3):
+                          service_settings=(), restart_sec: int = 3, sandbox=None):
     """
     Make a unit come back whenever it dies: ``Restart=always`` in a drop-in beside its
     package's unit file, with the other settings this stack needs of it. Packaged units
@@ -235,6 +318,8 @@ def restart_always_dropin(unit: str, name: str, why: str, unit_settings=(),
     + unit_settings: lines of its ``[Unit]`` section (``After=...``), none by default
     + service_settings: lines of its ``[Service]`` section before the restart policy
     + restart_sec: seconds between a death and the restart
+    + sandbox: lines of systemd sandboxing for its ``[Service]`` section; by default the
+      unit's entry in ``SANDBOX`` (none for a unit not listed)
 
     Returns the render operation, for ``system.service(daemon_reload_when=...)``.
 
@@ -250,5 +335,6 @@ def restart_always_dropin(unit: str, name: str, why: str, unit_settings=(),
         src=DROPIN,
         dest=f"/etc/systemd/system/{unit}.service.d/10-orchestra.conf",
         context={"why": why, "unit_settings": list(unit_settings),
-                 "service_settings": list(service_settings), "restart_sec": restart_sec},
+                 "service_settings": list(service_settings), "restart_sec": restart_sec,
+                 "sandbox": list(SANDBOX.get(unit, ()) if sandbox is None else sandbox)},
     )

@@ -24,6 +24,16 @@ ROOT = catalog.WEAVIATE_ROOT
 CURRENT = catalog.WEAVIATE_CURRENT
 ENV_FILE = "/etc/weaviate/weaviate.env"
 READY_TIMEOUT = 120  # seconds a (re)started Weaviate has to report ready
+# A single node's cluster ports (Weaviate's defaults, written out): gossip and Raft bind
+# loopback (CLUSTER_BIND_ADDR, CLUSTER_ADVERTISE_ADDR); the data API and gRPC bind every
+# interface whatever is set, so weaviate.service's IP firewall keeps them to loopback.
+CLUSTER_BIND = "127.0.0.1"
+CLUSTER_PORTS = {
+    "CLUSTER_GOSSIP_BIND_PORT": 7946,
+    "CLUSTER_DATA_BIND_PORT": 7947,
+    "RAFT_PORT": 8300,
+    "RAFT_INTERNAL_RPC_PORT": 8301,
+}
 
 
 def packages(config, groups) -> list[str]:
@@ -63,7 +73,7 @@ def configure(config):
         name="Configure Weaviate (env file)",
         src="weaviate/etc/weaviate/weaviate.env.j2",
         dest=ENV_FILE,
-        context={"config": config},
+        context={"config": config, "cluster_bind": CLUSTER_BIND, "cluster_ports": CLUSTER_PORTS},
         group="weaviate", mode="640",
         secret=True,
     )

@@ -372,6 +372,46 @@ class SecurityData(_Block):
 MCP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
 
+def _banner(lines: list[str]) -> list[str]:
+    # getty expands backslash escapes in /etc/issue; sshd sends the text as it is.
+    if not "".join(lines).strip():
+        raise ValueError("is empty: write the text every login shows")
+    if any("\\" in line or not line.isprintable() for line in lines):
+        raise ValueError("may hold printable characters only (a line each), no backslash")
+    return lines
+
+
+_MODULE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def _module(value: str) -> str:
+    if not _MODULE.match(value):
+        raise ValueError(f"{value!r} is not a kernel module name")
+    return value
+
+
+class HardeningData(_Block):
+    """Host hardening beyond sshd and the firewall (Lynis): see group_data/all.py."""
+
+    login_banner: Annotated[list[Annotated[str, Field(max_length=200)]],
+                            Field(min_length=1, max_length=20), AfterValidator(_banner)]
+    sshd_max_sessions: Annotated[int, Field(ge=1, le=10)]
+    disabled_kernel_modules: list[Annotated[str, AfterValidator(_module)]]
+    core_dumps: bool
+    login_umask: Annotated[str, Field(pattern=r"^0?[0-7]{3}$")]
+    password_max_days: Annotated[int, Field(ge=1, le=99999)]
+    password_min_days: Annotated[int, Field(ge=0, le=99999)]
+    password_warn_days: Annotated[int, Field(ge=0, le=99999)]
+    password_hash_rounds: Annotated[int, Field(ge=5000, le=999_999_999)]
+    auditd_enabled: bool
+    process_accounting: bool
+    fail2ban_enabled: bool
+    fail2ban_max_retry: Annotated[int, Field(ge=1, le=100)]
+    fail2ban_ban_seconds: Annotated[int, Field(ge=60, le=365 * 86400)]
+    fail2ban_ignore_networks: list[Network]
+    hardening_packages: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.+-]+$")]]
+
+
 class McpServer(_Block):
     port: InternalPort
 
@@ -707,8 +747,8 @@ class PrometheusData(_Block):
     prometheus_backup_max_age_hours: Annotated[int, Field(ge=1, le=24 * 30)]
 
 
-class Config(BaseData, SecurityData, PortsData, PostgresData, RedisData, WeaviateData,
-             NginxData, EdgeData, AppData, BackupData, MonitData, PrometheusData):
+class Config(BaseData, SecurityData, HardeningData, PortsData, PostgresData, RedisData,
+             WeaviateData, NginxData, EdgeData, AppData, BackupData, MonitData, PrometheusData):
     """Everything a deploy reads. Field order follows ``group_data/all.py``."""
 
     def port_table(self) -> dict[str, int]:

@@ -43,6 +43,10 @@ def test_effective_sshd_config_wins_over_cloud_init(testinfra_host):
     assert effective["maxauthtries"] == "3"
     assert effective["allowusers"] == "ubuntu"
     assert effective["x11forwarding"] == "no"
+    assert effective["allowtcpforwarding"] == "no"
+    assert effective["maxsessions"] == "10"
+    assert effective["loglevel"] == "VERBOSE"
+    assert effective["banner"] == "/etc/issue.net"
     assert effective["ciphers"].split(",")[0] == "chacha20-poly1305@openssh.com"
     assert "cbc" not in effective["ciphers"]
     assert "sha1" not in effective["macs"]
@@ -148,3 +152,39 @@ def test_preview_shows_the_diff_and_changes_nothing(target, provisioned, testinf
 def test_ssh_port_answers(target):
     with socket.create_connection((target.address, 22), timeout=5) as conn:
         assert conn.recv(64).startswith(b"SSH-2.0-OpenSSH")
+
+
+def test_login_banner_and_umasks(target, testinfra_host):
+    banner = testinfra_host.file("/etc/issue.net").content_string
+    assert banner.startswith("Authorised access only.")
+    assert testinfra_host.file("/etc/issue").content_string == banner
+    # A login session gets login.defs' UMASK through pam_umask (with USERGROUPS_ENAB the
+    # group digit follows the owner's: 0007 for ubuntu): nothing for other users. Commands
+    # through sudo (the deploy's) keep 022, or the services could not read what it writes.
+    assert on(target, "umask", sudo=False).strip()[-1] == "7"
+    assert on(target, "umask").strip() == "0022"
+    defs = testinfra_host.file("/etc/login.defs")
+    for line in ("UMASK\t027", "PASS_MAX_DAYS\t365", "SHA_CRYPT_MIN_ROUNDS\t65536"):
+        assert defs.contains(f"^{line}$"), line
+
+
+def test_uncommon_modules_and_core_dumps_are_off(target, testinfra_host):
+    modprobe = testinfra_host.file("/etc/modprobe.d/orchestra-hardening.conf")
+    for module in ("dccp", "sctp", "rds", "tipc", "usb-storage", "firewire-core"):
+        assert modprobe.contains(f"^install {module} /bin/true$"), module
+        assert modprobe.contains(f"^blacklist {module}$"), module
+    assert on(target, "ulimit -H -c", sudo=False).strip() == "0"
+    coredump = testinfra_host.check_output("systemd-analyze cat-config systemd/coredump.conf")
+    assert "Storage=none" in coredump
+    assert testinfra_host.file("/etc/sysctl.d/60-orchestra.conf").contains("fs.suid_dumpable")
+
+
+def test_accounting_and_fail2ban_run(target, testinfra_host):
+    for unit in ("sysstat", "fail2ban"):
+        assert testinfra_host.service(unit).is_running, unit
+    # A container gets no CAP_SYS_PACCT: accounting is installed but left off.
+    assert testinfra_host.package("acct").is_installed
+    assert "sshd" in on(target, "fail2ban-client status")
+    assert testinfra_host.package("debsums").is_installed
+    # No auditd in a container: the kernel's audit system belongs to the container's host.
+    assert not testinfra_host.package("auditd").is_installed

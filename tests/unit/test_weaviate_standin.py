@@ -57,6 +57,10 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+CLUSTER_PORTS = ("CLUSTER_GOSSIP_BIND_PORT", "CLUSTER_DATA_BIND_PORT", "RAFT_PORT",
+                 "RAFT_INTERNAL_RPC_PORT")
+
+
 def base_env(data: Path, backups: Path) -> dict[str, str]:
     """The environment the deploy gives Weaviate (production-like: keys, no anonymous access)."""
     return {
@@ -82,8 +86,11 @@ class Standin:
 
     def __init__(self, executable: Path, env: dict[str, str], log_path: Path):
         self.port, self.grpc_port = free_port(), free_port()
+        self.cluster_ports = {name: free_port() for name in CLUSTER_PORTS}
         self.log_path = log_path
-        env = {"GRPC_PORT": str(self.grpc_port), **env}
+        env = {"GRPC_PORT": str(self.grpc_port), "CLUSTER_BIND_ADDR": "127.0.0.1",
+               "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
+               **{name: str(port) for name, port in self.cluster_ports.items()}, **env}
         argv = [sys.executable, str(executable), "--host", "127.0.0.1", "--port", str(self.port),
                 "--scheme", "http", "--read-timeout", "60s", "--write-timeout", "60s"]
         with open(log_path, "ab") as log:
@@ -522,11 +529,41 @@ def test_sigterm_exits_0_and_the_json_logs_never_show_a_key(start):
     assert KEY not in standin.logs() and OTHER_KEY not in standin.logs()
 
 
-def test_it_listens_only_on_the_given_host_and_holds_the_grpc_port(start):
+def _answers(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=2) as conn:
+            conn.settimeout(2)
+            assert conn.recv(1) == b""  # accepted, then closed: no gRPC is spoken
+        return True
+    except ConnectionRefusedError:
+        return False
+
+
+def test_it_binds_where_weaviate_binds(start):
+    """HTTP on --host only; gossip and Raft on CLUSTER_BIND_ADDR / CLUSTER_ADVERTISE_ADDR;
+    gRPC and the cluster data port on every interface, as Weaviate's net.Listen(":PORT")."""
     standin = start().wait_ready()
-    for port in (standin.port, standin.grpc_port):
-        with pytest.raises(ConnectionRefusedError):
-            socket.create_connection(("127.0.0.2", port), timeout=2).close()
-    with socket.create_connection(("127.0.0.1", standin.grpc_port), timeout=2) as conn:
-        conn.settimeout(2)
-        assert conn.recv(1) == b""  # accepted, then closed: no gRPC is spoken
+    ports = standin.cluster_ports
+    for port in (standin.port, ports["CLUSTER_GOSSIP_BIND_PORT"], ports["RAFT_PORT"],
+                 ports["RAFT_INTERNAL_RPC_PORT"]):
+        assert not _answers("127.0.0.2", port), port
+    for port in (ports["CLUSTER_GOSSIP_BIND_PORT"], ports["RAFT_PORT"],
+                 ports["RAFT_INTERNAL_RPC_PORT"], standin.grpc_port,
+                 ports["CLUSTER_DATA_BIND_PORT"]):
+        assert _answers("127.0.0.1", port), port
+    for port in (standin.grpc_port, ports["CLUSTER_DATA_BIND_PORT"]):
+        assert _answers("127.0.0.2", port), port
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with pytest.raises(OSError):  # the gossip port's UDP side is taken
+        udp.bind(("127.0.0.1", ports["CLUSTER_GOSSIP_BIND_PORT"]))
+    udp.close()
+
+
+def test_cluster_settings_are_checked(start, tmp_path):
+    for env, message in (
+        ({"CLUSTER_BIND_ADDR": "localhost"}, "CLUSTER_BIND_ADDR='localhost' is not an IP address"),
+        ({"RAFT_PORT": "x"}, "RAFT_PORT='x' is not an integer"),
+    ):
+        standin = start(**env)
+        assert standin.proc.wait(timeout=30) == 1
+        assert message in standin.logs()
