@@ -13,10 +13,12 @@ import pytest
 
 from orchestra_infra import sandbox
 
-from .conftest import on
+from .conftest import REPO, on
 
 pytestmark = pytest.mark.e2e
 
+# The figures of the last run, for docs/benchmarks.md (CI prints no output of a passing test).
+FIGURES = REPO / "build" / "e2e-figures"
 LYNIS_MIN_INDEX = 80
 MAX_EXPOSURE = 4.9
 MANAGED = "Managed by orchestra-infra"
@@ -33,6 +35,11 @@ def _lynis(host: sandbox.SandboxHost) -> tuple[int, str]:
     return int(found.group(1)), result.stdout
 
 
+def _record(name: str, text: str) -> None:
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    (FIGURES / name).write_text(text)
+
+
 def _suggestions(report: str) -> list[str]:
     return re.findall(r"^\s*\* (.+?\[[A-Z]+-\d+\])", report, flags=re.MULTILINE)
 
@@ -44,8 +51,10 @@ def test_lynis_hardening_index(which, request, provisioned):
     host = request.getfixturevalue(which)
     index, report = _lynis(host)
     suggestions = _suggestions(report)
-    print(f"\nLynis hardening index on {host.name}: {index}")
-    print("\n".join(f"  suggestion: {line}" for line in suggestions))
+    figures = (f"Lynis hardening index on {host.name} ({host.image}): {index}\n"
+               + "".join(f"  suggestion: {line}\n" for line in suggestions))
+    print("\n" + figures)
+    _record(f"lynis-{host.image}.txt", figures)
     assert index >= LYNIS_MIN_INDEX, f"{host.name}: Lynis index {index}"
 
 
@@ -80,8 +89,10 @@ def test_every_unit_the_deploy_writes_is_sandboxed(target, provisioned):
         found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", output)
         assert found, output[-2000:]
         exposures[unit] = float(found.group(1))
-    print("\nsystemd-analyze security (overall exposure):")
-    print("\n".join(f"  {unit}: {value}" for unit, value in exposures.items()))
+    figures = "systemd-analyze security (overall exposure):\n" + "".join(
+        f"  {unit}: {value}\n" for unit, value in exposures.items())
+    print("\n" + figures)
+    _record("systemd-exposure.txt", figures)
     too_open = {unit: value for unit, value in exposures.items() if value > MAX_EXPOSURE}
     assert not too_open, too_open
 
