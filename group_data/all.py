@@ -182,8 +182,11 @@ fail2ban_max_retry = 5
 fail2ban_ban_seconds = 3600
 fail2ban_ignore_networks = []
 # Audit and integrity tools: debsums (checks installed files against their packages),
-# apt-show-versions (Lynis' patch check), sysstat (sar), libpam-pwquality (password strength).
-hardening_packages = ["apt-show-versions", "debsums", "libpam-pwquality", "sysstat"]
+# apt-show-versions (Lynis' patch check), sysstat (sar), libpam-pwquality (password strength),
+# needrestart (which daemons still run replaced libraries after an upgrade; Ubuntu's cloud
+# images ship it, Debian's do not; the deploy's own apt runs suspend it).
+hardening_packages = ["apt-show-versions", "debsums", "libpam-pwquality", "needrestart",
+                      "sysstat"]
 
 # --- postgres ----------------------------------------------------------------------------------
 
