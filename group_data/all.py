@@ -184,9 +184,10 @@ fail2ban_ignore_networks = []
 # Audit and integrity tools: debsums (checks installed files against their packages),
 # apt-show-versions (Lynis' patch check), sysstat (sar), libpam-pwquality (password strength),
 # needrestart (which daemons still run replaced libraries after an upgrade; Ubuntu's cloud
-# images ship it, Debian's do not; the deploy's own apt runs suspend it).
-hardening_packages = ["apt-show-versions", "debsums", "libpam-pwquality", "needrestart",
-                      "sysstat"]
+# images ship it, Debian's do not; the deploy's own apt runs suspend it), libpam-tmpdir (each
+# login session gets its own private TMPDIR, /tmp/user/UID, 0700).
+hardening_packages = ["apt-show-versions", "debsums", "libpam-pwquality", "libpam-tmpdir",
+                      "needrestart", "sysstat"]
 
 # --- postgres ----------------------------------------------------------------------------------
 

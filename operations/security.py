@@ -144,6 +144,16 @@ def _core_dumps(config):
         dest="/etc/systemd/coredump.conf.d/60-orchestra.conf",
         context={"config": config},
     )
+    profile = "/etc/profile.d/orchestra-core-dumps.sh"
+    if config.core_dumps:
+        system.absent(name="Allow core dumps in login shells", path=profile)
+    else:
+        render.template(
+            name="Limit core dumps (login shells)",
+            src="security/etc/profile.d/orchestra-core-dumps.sh.j2",
+            dest=profile,
+            context={"config": config},
+        )
 
 
 def login_defs(config) -> dict[str, str]:
@@ -221,10 +231,14 @@ def _accounting(config, container):
 def _fail2ban(config):
     if not config.fail2ban_enabled:
         return
+    # jail.local, fail2ban's own place for local settings (the package never changes it);
+    # releases before 2026-11-30 wrote jail.d/orchestra.local.
     jail = render.template(
         name="Configure fail2ban's sshd jail",
-        src="security/etc/fail2ban/jail.d/orchestra.local.j2",
-        dest="/etc/fail2ban/jail.d/orchestra.local",
+        src="security/etc/fail2ban/jail.local.j2",
+        dest="/etc/fail2ban/jail.local",
         context={"config": config},
     )
-    system.service(name="Run fail2ban", unit="fail2ban", restart_when=[jail])
+    old = system.absent(name="Remove the old fail2ban jail file",
+                        path="/etc/fail2ban/jail.d/orchestra.local")
+    system.service(name="Run fail2ban", unit="fail2ban", restart_when=[jail, old])

@@ -44,13 +44,7 @@ def _suggestions(report: str) -> list[str]:
     return re.findall(r"^\s*\* (.+?\[[A-Z]+-\d+\])", report, flags=re.MULTILINE)
 
 
-# Debian 12 measured 79 in CI (with needrestart too): issue 11's target of 80 is not met
-# there yet. Strict: the day it passes, this mark must go.
-DEBIAN_BELOW_TARGET = pytest.mark.xfail(strict=True, reason="Lynis 79 on Debian 12: below the "
-                                        "target of 80 (issue 11, still open)")
-
-
-@pytest.mark.parametrize("which", ["target", pytest.param("debian", marks=DEBIAN_BELOW_TARGET)])
+@pytest.mark.parametrize("which", ["target", "debian"])
 def test_lynis_hardening_index(which, request, provisioned):
     if which == "debian":
         request.getfixturevalue("debian_provisioned_for_lynis")

@@ -73,7 +73,7 @@ def test_sshd_dropin_forbids_forwarding_and_shows_the_banner():
 
 def test_fail2ban_never_bans_loopback_or_trusted_networks():
     cfg = _config(firewall_trusted_networks=["10.0.0.0/24"], fail2ban_ignore_networks=["192.0.2.7"])
-    text = TEMPLATES.get_template("security/etc/fail2ban/jail.d/orchestra.local.j2").render(
+    text = TEMPLATES.get_template("security/etc/fail2ban/jail.local.j2").render(
         config=cfg)
     assert "\nignoreip = 127.0.0.1/8 ::1 10.0.0.0/24 192.0.2.7\n" in text
     assert "\nbackend = systemd\n" in text and "\nmaxretry = 5\n" in text
