@@ -134,7 +134,12 @@ def build(tarball: str, release_id: str, releases: str, ready_file: str):
     # Unique per run: a build left running by an interrupted deploy (the remote side of a
     # killed pyinfra goes on) must not remove or read this run's upload.
     upload = f"{releases}/.upload-{release_id}-{uuid.uuid4().hex[:12]}.tar.gz"
-    yield FileUploadCommand(tarball, upload, remote_temp_filename=host.get_temp_filename(upload))
+    # Through the SSH user's own 0700 directory (render.place): not the sudo user's temporary
+    # directory, which pam_tmpdir makes root's own (/tmp/user/0), unwritable over SFTP.
+    temp_dir = render.private_temp_dir()
+    yield StringCommand("mkdir", "-p", "-m", "700", temp_dir, _sudo=False)
+    yield FileUploadCommand(tarball, upload, remote_temp_filename=host.get_temp_filename(
+        upload, temp_directory=temp_dir))
     # One build at a time, under a lock: this run waits for such a leftover build, then
     # finds the release ready, or builds it anew (templates/app/scripts/release-build.sh.j2).
     script = render.script("app/scripts/release-build.sh.j2", upload=upload, target=target,

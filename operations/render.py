@@ -179,7 +179,7 @@ def _show_diff(dest: str, existed: bool, current: list[str] | None, desired: str
     logger.info("")
 
 
-def _private_temp_dir() -> str:
+def private_temp_dir() -> str:
     # Uploads go to the SSH user's own 0700 directory first: a default /tmp upload is
     # world-readable until sudo copies it into place (pyinfra issue #691).
     home = host.get_fact(Home, _sudo=False)
@@ -189,7 +189,7 @@ def _private_temp_dir() -> str:
 def place(content: str, dest: str, user: str, group: str, mode: str, existed: bool = False,
            validate: str | None = None):
     """Upload next to dest with the final owner and mode, then rename over dest."""
-    temp_dir = _private_temp_dir()
+    temp_dir = private_temp_dir()
     new = f"{dest}.orchestra-new"
     yield StringCommand("mkdir", "-p", "-m", "700", temp_dir, _sudo=False)
     if not existed:

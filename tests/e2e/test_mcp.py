@@ -7,6 +7,7 @@ MCP sessions (figures printed and written to build/e2e-figures/mcp.json)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 import time
@@ -67,6 +68,13 @@ class Edge(httpx2.AsyncClient):
                                request.headers.get("mcp-session-id"),
                                response.headers.get("mcp-session-id")))
         return response
+
+
+def _error(exc: BaseException) -> str:
+    """The error a caller meets, out of the task groups' ExceptionGroups: 'Type: message'."""
+    while getattr(exc, "exceptions", None):  # an ExceptionGroup (Python 3.11, or anyio's)
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {str(exc)[:100]}"
 
 
 def _url(target, name: str) -> str:
@@ -202,7 +210,7 @@ def test_kill_9_under_a_held_session_a_new_session_works_within_the_restart(
                     result = await held.call_tool("recall", {"key": "e2e.kill"})
                 old = f"answered, is_error={result.is_error}"
             except Exception as exc:  # noqa: BLE001
-                old = f"{type(exc).__name__}: {str(exc)[:120]}"
+                old = _error(exc)
             old_seconds = time.monotonic() - killed
             new_seconds, attempts = await _new_session_until_it_works(target, edge_auth, killed)
             return pid, old, old_seconds, new_seconds, attempts
@@ -250,7 +258,7 @@ class _Sessions:
                         await anyio.sleep(0.5)
                     self.held_outcomes.append(f"finished after {calls} calls")
             except Exception as exc:  # noqa: BLE001
-                self.held_outcomes.append(f"failed: {type(exc).__name__}")
+                self.held_outcomes.append(f"failed at {time.monotonic():.1f}: {_error(exc)}")
 
     async def _one_new(self, era: str) -> None:
         started = time.monotonic()
@@ -263,7 +271,7 @@ class _Sessions:
                     assert not result.is_error
             self.new.append((started, era, True, ""))
         except Exception as exc:  # noqa: BLE001
-            self.new.append((started, era, False, type(exc).__name__))
+            self.new.append((started, era, False, _error(exc)))
 
     async def _run(self) -> None:
         ready: list[int] = []
@@ -310,8 +318,12 @@ def test_mcp_sessions_through_a_release(target, provisioned, edge_auth, tmp_path
     failures = [(round(t - started, 1), era, error) for t, era, ok, error in load.new if not ok]
     during = [n for n in load.new if started <= n[0] <= ended]
     after = [n for n in load.new if n[0] > ended]
+    # Held sessions: when (seconds after the release started) and how each one ended.
+    held = [re.sub(r"^failed at ([\d.]+)",
+                   lambda m: f"failed {float(m.group(1)) - started:.1f} s in", outcome)
+            for outcome in load.held_outcomes]
     figures = {
-        "held_sessions": load.held_outcomes,
+        "held_sessions": held,
         "new_sessions": len(load.new), "new_failed": len(failures),
         "new_during_release": len(during),
         "new_failed_during_release": sum(not ok for _, _, ok, _ in during),
@@ -323,8 +335,88 @@ def test_mcp_sessions_through_a_release(target, provisioned, edge_auth, tmp_path
     _figure("release", figures)
     assert len(load.held_outcomes) == 4
     # Each held session either lasted or failed with an error its client raised (no hang).
-    assert all(o.startswith(("finished", "failed: ")) for o in load.held_outcomes)
+    assert all(o.startswith(("finished", "failed ")) for o in held), held
     assert after and figures["new_after_release_ok"]
     # The restart of the one memory instance is the only window a new session can fail in.
     if failures:
         assert max(f[0] for f in failures) - min(f[0] for f in failures) < 15, failures
+
+
+# --- several instances: the affinity nginx keeps --------------------------------------------
+
+SECOND = 8193  # a second memory instance, for this test only (ports_reassign_range)
+UPSTREAMS = "/etc/nginx/conf.d/orchestra.conf"
+
+
+def _sessions(target, auth, count: int, calls: int = 3) -> list[str]:
+    """count handshake sessions one after the other, each with calls reads: their errors."""
+    async def body():
+        errors = []
+        for _ in range(count):
+            try:
+                with anyio.fail_after(20):
+                    async with Edge(auth) as http, _client(target, "memory", http) as client:
+                        for _ in range(calls):
+                            result = await client.call_tool("recall", {"key": "e2e.kill"})
+                            assert not result.is_error, result.content
+            except Exception as exc:  # noqa: BLE001
+                errors.append(_error(exc))
+        return errors
+    return anyio.run(body)
+
+
+def _modern_calls(target, auth, count: int) -> int:
+    async def body():
+        async with Edge(auth) as http, _client(target, "memory", http, mode="auto") as client:
+            for _ in range(count):
+                assert not (await client.call_tool("recall", {"key": "e2e.kill"})).is_error
+        return count
+    return anyio.run(body)
+
+
+def _second_instance_requests(target) -> int:
+    return int(on(target, "journalctl -q -u orchestra-e2e-second-memory -o cat "
+                          "| grep -c 'POST /mcp' || true").strip() or 0)
+
+
+def test_with_two_instances_a_session_stays_on_its_own_and_2026_requests_spread(
+        target, provisioned, edge_auth):
+    """A second memory instance joins the upstream. With the deployed affinity every
+    handshake session works; 2026-07-28 requests reach both instances. Without it (round
+    robin, the control) sessions break: the affinity is what keeps them."""
+    on(target, "cp -p /etc/nginx/conf.d/orchestra.conf /root/orchestra.conf.e2e")
+    on(target, "systemd-run -q --unit=orchestra-e2e-second-memory --uid=orchestra "
+               "--gid=orchestra --working-directory=/opt/orchestra/current "
+               "/opt/orchestra/bin/orchestra-run /etc/orchestra/mcp-memory.env "
+               "/opt/orchestra/current/venv/bin/python -m mcp_servers.server --name memory "
+               f"--host 127.0.0.1 --port {SECOND}")
+    try:
+        on(target, f"for i in $(seq 100); do curl -fsS -o /dev/null http://127.0.0.1:{SECOND}"
+                   "/health && exit 0; sleep 0.1; done; exit 1", sudo=False)
+        on(target, f"sed -i '/upstream orchestra_mcp_memory {{/,/}}/s/^\\(    server 127.0.0.1:"
+                   f"8003 .*\\)$/\\1\\n    server 127.0.0.1:{SECOND} max_fails=0;/' {UPSTREAMS}"
+                   " && nginx -t -q && systemctl reload nginx")
+        assert f"127.0.0.1:{SECOND}" in on(target, f"cat {UPSTREAMS}")
+        time.sleep(1)
+        errors = _sessions(target, edge_auth, 8)
+        before = _second_instance_requests(target)
+        modern = _modern_calls(target, edge_auth, 30)
+        spread = _second_instance_requests(target) - before
+        # The control: the same two instances, round robin.
+        on(target, f"sed -i '/hash $orchestra_mcp_affinity consistent;/d' {UPSTREAMS}"
+                   " && nginx -t -q && systemctl reload nginx")
+        time.sleep(1)
+        control = _sessions(target, edge_auth, 4)
+    finally:
+        on(target, f"cp -p /root/orchestra.conf.e2e {UPSTREAMS} && rm /root/orchestra.conf.e2e"
+                   " && nginx -t -q && systemctl reload nginx")
+        on(target, "systemctl stop orchestra-e2e-second-memory")
+    print(f"two memory instances: 8 handshake sessions (3 calls each) with the affinity: "
+          f"{len(errors)} failed; {modern} 2026-07-28 calls: {spread} on the second instance; "
+          f"round robin (control): {len(control)} of 4 sessions failed ({control[:1]})")
+    _figure("two_instances", {"sessions_failed_with_affinity": errors,
+                              "modern_calls": modern, "modern_on_second": spread,
+                              "round_robin_sessions_failed": len(control)})
+    assert errors == []
+    assert 0 < spread < modern
+    assert control  # without the affinity, sessions land on the instance that does not know them
