@@ -305,6 +305,7 @@ def test_mcp_sessions_through_a_release(target, provisioned, edge_auth, tmp_path
     shutil.copytree(REPO / "app", copy,
                     ignore=shutil.ignore_patterns("node_modules", "dist", "__pycache__"))
     (copy / "mcp_servers" / "RELEASE_NOTE").write_text(f"e2e MCP release {time.time()}\n")
+    live = on(target, "readlink /opt/orchestra/current").strip()
     try:
         with _Sessions(target, edge_auth) as load:
             time.sleep(2)
@@ -313,7 +314,12 @@ def test_mcp_sessions_through_a_release(target, provisioned, edge_auth, tmp_path
             ended = time.monotonic()
             time.sleep(3)
     finally:
-        converge(target)  # the repository's app live again for the tests that follow
+        # The repository's app live again for the tests that follow, and this test's release
+        # gone (a rollback goes to the newest release older than the live one).
+        tested = on(target, "readlink /opt/orchestra/current").strip()
+        converge(target)
+        if tested != live:
+            on(target, f"rm -rf {tested}")
     assert "App | Make release" in " ".join(run.changed)
     failures = [(round(t - started, 1), era, error) for t, era, ok, error in load.new if not ok]
     during = [n for n in load.new if started <= n[0] <= ended]
