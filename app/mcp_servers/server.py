@@ -80,6 +80,9 @@ def create_server(name: str, settings: Settings | None = None, stores: Stores | 
     settings = settings or Settings.from_env()
     stores = feature.stores(settings) if stores is None else stores
     ctx = Context(name, settings, stores, transport)
+    # Before the SDK's MCPServer, which would otherwise set the root logger's format to the
+    # bare message (logging.basicConfig does nothing once a handler is there).
+    configure_logging()
     mcp_server = create_mcp(name, ctx, feature)
     # Stateful sessions for the initialize handshake (Mcp-Session-Id, the GET stream, DELETE);
     # 2026-07-28 clients send self-contained requests that need no session at all.
