@@ -179,7 +179,7 @@ def _show_diff(dest: str, existed: bool, current: list[str] | None, desired: str
     logger.info("")
 
 
-def _private_temp_dir() -> str:
+def private_temp_dir() -> str:
     # Uploads go to the SSH user's own 0700 directory first: a default /tmp upload is
     # world-readable until sudo copies it into place (pyinfra issue #691).
     home = host.get_fact(Home, _sudo=False)
@@ -190,7 +190,7 @@ def upload(local: str, remote: str):
     """Commands that copy the local file to ``remote`` (as root), by way of the SSH user's
     own 0700 directory: pyinfra's default temporary directory is sudo's ``$TMPDIR``, which
     pam_tmpdir makes root's own (/tmp/user/0), where SFTP cannot write."""
-    temp_dir = _private_temp_dir()
+    temp_dir = private_temp_dir()
     yield StringCommand("mkdir", "-p", "-m", "700", temp_dir, _sudo=False)
     yield FileUploadCommand(local, remote, remote_temp_filename=host.get_temp_filename(
         remote, temp_directory=temp_dir))
@@ -199,7 +199,7 @@ def upload(local: str, remote: str):
 def place(content: str, dest: str, user: str, group: str, mode: str, existed: bool = False,
            validate: str | None = None):
     """Upload next to dest with the final owner and mode, then rename over dest."""
-    temp_dir = _private_temp_dir()
+    temp_dir = private_temp_dir()
     new = f"{dest}.orchestra-new"
     yield StringCommand("mkdir", "-p", "-m", "700", temp_dir, _sudo=False)
     if not existed:

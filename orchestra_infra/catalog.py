@@ -119,8 +119,9 @@ def programs(config) -> list[dict]:
             "env_name": "api", "health": API_HEALTH,
             "port_key": "api_port" if i == 0 else f"api_port+{i}"}
            for i in range(config.api_instances)]
-    mcp = [{"name": f"mcp-{name}", "module": f"mcp.server --name {name}", "port": server.port,
-            "env_name": f"mcp-{name}", "health": MCP_HEALTH, "port_key": f"mcp_servers.{name}"}
+    mcp = [{"name": f"mcp-{name}", "module": f"mcp_servers.server --name {name}",
+            "port": server.port, "env_name": f"mcp-{name}", "health": MCP_HEALTH,
+            "port_key": f"mcp_servers.{name}"}
            for name, server in config.mcp_servers.items()]
     return api + mcp
 

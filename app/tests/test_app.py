@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 # httpx: TestClient; psycopg and redis: api.main builds the real stores when imported.
-for module in ("fastapi", "httpx", "psycopg", "redis"):
+for module in ("fastapi", "httpx", "psycopg", "redis", "mcp"):
     pytest.importorskip(module, reason="the app's dependencies (app/requirements.txt) are absent")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,8 +33,8 @@ from api import notes  # noqa: E402
 from api.main import create_app  # noqa: E402
 from api.settings import Settings, parse_server_urls, redact  # noqa: E402
 from api.stores import Stores, StoreUnavailable  # noqa: E402
-from mcp import agent, server  # noqa: E402
-from mcp.server import create_server  # noqa: E402
+from mcp_servers import agent, server  # noqa: E402
+from mcp_servers.server import create_server  # noqa: E402
 
 SETTINGS = Settings.from_env({
     "DATABASE_URL": "postgresql://orchestra:pg%2Fpass@127.0.0.1:5432/orchestra",

@@ -83,7 +83,11 @@ def test_every_location_that_sets_a_header_repeats_every_forwarded_header(edge_a
     for path, directives in _locations(text).items():
         headers = [d for d in directives if d.startswith("proxy_set_header ")]
         if headers:
-            for header in FORWARDED:
+            # The MCP servers accept loopback Host values only (the SDK's DNS-rebinding
+            # protection): they get `localhost`, the client's name in X-Forwarded-Host.
+            expected = FORWARDED if not path.startswith("/mcp/") else (
+                "Host localhost", "X-Forwarded-Host $host", *FORWARDED[1:])
+            for header in expected:
                 assert f"proxy_set_header {header};" in headers, (path, header)
         # The edge's own credential never travels on to an app.
         basic = _has_basic_auth(directives)
@@ -95,10 +99,16 @@ def test_mcp_routes_are_rate_and_connection_limited_and_stay_unbuffered():
     memory = _locations(_site(cfg))["/mcp/memory/"]
     for directive in ("limit_req zone=orchestra_mcp burst=7 nodelay;",
                       "limit_conn orchestra_mcp_conn 5;", "proxy_buffering off;",
-                      "proxy_read_timeout 3600s;",
+                      "proxy_read_timeout 3600s;", "proxy_send_timeout 3600s;",
+                      "proxy_cache off;", "proxy_request_buffering off;",
                       "proxy_set_header Connection $connection_upgrade;",
                       "proxy_pass http://orchestra_mcp_memory/;"):
         assert directive in memory
+    # Nothing the Streamable HTTP transport needs is hidden or cut: its headers pass as they
+    # are, and no method is refused.
+    assert not [d for d in memory if d.startswith(("proxy_hide_header", "proxy_pass_header",
+                                                   "limit_except", "proxy_method",
+                                                   "proxy_ignore_headers"))]
     http_level = render.render(HTTP_LEVEL, {"config": cfg, "api_servers": [],
                                             "admin_servers": [], "mcp_servers": {}})
     assert "limit_req_zone $binary_remote_addr zone=orchestra_mcp:10m rate=12r/s;" in \
@@ -222,3 +232,19 @@ def test_an_edge_password_bcrypt_cannot_read_whole_is_refused(secrets_dir, monke
     with pytest.raises(ConfigError) as raised:
         secrets.load("sandbox")
     assert raised.value.problems == ["secrets.edge_password: too long (72 bytes at most)"]
+
+
+def test_mcp_upstreams_keep_a_handshake_session_on_its_instance_and_spread_2026_requests():
+    http_level = render.render(HTTP_LEVEL, {
+        "config": _config(), "api_servers": [], "admin_servers": [],
+        "mcp_servers": {"memory": ["10.0.0.1:8003 max_fails=3 fail_timeout=10s",
+                                   "10.0.0.2:8003 max_fails=3 fail_timeout=10s"]}})
+    upstream = http_level.split("upstream orchestra_mcp_memory {", 1)[1].split("}", 1)[0]
+    assert upstream.split("\n")[1].strip() == "hash $orchestra_mcp_affinity consistent;"
+    affinity = http_level.split("map $http_mcp_protocol_version $orchestra_mcp_affinity {", 1)[1]
+    rules = [line.split() for line in affinity.split("}", 1)[0].strip().splitlines()]
+    # No version header (initialize) or a handshake-era one: by client address.
+    assert rules == [['""', "$binary_remote_addr;"], ["~^202[45]-", "$binary_remote_addr;"],
+                     ["default", "$request_id;"]]
+    # Requests that are not upgrades send no Connection header: upstream keepalive works.
+    assert "''      '';" in http_level.split("$connection_upgrade {", 1)[1].split("}", 1)[0]

@@ -1,1 +1,0 @@
-"""The Orchestra MCP servers: one FastAPI service per name, built by mcp.server."""

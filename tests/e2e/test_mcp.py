@@ -1,0 +1,428 @@
+"""The MCP servers through the edge, with the official MCP SDK's client, from the control
+machine over TLS: every server's tools, a whole handshake-era session (initialise, a write
+and a read, progress events, the GET stream, DELETE), a 2026-07-28 client, the edge's
+password; then a server killed with -9 under a held session, and a release under load of
+MCP sessions (figures printed and written to build/e2e-figures/mcp.json)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("mcp", reason="the MCP SDK (pyproject.toml's dev extras) is absent")
+
+import anyio  # noqa: E402
+import httpx2  # noqa: E402
+from mcp import Client  # noqa: E402
+from mcp.client.streamable_http import streamable_http_client  # noqa: E402
+
+from orchestra_infra import secrets  # noqa: E402
+
+from .conftest import REPO, converge, on  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+
+FIGURES = REPO / "build" / "e2e-figures"
+TOOLS = {
+    "memory": {"remember", "recall"},
+    "task": {"create_task", "list_tasks"},
+    "agent": {"plan", "recent_plans"},
+    "data": {"count_notes"},
+    "monitor": {"summary"},
+}
+# A read each server answers without arguments that need earlier writes.
+READS = {"memory": ("recall", {"key": "e2e.absent"}), "task": ("list_tasks", {"limit": 1}),
+         "agent": ("recent_plans", {"limit": 1}), "data": ("count_notes", {}),
+         "monitor": ("summary", {})}
+
+
+def _figure(key: str, value) -> None:
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    path = FIGURES / "mcp.json"
+    figures = json.loads(path.read_text()) if path.exists() else {}
+    figures[key] = value
+    path.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+
+
+@pytest.fixture(scope="module")
+def edge_auth() -> httpx2.BasicAuth:
+    return httpx2.BasicAuth("orchestra", secrets.load("sandbox")["edge_password"])
+
+
+class Edge(httpx2.AsyncClient):
+    """The SDK's HTTP client for the sandbox's edge (self-signed certificate), recording
+    each exchange: (method, status, Mcp-Session-Id sent, Mcp-Session-Id received)."""
+
+    def __init__(self, auth: httpx2.Auth | None = None, read: float = 30) -> None:
+        super().__init__(auth=auth, verify=False, timeout=httpx2.Timeout(10, read=read))
+        self.exchanges: list[tuple[str, int, str | None, str | None]] = []
+
+    async def send(self, request, **kwargs):
+        response = await super().send(request, **kwargs)
+        self.exchanges.append((request.method, response.status_code,
+                               request.headers.get("mcp-session-id"),
+                               response.headers.get("mcp-session-id")))
+        return response
+
+
+def _error(exc: BaseException) -> str:
+    """The error a caller meets, out of the task groups' ExceptionGroups: 'Type: message'."""
+    while getattr(exc, "exceptions", None):  # an ExceptionGroup (Python 3.11, or anyio's)
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {str(exc)[:100]}"
+
+
+def _url(target, name: str) -> str:
+    return f"https://{target.address}/mcp/{name}/mcp"
+
+
+def _client(target, name: str, http: httpx2.AsyncClient, mode: str = "legacy", **kw) -> Client:
+    return Client(streamable_http_client(_url(target, name), http_client=http), mode=mode, **kw)
+
+
+@pytest.mark.parametrize("name", list(TOOLS))
+def test_every_server_answers_the_official_client_through_the_edge(target, provisioned,
+                                                                   edge_auth, name):
+    async def body():
+        async with Edge(edge_auth) as http, _client(target, name, http) as client:
+            assert client.session.protocol_version == "2025-11-25"
+            assert {t.name for t in (await client.list_tools()).tools} == TOOLS[name]
+            tool, arguments = READS[name]
+            result = await client.call_tool(tool, arguments)
+            return result
+
+    result = anyio.run(body)
+    if name == "memory":
+        assert result.is_error and "nothing remembered" in result.content[0].text
+    else:
+        assert not result.is_error, result.content
+    if name == "monitor":
+        # The monitor reaches every other server's /health from the host itself.
+        assert result.structured_content["status"] == "ok", result.structured_content
+
+
+def test_a_whole_session_through_the_edge(target, provisioned, edge_auth):
+    """Initialise, list tools, write with progress events, read it back, the GET stream,
+    DELETE; the ended session is gone for the edge too."""
+    progress: list[tuple[float, float | None, str | None]] = []
+    value = f"through the edge {time.time()}"
+
+    async def on_progress(done, total, message):
+        progress.append((done, total, message))
+
+    async def body():
+        async with Edge(edge_auth) as http:
+            async with _client(target, "memory", http) as client:
+                assert {t.name for t in (await client.list_tools()).tools} == TOOLS["memory"]
+                wrote = await client.call_tool("remember", {"key": "e2e.session", "value": value},
+                                               progress_callback=on_progress)
+                assert not wrote.is_error, wrote.content
+                read = await client.call_tool("recall", {"key": "e2e.session"})
+                resource = await client.read_resource("memory://e2e.session")
+            session = http.exchanges[0][3]
+            # The ended session answers 404 through the edge: a client must initialise anew.
+            gone = await http.post(_url(target, "memory"), json={
+                "jsonrpc": "2.0", "id": 9, "method": "tools/list"}, headers={
+                "mcp-session-id": session, "mcp-protocol-version": "2025-11-25",
+                "accept": "application/json, text/event-stream"})
+            return read, resource, http.exchanges, gone.status_code
+
+    read, resource, exchanges, gone = anyio.run(body)
+    assert read.structured_content == {"key": "e2e.session", "value": value}
+    assert resource.contents[0].text == value
+    assert progress == [(0, 1, "storing e2e.session"), (1, 1, "stored e2e.session")]
+    session = exchanges[0][3]
+    assert exchanges[0][:2] == ("POST", 200) and session  # Mcp-Session-Id, server to client
+    assert all(sent == session for _, _, sent, _ in exchanges[1:])  # and client to server
+    assert ("GET", 200, session, session) in exchanges  # the long-lived event stream
+    assert [e for e in exchanges if e[0] == "DELETE"] == [("DELETE", 200, session, session)]
+    assert gone == 404
+    print(f"one session through the edge: {len(exchanges)} HTTP exchanges "
+          f"({', '.join(f'{m} {s}' for m, s, *_ in exchanges)})")
+
+
+def test_a_2026_client_through_the_edge_needs_no_session(target, provisioned, edge_auth):
+    async def body():
+        async with Edge(edge_auth) as http, _client(target, "task", http, mode="auto") as client:
+            assert client.session.protocol_version == "2026-07-28"
+            made = await client.call_tool("create_task", {"title": "a 2026-07-28 task"})
+            listed = await client.call_tool("list_tasks", {"limit": 5})
+            return made, listed, http.exchanges
+
+    made, listed, exchanges = anyio.run(body)
+    assert made.structured_content["title"] in [t["title"] for t in
+                                                 listed.structured_content["tasks"]]
+    assert {m for m, *_ in exchanges} == {"POST"}
+    assert all(sent is None and got is None for *_, sent, got in exchanges)
+
+
+@pytest.mark.parametrize("password", [None, "wrong"])
+def test_without_the_edge_password_the_client_is_refused(target, provisioned, password):
+    auth = httpx2.BasicAuth("orchestra", password) if password else None
+
+    async def body():
+        async with Edge(auth) as http:
+            with pytest.raises(Exception):  # noqa: B017 (the SDK raises its own error)
+                async with _client(target, "memory", http):
+                    pass
+            return http.exchanges
+
+    exchanges = anyio.run(body)
+    assert exchanges and {status for _, status, *_ in exchanges} == {401}
+
+
+# --- failures: kill -9, a release ------------------------------------------------------------
+
+
+async def _new_session_until_it_works(target, auth, started: float, limit: float = 60):
+    """A new session and a read, retried every 0.1 s: (seconds since started, attempts)."""
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            with anyio.fail_after(5):
+                async with Edge(auth) as http, _client(target, "memory", http) as client:
+                    result = await client.call_tool("recall", {"key": "e2e.kill"})
+                    if not result.is_error:
+                        return time.monotonic() - started, attempts
+        except Exception:  # noqa: BLE001 (any failure means: not yet)
+            pass
+        assert time.monotonic() - started < limit, "no new session within the limit"
+        await anyio.sleep(0.1)
+
+
+def test_kill_9_under_a_held_session_a_new_session_works_within_the_restart(
+        target, provisioned, edge_auth):
+    async def body():
+        async with Edge(edge_auth) as http, _client(target, "memory", http) as held:
+            await held.call_tool("remember", {"key": "e2e.kill", "value": "before"})
+            pid = on(target, "supervisorctl pid orchestra:mcp-memory").strip()
+            on(target, f"kill -9 {pid}")
+            killed = time.monotonic()
+            # The held session is gone with the process: its next call fails, and fails fast.
+            try:
+                with anyio.fail_after(30):
+                    result = await held.call_tool("recall", {"key": "e2e.kill"})
+                old = f"answered, is_error={result.is_error}"
+            except Exception as exc:  # noqa: BLE001
+                old = _error(exc)
+            old_seconds = time.monotonic() - killed
+            new_seconds, attempts = await _new_session_until_it_works(target, edge_auth, killed)
+            return pid, old, old_seconds, new_seconds, attempts
+
+    pid, old, old_seconds, new_seconds, attempts = anyio.run(body)
+    new_pid = on(target, "supervisorctl pid orchestra:mcp-memory").strip()
+    print(f"kill -9 of mcp-memory ({pid} -> {new_pid}) under a held session: the held "
+          f"session's next call: {old} after {old_seconds:.2f} s; a new session worked "
+          f"{new_seconds:.2f} s after the kill ({attempts} attempts)")
+    _figure("kill_9", {"old_session": old, "old_session_seconds": round(old_seconds, 2),
+                       "new_session_seconds": round(new_seconds, 2), "attempts": attempts})
+    assert new_pid != pid
+    assert not old.startswith("answered, is_error=False")
+    assert old_seconds < 10  # a clean error, not a hang
+    # Supervisor restarts it at once; 10 s is the bound every app process meets (test_apps).
+    assert new_seconds < 10
+
+
+class _Sessions:
+    """MCP traffic through the edge during a release, counted, bounded in time, below the
+    edge's MCP rate limit: held sessions (opened before, calling every 0.5 s until they fail
+    or the release is over) and a new handshake session plus a 2026-07-28 call every 0.5 s."""
+
+    def __init__(self, target, auth, held: int = 4, limit_seconds: float = 900) -> None:
+        self.target, self.auth, self.held, self.limit = target, auth, held, limit_seconds
+        self.opened = threading.Event()
+        self.stop = threading.Event()
+        self.held_outcomes: list[str] = []
+        self.new: list[tuple[float, str, bool, str]] = []  # (t, era, ok, error)
+        self.release_window: tuple[float, float] | None = None
+        self._thread = threading.Thread(target=lambda: anyio.run(self._run), daemon=True)
+
+    async def _hold(self, index: int, ready: list) -> None:
+        async with Edge(self.auth) as http:
+            try:
+                async with _client(self.target, "memory", http) as client:
+                    ready.append(index)
+                    calls = 0
+                    while not self.stop.is_set():
+                        with anyio.fail_after(30):
+                            result = await client.call_tool(
+                                "remember", {"key": f"e2e.held.{index}", "value": str(calls)})
+                        assert not result.is_error
+                        calls += 1
+                        await anyio.sleep(0.5)
+                    self.held_outcomes.append(f"finished after {calls} calls")
+            except Exception as exc:  # noqa: BLE001
+                self.held_outcomes.append(f"failed at {time.monotonic():.1f}: {_error(exc)}")
+
+    async def _one_new(self, era: str) -> None:
+        started = time.monotonic()
+        try:
+            with anyio.fail_after(15):
+                async with Edge(self.auth) as http, \
+                        _client(self.target, "memory", http,
+                                mode="legacy" if era == "handshake" else "auto") as client:
+                    result = await client.call_tool("recall", {"key": "e2e.held.0"})
+                    assert not result.is_error
+            self.new.append((started, era, True, ""))
+        except Exception as exc:  # noqa: BLE001
+            self.new.append((started, era, False, _error(exc)))
+
+    async def _run(self) -> None:
+        ready: list[int] = []
+        started = time.monotonic()
+        async with anyio.create_task_group() as group:
+            for index in range(self.held):
+                group.start_soon(self._hold, index, ready)
+            while len(ready) < self.held and time.monotonic() - started < 30:
+                await anyio.sleep(0.1)
+            self.opened.set()
+            while not self.stop.is_set() and time.monotonic() - started < self.limit:
+                group.start_soon(self._one_new, "handshake")
+                group.start_soon(self._one_new, "2026")
+                await anyio.sleep(0.5)
+            self.stop.set()
+
+    def __enter__(self):
+        self._thread.start()
+        assert self.opened.wait(60)
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self._thread.join(timeout=60)
+
+
+def test_mcp_sessions_through_a_release(target, provisioned, edge_auth, tmp_path):
+    """A new release under MCP traffic: sessions opened before it finish or fail with a clean
+    error (counted), and new sessions succeed (counted, with any gap measured)."""
+    copy = tmp_path / "app"
+    shutil.copytree(REPO / "app", copy,
+                    ignore=shutil.ignore_patterns("node_modules", "dist", "__pycache__"))
+    (copy / "mcp_servers" / "RELEASE_NOTE").write_text(f"e2e MCP release {time.time()}\n")
+    live = on(target, "readlink /opt/orchestra/current").strip()
+    try:
+        with _Sessions(target, edge_auth) as load:
+            time.sleep(2)
+            started = time.monotonic()
+            run = converge(target, "--data", f"app_source={copy}")
+            ended = time.monotonic()
+            time.sleep(3)
+    finally:
+        # The repository's app live again for the tests that follow, and this test's release
+        # gone (a rollback goes to the newest release older than the live one).
+        tested = on(target, "readlink /opt/orchestra/current").strip()
+        converge(target)
+        if tested != live:
+            on(target, f"rm -rf {tested}")
+    assert "App | Make release" in " ".join(run.changed)
+    failures = [(round(t - started, 1), era, error) for t, era, ok, error in load.new if not ok]
+    during = [n for n in load.new if started <= n[0] <= ended]
+    after = [n for n in load.new if n[0] > ended]
+    # Held sessions: when (seconds after the release started) and how each one ended.
+    held = [re.sub(r"^failed at ([\d.]+)",
+                   lambda m: f"failed {float(m.group(1)) - started:.1f} s in", outcome)
+            for outcome in load.held_outcomes]
+    figures = {
+        "held_sessions": held,
+        "new_sessions": len(load.new), "new_failed": len(failures),
+        "new_during_release": len(during),
+        "new_failed_during_release": sum(not ok for _, _, ok, _ in during),
+        "new_after_release_ok": all(ok for _, _, ok, _ in after),
+        "failures_s_after_release_start": failures[:40],
+        "release_seconds": round(ended - started, 1),
+    }
+    print(f"MCP sessions through a release: {json.dumps(figures)}")
+    _figure("release", figures)
+    assert len(load.held_outcomes) == 4
+    # Each held session either lasted or failed with an error its client raised (no hang).
+    assert all(o.startswith(("finished", "failed ")) for o in held), held
+    assert after and figures["new_after_release_ok"]
+    # The restart of the one memory instance is the only window a new session can fail in.
+    if failures:
+        assert max(f[0] for f in failures) - min(f[0] for f in failures) < 15, failures
+
+
+# --- several instances: the affinity nginx keeps --------------------------------------------
+
+SECOND = 8193  # a second memory instance, for this test only (ports_reassign_range)
+UPSTREAMS = "/etc/nginx/conf.d/orchestra.conf"
+
+
+def _sessions(target, auth, count: int, calls: int = 3) -> list[str]:
+    """count handshake sessions one after the other, each with calls reads: their errors."""
+    async def body():
+        errors = []
+        for _ in range(count):
+            try:
+                with anyio.fail_after(20):
+                    async with Edge(auth) as http, _client(target, "memory", http) as client:
+                        for _ in range(calls):
+                            result = await client.call_tool("recall", {"key": "e2e.kill"})
+                            assert not result.is_error, result.content
+            except Exception as exc:  # noqa: BLE001
+                errors.append(_error(exc))
+        return errors
+    return anyio.run(body)
+
+
+def _modern_calls(target, auth, count: int) -> int:
+    async def body():
+        async with Edge(auth) as http, _client(target, "memory", http, mode="auto") as client:
+            for _ in range(count):
+                assert not (await client.call_tool("recall", {"key": "e2e.kill"})).is_error
+        return count
+    return anyio.run(body)
+
+
+def _second_instance_requests(target) -> int:
+    return int(on(target, "journalctl -q -u orchestra-e2e-second-memory -o cat "
+                          "| grep -c 'POST /mcp' || true").strip() or 0)
+
+
+def test_with_two_instances_a_session_stays_on_its_own_and_2026_requests_spread(
+        target, provisioned, edge_auth):
+    """A second memory instance joins the upstream. With the deployed affinity every
+    handshake session works; 2026-07-28 requests reach both instances. Without it (round
+    robin, the control) sessions break: the affinity is what keeps them."""
+    on(target, "cp -p /etc/nginx/conf.d/orchestra.conf /root/orchestra.conf.e2e")
+    on(target, "systemd-run -q --unit=orchestra-e2e-second-memory --uid=orchestra "
+               "--gid=orchestra --working-directory=/opt/orchestra/current "
+               "/opt/orchestra/bin/orchestra-run /etc/orchestra/mcp-memory.env "
+               "/opt/orchestra/current/venv/bin/python -m mcp_servers.server --name memory "
+               f"--host 127.0.0.1 --port {SECOND}")
+    try:
+        on(target, f"for i in $(seq 100); do curl -fsS -o /dev/null http://127.0.0.1:{SECOND}"
+                   "/health && exit 0; sleep 0.1; done; exit 1", sudo=False)
+        on(target, f"sed -i '/upstream orchestra_mcp_memory {{/,/}}/s/^\\(    server 127.0.0.1:"
+                   f"8003 .*\\)$/\\1\\n    server 127.0.0.1:{SECOND} max_fails=0;/' {UPSTREAMS}"
+                   " && nginx -t -q && systemctl reload nginx")
+        assert f"127.0.0.1:{SECOND}" in on(target, f"cat {UPSTREAMS}")
+        time.sleep(1)
+        errors = _sessions(target, edge_auth, 8)
+        before = _second_instance_requests(target)
+        modern = _modern_calls(target, edge_auth, 30)
+        spread = _second_instance_requests(target) - before
+        # The control: the same two instances, round robin.
+        on(target, f"sed -i '/hash $orchestra_mcp_affinity consistent;/d' {UPSTREAMS}"
+                   " && nginx -t -q && systemctl reload nginx")
+        time.sleep(1)
+        control = _sessions(target, edge_auth, 4)
+    finally:
+        on(target, f"cp -p /root/orchestra.conf.e2e {UPSTREAMS} && rm /root/orchestra.conf.e2e"
+                   " && nginx -t -q && systemctl reload nginx")
+        on(target, "systemctl stop orchestra-e2e-second-memory")
+    print(f"two memory instances: 8 handshake sessions (3 calls each) with the affinity: "
+          f"{len(errors)} failed; {modern} 2026-07-28 calls: {spread} on the second instance; "
+          f"round robin (control): {len(control)} of 4 sessions failed ({control[:1]})")
+    _figure("two_instances", {"sessions_failed_with_affinity": errors,
+                              "modern_calls": modern, "modern_on_second": spread,
+                              "round_robin_sessions_failed": len(control)})
+    assert errors == []
+    assert 0 < spread < modern
+    assert control  # without the affinity, sessions land on the instance that does not know them
