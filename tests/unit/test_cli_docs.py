@@ -136,7 +136,7 @@ def test_orchestra_environment_variables_are_documented():
 
 def test_every_command_has_exit_codes_in_help_and_readme():
     readme = (ROOT / "README.md").read_text()
-    for path, command in cli_help.leaves(main).items():
+    for path in cli_help.leaves(main):
         assert path in cli_help.EXIT_CODES, path
         result = CliRunner().invoke(main, [*path.split(), "--help"], terminal_width=10_000)
         assert f"Exit status: {cli_help.EXIT_CODES[path]}" in " ".join(result.output.split())

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from orchestra_infra import secrets
 from orchestra_infra.cli import main
 from orchestra_infra.secrets_edit import set_values
-from tests.unit.test_lambda_cloud import clock, cli, project, standin  # noqa: F401 (fixtures)
+from tests.unit.test_lambda_cloud import cli, clock, project, standin  # noqa: F401 (fixtures)
 
 
 def test_secrets_list_before_init_lists_everything_unset_in_columns(secrets_dir):
