@@ -34,6 +34,7 @@ from .status_rows import (  # noqa: F401 (the rows' vocabulary, used with this m
     http_result,
     postgres_result,
     redis_result,
+    sort_rows,
     unreachable_row,
 )
 
@@ -119,12 +120,6 @@ def host_rows(config, host: str, groups, probe: Probe) -> list[Row]:
 
 
 # --- output ------------------------------------------------------------------------------------
-
-
-def sort_rows(rows: list[Row]) -> list[Row]:
-    """By host, then layer (host, edge, app, data, ops); the order within a layer is kept."""
-    order = {name: i for i, name in enumerate(LAYERS)}
-    return sorted(rows, key=lambda r: (r.host, order.get(r.layer, len(LAYERS))))
 
 
 def table(rows: list[Row]) -> str:

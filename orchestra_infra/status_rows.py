@@ -76,14 +76,14 @@ class HostSpec:
     rows need from the data, so that a host can compute them without the data."""
 
     services: tuple[Service, ...]
+    log_root: str                      # where the Supervisor programs' logs are
+    supervisor_startretries: int
+    disk_alert_percent: int
+    backup_file: str | None            # None: no backup row (not a data host)
+    backup_enabled: bool
+    backup_start_empty: bool
+    backup_stale_hours: int
     monit_names: dict[str, str] = field(default_factory=dict)  # service -> Monit's name
-    log_root: str = "/var/log/orchestra"
-    supervisor_startretries: int = 3
-    disk_alert_percent: int = 85
-    backup_file: str | None = None     # None: no backup row (not a data host)
-    backup_enabled: bool = True
-    backup_start_empty: bool = False
-    backup_stale_hours: int = 26
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -349,6 +349,12 @@ def _cross_check_monit(rows: list[Row], probe: Probe, monit_names: dict[str, str
 
 
 # --- output ------------------------------------------------------------------------------------
+
+
+def sort_rows(rows: list[Row]) -> list[Row]:
+    """By host, then layer (host, edge, app, data, ops); the order within a layer is kept."""
+    order = {name: i for i, name in enumerate(LAYERS)}
+    return sorted(rows, key=lambda r: (r.host, order.get(r.layer, len(LAYERS))))
 
 
 def format_duration(seconds: int | None) -> str:
