@@ -69,7 +69,8 @@ export default function App() {
       <header>
         <h1>Orchestra</h1>
         <p className={`summary ${checkedAt ? (allUp ? "up" : "down") : ""}`}>
-          {checkedAt ? (allUp ? "All services up" : "Some services are down") : "Checking…"}
+          {checkedAt ? (allUp ? "API and MCP servers up through the edge" : "Some API or MCP servers are down")
+            : "Checking…"}
         </p>
         <p className="muted">
           {release && `Release ${release} · `}
