@@ -8,6 +8,7 @@
 from pyinfra import host
 
 from operations import (
+    admin_status,
     app,
     backup,
     base,
@@ -70,6 +71,7 @@ if app_host:
     supervisor.configure(config, restart_when=restart_when,
                          after_units=catalog.store_units(config, host.groups))
     pm2.configure(config, restart_when=[switched])
+    admin_status.configure(config, host.groups, host.name)
 
 if edge_host:
     nginx.configure(config)

@@ -27,9 +27,13 @@ from pyinfra.operations.util.files import generate_color_diff
 from operations import snapshot
 from orchestra_infra import htpasswd
 from orchestra_infra import secrets as secrets_module
+from orchestra_infra.paths import project_root
 from orchestra_infra.schema import control_character, parse_size
 
+# Beside the package in a checkout; an installed tool (pipx) reads the project's.
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+if not TEMPLATES.is_dir():
+    TEMPLATES = project_root() / "templates"
 
 
 def _read_templates(root: Path) -> dict[str, str]:

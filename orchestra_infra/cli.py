@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
+import json
 import sys
 
 import click
 
+from . import cli_help
 from . import config as config_module
 from . import secrets as secrets_module
 from .backup_cli import backup, restore
@@ -18,7 +19,12 @@ from .sandbox_cli import sandbox
 EXIT_INVALID = 2
 
 
-@click.group()
+@click.group(cls=cli_help.Main, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="ENV is one of: {environments} (inventories/ENV.py with "
+                    "group_data/ENV.py). Shell completion: "
+                    "eval \"$(_ORCHESTRA_INFRA_COMPLETE=bash_source orchestra-infra)\" "
+                    "(zsh_source, fish_source for the other shells; README.md, Install).")
+@click.version_option(package_name="orchestra-infra", prog_name="orchestra-infra")
 def main():
     """Provision and operate the Orchestra AI platform (pyinfra deploys in deploy.py)."""
 
@@ -27,17 +33,26 @@ def main():
 @click.argument("env")
 @click.option("--data", "pairs", multiple=True, metavar="KEY=VALUE",
               help="Override a data value, exactly as `pyinfra --data` would.")
-def check(env: str, pairs: tuple[str, ...]):
+@click.option("--json", "as_json", is_flag=True,
+              help="One object on stdout: valid, problems, counts (for scripts and CI).")
+def check(env: str, pairs: tuple[str, ...], as_json: bool):
     """Validate ENV's data and secrets without connecting to any host."""
     try:
         config, loaded = config_module.check(env, config_module.parse_overrides(list(pairs)))
     except ConfigError as e:
-        for problem in e.problems:
-            click.echo(problem, err=True)
+        if as_json:
+            click.echo(json.dumps({"environment": env, "valid": False, "problems": e.problems}))
+        else:
+            for problem in e.problems:
+                click.echo(problem, err=True)
         sys.exit(EXIT_INVALID)
-    ports = config.port_table()
-    click.echo(f"{env}: valid ({len(type(config).model_fields)} settings, {len(ports)} ports, "
-               f"{len(loaded)} secrets)")
+    counts = {"settings": len(type(config).model_fields), "ports": len(config.port_table()),
+              "secrets": len(loaded)}
+    if as_json:
+        click.echo(json.dumps({"environment": env, "valid": True, "problems": [], **counts}))
+        return
+    click.echo(f"{env}: valid ({counts['settings']} settings, {counts['ports']} ports, "
+               f"{counts['secrets']} secrets)")
 
 
 @click.group()
@@ -60,20 +75,27 @@ def secrets_init(env: str, rotate: tuple[str, ...]):
 
 @secrets.command("list")
 @click.argument("env")
-def secrets_list(env: str):
-    """Show which secrets ENV has and where each comes from (never the values)."""
+@click.option("--json", "as_json", is_flag=True,
+              help="A list of objects (name, source, required, description), for scripts.")
+def secrets_list(env: str, as_json: bool):
+    """Show which secrets ENV has and where each comes from (never the values).
+
+    A secret the file lacks is listed as unset (a required one also as missing); `check`
+    says what else is wrong with the values.
+    """
     try:
-        loaded = secrets_module.load(env)
+        rows = secrets_module.sources(env)
     except ConfigError as e:
         raise click.ClickException("\n".join(e.problems)) from None
-    for spec in secrets_module.SPECS:
-        if secrets_module.env_var(spec.name) in os.environ:
-            source = secrets_module.env_var(spec.name)
-        elif spec.name in loaded:
-            source = "file"
-        else:
-            source = "unset"
-        click.echo(f"{spec.name:24} {source:32} {spec.description}")
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = [("NAME", "SOURCE", "DESCRIPTION")] + [
+        (r["name"], r["source"] + (" (missing)" if r["required"] and r["source"] == "unset"
+                                   else ""), r["description"]) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(2)]
+    for name, source, description in table:
+        click.echo(f"{name:{widths[0]}}  {source:{widths[1]}}  {description}")
 
 
 @click.command()
@@ -157,3 +179,4 @@ def reprovision(env: str, address: str | None, instance_type: str | None, region
 for command in (check, secrets, status, rollback, backup, restore, reprovision, bench, sandbox,
                 lambda_group):
     main.add_command(command)
+cli_help.finish(main)

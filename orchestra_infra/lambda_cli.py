@@ -11,6 +11,8 @@ points the commands at another API, such as ``standins.lambda_cloud``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 from collections.abc import Iterator
 
@@ -53,14 +55,25 @@ def lambda_group() -> None:
     """Lambda Cloud GPU instances: capacity, launch, wait, terminate, firewall."""
 
 
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="A list of objects (the API's fields), for scripts.")
+
+
+def _echo_json(items) -> None:
+    click.echo(json.dumps([dataclasses.asdict(i) for i in items], indent=2))
+
+
 @lambda_group.command("types")
 @env_option
 @click.option("--available", is_flag=True, help="Only the types with capacity somewhere.")
-def types_command(env: str, available: bool) -> None:
+@json_option
+def types_command(env: str, available: bool, as_json: bool) -> None:
     """Instance types, their price, and the regions that have capacity now."""
     session: dict = {}
     with _clean_errors(session):
         found = _client(env, session).instance_types()
+    if as_json:
+        return _echo_json([t for t in found if t.regions_with_capacity or not available])
     rows = [(t.name, str(t.gpus), str(t.vcpus), str(t.memory_gib),
              f"{t.price_cents_per_hour / 100:.2f}",
              ", ".join(r.name for r in t.regions_with_capacity) or "-")
@@ -70,11 +83,14 @@ def types_command(env: str, available: bool) -> None:
 
 @lambda_group.command("instances")
 @env_option
-def instances_command(env: str) -> None:
+@json_option
+def instances_command(env: str, as_json: bool) -> None:
     """The account's instances: id, name, status, address, type, region, file system."""
     session: dict = {}
     with _clean_errors(session):
         found = _client(env, session).instances()
+    if as_json:
+        return _echo_json(found)
     _table(("ID", "NAME", "STATUS", "IP", "TYPE", "REGION", "FILESYSTEM"),
            [(i.id, i.name or "-", i.status, i.ip or "-", i.instance_type, i.region,
              ",".join(i.file_system_names) or "-") for i in found])
@@ -268,7 +284,7 @@ def _in_use(instances: list[lc.Instance]) -> list[str]:
     listed: dict[str, list[str]] = {}
     unreadable = []
     for path in sorted(directory.glob("*")) if directory.is_dir() else []:
-        if not path.is_file() or path.name.startswith("."):
+        if not path.is_file() or path.name.startswith(".") or path.name == "README.md":
             continue
         try:
             groups = hosts.parse(path.read_text(), str(path))

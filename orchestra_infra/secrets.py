@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from . import secrets_edit
 from .errors import ConfigError
 from .paths import project_root
 
@@ -197,6 +198,25 @@ def load(env: str, environ: Mapping[str, str] | None = None) -> Secrets:
     return Secrets(env, {k: v for k, v in values.items() if isinstance(v, str) and v})
 
 
+def sources(env: str, environ: Mapping[str, str] | None = None) -> list[dict]:
+    """Where each secret of ENV comes from (an ``ORCHESTRA_SECRET_*`` variable, the file, or
+    ``unset``), never its value; unlike ``load``, a missing or bad value is no error."""
+    environ = os.environ if environ is None else environ
+    path, text = _read_file(env)
+    values = _parse(path, text) if path else {}
+    rows = []
+    for spec in SPECS:
+        if env_var(spec.name) in environ:
+            source = env_var(spec.name)
+        elif values.get(spec.name) not in (None, ""):
+            source = "file"
+        else:
+            source = "unset"
+        rows.append({"name": spec.name, "source": source, "required": spec.required,
+                     "description": spec.description})
+    return rows
+
+
 def character_problems(spec: SecretSpec, value: str) -> list[str]:
     """A line naming the secret (never its value) when ``value`` leaves its character set."""
     pattern, allowed = spec.charset
@@ -216,31 +236,38 @@ def init(env: str, rotate: tuple[str, ...] = ()) -> tuple[Path, list[str]]:
 
     Returns the path and the names of the values written anew.
     """
+    generated = [spec.name for spec in SPECS if spec.generate]
     for name in rotate:
-        if name not in SPEC_BY_NAME or not SPEC_BY_NAME[name].generate:
-            raise ConfigError([f"secrets.{name}: not a generated secret"])
+        if name not in generated:
+            hint = get_close_matches(name, generated, n=1)
+            raise ConfigError([f"secrets.{name}: not a generated secret"
+                               + (f" (did you mean {hint[0]}?)" if hint else
+                                  f" (generated: {', '.join(generated)})")])
     path = secrets_path(env)
     if path.with_suffix(".yaml.age").exists():
         raise ConfigError([f"{_display(path.with_suffix('.yaml.age'))}: encrypted; edit it "
                            "with age, `secrets init` only writes plain files"])
-    current = _parse(path, _read_file(env)[1]) if path.exists() else {}
-    written = []
-    for spec in SPECS:
-        if spec.generate and (spec.name not in current or spec.name in rotate):
-            current[spec.name] = generate()
-            written.append(spec.name)
-    if written or not path.exists():
-        _write_private(path, current)
-    return path, written
+    text = _read_file(env)[1] if path.exists() else None
+    current = _parse(path, text) if text is not None else {}
+    new = {spec.name: generate() for spec in SPECS
+           if spec.generate and (spec.name not in current or spec.name in rotate)}
+    if text is None:
+        _write_private(path, HEADER + yaml.safe_dump(new, default_flow_style=False,
+                                                     sort_keys=True))
+    elif new:
+        _write_private(path, secrets_edit.set_values(text, new))
+    return path, list(new)
 
 
-def _write_private(path: Path, values: dict) -> None:
+HEADER = "# orchestra-infra secrets: never commit, never share. Mode 0600.\n"
+
+
+def _write_private(path: Path, text: str) -> None:
     """Write with mode 0600 from the first byte, then rename into place."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write("# orchestra-infra secrets: never commit, never share. Mode 0600.\n")
-        yaml.safe_dump(values, f, default_flow_style=False, sort_keys=True)
+        f.write(text)
     os.replace(tmp, path)

@@ -18,73 +18,30 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
 
-from . import catalog, schema, secrets, status_hosts
+from . import catalog, schema, secrets, status_hosts, status_rows
 from . import config as config_module
 from . import status_probe as probe_module
 from .status_hosts import Target
 from .status_probe import Plan, Probe
+from .status_rows import (  # noqa: F401 (the rows' vocabulary, used with this module's name)
+    LAYERS,
+    HostSpec,
+    Row,
+    Service,
+    _size,
+    format_duration,
+    http_result,
+    postgres_result,
+    redis_result,
+    sort_rows,
+    unreachable_row,
+)
 
-LAYERS = ("host", "edge", "app", "data", "ops")
 # Disk use that fails a host, unless the data sets monit_disk_alert_percent.
 DISK_ALERT_PERCENT = 85
 # A backup older than this fails, unless the data sets prometheus_backup_max_age_hours.
 BACKUP_STALE_HOURS = 26
-_CURL_ERRORS = {6: "cannot resolve", 7: "connection refused", 28: "timed out",
-                35: "TLS handshake failed", 52: "empty reply", 56: "connection reset"}
-_PG_ISREADY = {1: "rejecting connections (starting or stopping)", 2: "no response",
-               3: "not attempted (bad parameters)", 124: "timed out", 127: "pg_isready missing"}
-_MONIT_OK = {"ok", "running", "accessible", "online with all services", "status ok",
-             "initializing"}
-_NOT_RUNNING = {"activating": "starting", "deactivating": "stopping", "inactive": "stopped"}
-
-
-@dataclass(frozen=True)
-class Service:
-    """A service a host should run (or may run, when ``optional``)."""
-
-    name: str
-    manager: str                 # systemd, supervisor, pm2
-    layer: str
-    unit: str | None = None      # systemd unit
-    port: int | None = None
-    urls: tuple[str, ...] = ()   # health: every URL must answer 2xx/3xx
-    site_urls: tuple[str, ...] = ()  # requests it passes on to others (nginx to the API)
-    check: str | None = None     # other health checks: postgres, redis, supervisord, pm2, monit
-    optional: bool = False
-
-
-@dataclass
-class Row:
-    host: str
-    service: str
-    manager: str
-    layer: str
-    state: str = "-"
-    uptime_seconds: int | None = None
-    restarts: int | None = None
-    health: str = "ok"           # ok, warn, fail
-    port: int | None = None
-    memory_bytes: int | None = None
-    pid: int | None = None
-    note: str = ""
-    monit: str | None = None     # Monit's own view of the service, when it watches it
-    notes: list[str] = field(default_factory=list, repr=False)
-
-    def fail(self, why: str) -> None:
-        self.health = "fail"
-        self.notes.append(why)
-
-    def warn(self, why: str) -> None:
-        if self.health == "ok":
-            self.health = "warn"
-        self.notes.append(why)
-
-    def as_dict(self) -> dict:
-        data = asdict(self)
-        del data["notes"]
-        return data
 
 
 # --- what each host should run --------------------------------------------------------------
@@ -141,289 +98,28 @@ def plan(config, groups) -> Plan:
     )
 
 
-# --- answers -> rows ---------------------------------------------------------------------------
+def host_spec(config, groups) -> HostSpec:
+    """What a host in these groups should run, and its thresholds, from the data."""
+    return HostSpec(
+        services=tuple(services(config, groups)),
+        monit_names={s.name: s.monit for s in catalog.services(config, groups) if s.monit},
+        log_root=config.log_root,
+        supervisor_startretries=config.supervisor_startretries,
+        disk_alert_percent=getattr(config, "monit_disk_alert_percent", DISK_ALERT_PERCENT),
+        backup_file=backup_file(config) if "data" in groups else None,
+        backup_enabled=getattr(config, "backup_enabled", True),
+        backup_start_empty=getattr(config, "backup_start_empty", False),
+        backup_stale_hours=getattr(config, "prometheus_backup_max_age_hours",
+                                   BACKUP_STALE_HOURS),
+    )
 
 
 def host_rows(config, host: str, groups, probe: Probe) -> list[Row]:
     """Every row of one host that answered."""
-    rows: list[Row] = []
-    for service in services(config, groups):
-        if service.manager == "supervisor":
-            rows.append(_supervisor_row(config, host, service, probe))
-        elif service.manager == "pm2":
-            rows.extend(_pm2_rows(host, service, probe))
-        else:
-            row = _systemd_row(host, service, probe)
-            if row is not None:
-                rows.append(row)
-    rows.extend(_disk_rows(config, host, probe))
-    if "data" in groups:
-        rows.append(_backup_row(config, host, probe))
-    _cross_check_monit(rows, probe, {s.name: s.monit for s in catalog.services(config, groups)
-                                     if s.monit})
-    for row in rows:
-        row.note = "; ".join(row.notes)
-    return rows
-
-
-def unreachable_row(host: str, error: str, state: str = "unreachable") -> Row:
-    row = Row(host, "ssh", "-", "host", state=state)
-    row.fail(error)
-    row.note = error
-    return row
-
-
-def _systemd_row(host: str, service: Service, probe: Probe) -> Row | None:
-    unit_name = service.unit
-    if service.check == "postgres":  # postgresql@VERSION-main: the host's cluster
-        unit_name = next((u for u in probe.units if u.startswith("postgresql@")), None)
-    unit = probe.units.get(unit_name) if unit_name else None
-    if unit is None or unit.get("LoadState") != "loaded":
-        if service.optional:
-            return None
-        row = Row(host, service.name, service.manager, service.layer, state="not installed",
-                  port=service.port)
-        row.fail(f"{unit_name or service.name} is not installed")
-        return row
-    name = unit_name.removesuffix(".service") if service.check == "postgres" else service.name
-    row = Row(host, name, service.manager, service.layer, port=service.port)
-    active, sub = unit.get("ActiveState", "?"), unit.get("SubState", "?")
-    if active == "reloading":  # nginx's reload, a second at most: it keeps serving
-        active = "active"
-    row.state = sub if active == "active" else (active if sub in (active, "dead") else
-                                               f"{active}/{sub}")
-    row.pid = _int(unit.get("MainPID")) or None
-    row.restarts = _int(unit.get("NRestarts"))
-    memory = _int(unit.get("MemoryCurrent"))
-    if memory is not None and memory < 1 << 63:
-        row.memory_bytes = memory
-    else:  # no memory accounting (containers): the unit's processes
-        row.memory_bytes = probe.memory(probe.unit_processes(unit_name) or probe.tree(row.pid))
-    entered = _int(unit.get("ActiveEnterTimestampMonotonic"))
-    if active == "active" and entered and probe.monotonic is not None:
-        row.uptime_seconds = max(0, int(probe.monotonic - entered / 1e6))
-    if active != "active":
-        why = _NOT_RUNNING.get(active, active)
-        if sub == "auto-restart":
-            why = "restarting after a crash"
-        elif active == "failed":
-            why = f"failed ({unit.get('Result', '?')})"
-        row.fail(why)
-        return row
-    _process_checks(row, probe)
-    _health(row, service, probe)
-    return row
-
-
-def _supervisor_row(config, host: str, service: Service, probe: Probe) -> Row:
-    row = Row(host, service.name, "supervisor", service.layer, port=service.port)
-    if probe.supervisor is None:
-        row.state = "unknown"
-        row.fail(f"supervisord does not answer: {probe.supervisor_error}")
-        return row
-    entry = probe.supervisor.get(service.name)
-    if entry is None:
-        row.state = "absent"
-        row.fail("not a Supervisor program (run the deploy)")
-        return row
-    row.state, row.pid, row.uptime_seconds = entry["state"], entry["pid"], entry["uptime"]
-    row.restarts = probe.supervisor_crashes.get(service.name, 0)
-    row.memory_bytes = probe.memory(probe.tree(row.pid))
-    log = f"{config.log_root}/{service.name}.log"
-    if row.state == "RUNNING":
-        _process_checks(row, probe)
-        _health(row, service, probe)
-    elif row.state in ("STARTING", "BACKOFF"):
-        row.fail("restarting after a crash" if row.state == "BACKOFF" or row.restarts
-                 else "starting")
-    elif row.state == "FATAL":
-        row.fail(f"Supervisor gave up after {config.supervisor_startretries} failed starts; "
-                 f"see {log}")
-    else:
-        row.fail(f"{row.state.lower()} {entry['detail']}".strip())
-    return row
-
-
-def _pm2_rows(host: str, service: Service, probe: Probe) -> list[Row]:
-    if probe.pm2 is None:
-        row = Row(host, service.name, "pm2", service.layer, state="unknown", port=service.port)
-        row.fail(f"PM2 does not answer: {probe.pm2_error}")
-        return [row]
-    apps = [p for p in probe.pm2 if p.get("name") == service.name and not p.get("module")]
-    if not apps:
-        row = Row(host, service.name, "pm2", service.layer, state="absent", port=service.port)
-        row.fail("not in PM2's process list (run the deploy)")
-        return [row]
-    rows = []
-    for app in apps:
-        name = service.name if len(apps) == 1 else f"{service.name}#{app.get('pm_id')}"
-        row = Row(host, name, "pm2", service.layer, state=str(app.get("status")),
-                  port=service.port, pid=app.get("pid") or None,
-                  restarts=app.get("restart_time"), memory_bytes=app.get("memory"))
-        started = app.get("pm_uptime")
-        if row.state == "online" and started and probe.now is not None:
-            row.uptime_seconds = max(0, int(probe.now - started / 1000))
-        if row.state == "online":
-            _process_checks(row, probe)
-            _health(row, service, probe)
-        else:
-            row.fail(f"PM2 status {row.state}")
-        rows.append(row)
-    return rows
-
-
-def _process_checks(row: Row, probe: Probe) -> None:
-    if probe.process_state(row.pid) == "T":
-        row.fail(f"process {row.pid} is stopped (SIGSTOP)")
-
-
-def _health(row: Row, service: Service, probe: Probe) -> None:
-    for url in service.urls:
-        ok, why = http_result(probe, url)
-        if not ok:
-            hint = " (process up: hung?)" if why == "timed out" else ""
-            row.fail(f"health {url.split('127.0.0.1', 1)[-1]}: {why}{hint}")
-    for url in service.site_urls:
-        ok, why = http_result(probe, url)
-        if not ok:
-            row.fail(f"requests through it fail: {url.split('127.0.0.1', 1)[-1]}: {why}")
-    if service.check == "postgres":
-        ok, why = postgres_result(probe)
-        if not ok:
-            row.fail(f"pg_isready: {why}")
-    elif service.check == "redis":
-        ok, why = redis_result(probe)
-        if not ok:
-            row.fail(f"redis-cli ping: {why}")
-    elif service.check == "supervisord" and probe.supervisor is None:
-        row.fail(f"supervisord does not answer: {probe.supervisor_error}")
-    elif service.check == "pm2" and probe.pm2 is None:
-        row.fail(f"pm2: {probe.pm2_error}")
-    elif service.check == "monit" and probe.monit is None:
-        # Monit still restarts what fails; only its report is missing.
-        row.warn(f"monit summary: {probe.monit_error or 'no answer'}")
-
-
-def http_result(probe: Probe, url: str) -> tuple[bool, str]:
-    if url not in probe.http:
-        return False, "no result"
-    code, exit_status = probe.http[url]
-    if exit_status == 0 and 200 <= code < 400:
-        return True, f"HTTP {code}"
-    if exit_status == 0 or code:
-        return False, f"HTTP {code}"
-    return False, _CURL_ERRORS.get(exit_status, f"curl error {exit_status}")
-
-
-def postgres_result(probe: Probe) -> tuple[bool, str]:
-    if probe.postgres == 0:
-        return True, "accepting connections"
-    if probe.postgres is None:
-        return False, "no result"
-    return False, _PG_ISREADY.get(probe.postgres, f"exit status {probe.postgres}")
-
-
-def redis_result(probe: Probe) -> tuple[bool, str]:
-    """PONG, or NOAUTH: Redis answers (status sends no credentials)."""
-    if probe.redis is None:
-        return False, "no result"
-    code, answer = probe.redis
-    if answer.startswith(("PONG", "NOAUTH", "-NOAUTH")):
-        return True, answer
-    if code == 124:
-        return False, "timed out"
-    return False, answer or f"exit status {code}"
-
-
-def _disk_rows(config, host: str, probe: Probe) -> list[Row]:
-    threshold = getattr(config, "monit_disk_alert_percent", DISK_ALERT_PERCENT)
-    rows, seen = [], set()
-    for disk in probe.disks:
-        if disk["mount"] in seen:
-            continue
-        seen.add(disk["mount"])
-        row = Row(host, f"disk {disk['mount']}", "-", "ops", state=f"{disk['percent']}% used")
-        row.notes.append(f"{_size(disk['used'])} of {_size(disk['size'])}")
-        if disk["percent"] >= threshold:
-            row.fail(f"above the {threshold}% alert threshold")
-        rows.append(row)
-    return rows
-
-
-def _backup_row(config, host: str, probe: Probe) -> Row:
-    row = Row(host, "backup", "-", "ops")
-    if not getattr(config, "backup_enabled", True):
-        row.state = "disabled"
-        row.warn("backup_enabled is off")
-        return row
-    if probe.backup is None:
-        row.state = "never"
-        # Issue 11: a new host's timers start only after a restore or --start-empty.
-        if probe.backup_ready is None and not getattr(config, "backup_start_empty", False):
-            row.state = "waiting"
-            row.warn("not started: a new host backs up only once restored (orchestra-infra "
-                     "restore ENV) or declared empty (orchestra-infra backup ENV --start-empty)")
-            return row
-        row.warn(f"no successful backup recorded ({backup_file(config)})")
-        return row
-    age = max(0, (probe.now or probe.backup) - probe.backup)
-    row.state = f"{format_duration(age)} ago"
-    stale_hours = getattr(config, "prometheus_backup_max_age_hours", BACKUP_STALE_HOURS)
-    if age > stale_hours * 3600:
-        row.fail(f"stale: older than {stale_hours}h")
-    return row
-
-
-def _cross_check_monit(rows: list[Row], probe: Probe, monit_names: dict[str, str]) -> None:
-    """Monit's verdict next to ours: a service Monit sees failing is at least a warning."""
-    if not probe.monit:
-        return
-    matched = set()
-    for row in rows:
-        base = row.service.split("@")[0]
-        for candidate in (row.service, monit_names.get(base, base)):
-            if candidate in probe.monit:
-                matched.add(candidate)
-                row.monit = probe.monit[candidate]
-                if row.monit.lower() not in _MONIT_OK:
-                    row.warn(f"monit: {row.monit}")
-                break
-    failing = [f"{name} ({status})" for name, status in probe.monit.items()
-               if name not in matched and status.lower() not in _MONIT_OK]
-    monit_row = next((row for row in rows if row.service == "monit"), None)
-    if failing and monit_row is not None:
-        monit_row.warn("monit reports " + ", ".join(failing))
+    return status_rows.host_rows(host_spec(config, groups), host, probe)
 
 
 # --- output ------------------------------------------------------------------------------------
-
-
-def format_duration(seconds: int | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
-
-
-def _size(value: int | None) -> str:
-    if value is None:
-        return "-"
-    for unit, factor in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
-        if value >= factor:
-            number = value / factor
-            return f"{number:.1f}{unit}" if number < 10 else f"{number:.0f}{unit}"
-    return f"{value}B"
-
-
-def sort_rows(rows: list[Row]) -> list[Row]:
-    """By host, then layer (host, edge, app, data, ops); the order within a layer is kept."""
-    order = {name: i for i, name in enumerate(LAYERS)}
-    return sorted(rows, key=lambda r: (r.host, order.get(r.layer, len(LAYERS))))
 
 
 def table(rows: list[Row]) -> str:
@@ -489,10 +185,3 @@ def run(env: str, as_json: bool, echo=print, overrides: dict | None = None) -> i
         echo("")
         echo(summary(rows, hosts, time.monotonic() - started))
     return 1 if any(row.health == "fail" for row in rows) else 0
-
-
-def _int(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None

@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 from xml.parsers.expat import ExpatError
 
-from operations import render
-
 HEALTH_TIMEOUT = 2
 UNIT_PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "Result",
                    "ActiveEnterTimestampMonotonic", "NRestarts", "MainPID", "MemoryCurrent")
@@ -87,6 +85,10 @@ class Plan:
 def script(plan: Plan) -> str:
     """The POSIX shell script (templates/status/scripts/probe.sh.j2), run as root with
     ``sh -s``; it prints ``@@`` sections."""
+    # Here, not at the top: admin hosts import this module's parser without the deploy's
+    # packages (templates/status/, status_rows.py).
+    from operations import render
+
     return render.script(
         "status/scripts/probe.sh.j2", plan=plan, timeout=HEALTH_TIMEOUT,
         unit_properties=UNIT_PROPERTIES, supervisor_log=SUPERVISOR_LOG,

@@ -1,12 +1,15 @@
 // Serves the built admin (dist/, from `npm run build`) on PORT (default 3000), on HOST
 // (default 127.0.0.1: nginx is in front). Node's built-ins only, so production installs
-// nothing from npm at run time. Nothing is proxied: nginx routes /api/ and /mcp/ itself.
+// nothing from npm at run time. Nothing is proxied: nginx routes /api/ and /mcp/ itself;
+// /_admin/overview answers from the host's loopback sources (overview.js).
 // CommonJS on purpose: every Node and PM2 version runs it as it is.
 "use strict";
 
 const fs = require("node:fs");
 const http = require("node:http");
 const path = require("node:path");
+
+const { overview } = require("./overview.js");
 
 const ROOT = path.join(__dirname, "dist");
 const INDEX = path.join(ROOT, "index.html");
@@ -84,6 +87,15 @@ function handle(req, res) {
     return;
   }
   const { pathname } = new URL(req.url, "http://admin.invalid");
+  if (pathname === "/_admin/overview") {
+    overview().then(
+      (body) => send(res, 200, JSON.stringify(body), {
+        "Content-Type": "application/json", "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+      }),
+      (error) => send(res, 500, `overview failed: ${error.message}\n`));
+    return;
+  }
   const file = fileFor(pathname);
   if (file === null) {
     send(res, 400, "bad path\n");

@@ -45,7 +45,8 @@ def fetch(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
 @pytest.fixture
 def admin(tmp_path):
     """server.js next to a dist/ like the one Vite builds, serving on a free port."""
-    shutil.copy(ADMIN / "server.js", tmp_path / "server.js")
+    for name in ("server.js", "overview.js"):
+        shutil.copy(ADMIN / name, tmp_path / name)
     (tmp_path / "dist" / "assets").mkdir(parents=True)
     (tmp_path / "dist" / "index.html").write_text("<!doctype html><div id=root></div>")
     (tmp_path / "dist" / "assets" / "index-abc123.js").write_text("console.log(1)")
@@ -113,7 +114,8 @@ def test_only_get_and_head(admin):
 
 
 def test_it_refuses_to_start_without_a_build(tmp_path):
-    shutil.copy(ADMIN / "server.js", tmp_path / "server.js")
+    for name in ("server.js", "overview.js"):
+        shutil.copy(ADMIN / name, tmp_path / name)
     result = subprocess.run([NODE, "server.js"], cwd=tmp_path, capture_output=True, text=True,
                             timeout=10, env={"PORT": str(free_port())})
     assert result.returncode == 1 and "npm ci && npm run build" in result.stderr

@@ -92,7 +92,9 @@ def hosts():
     booted = {}
     if os.environ.get("ORCHESTRA_E2E_DEBIAN", "1") != "0":
         booted = {h.name: h for h in sandbox.up(names=[DEBIAN], image="debian12")}
-    booted |= {h.name: h for h in sandbox.up(names=[TARGET, PEER])}
+    # ORCHESTRA_E2E_PEER=0 boots the target alone (modules that need no neighbour).
+    alone = os.environ.get("ORCHESTRA_E2E_PEER", "1") == "0"
+    booted |= {h.name: h for h in sandbox.up(names=[TARGET] if alone else [TARGET, PEER])}
     yield booted
     if not os.environ.get("ORCHESTRA_KEEP_SANDBOX"):
         sandbox.down([TARGET, PEER, DEBIAN])
@@ -123,6 +125,8 @@ def target(hosts, debian_provisioning):
 
 @pytest.fixture(scope="session")
 def peer(hosts):
+    if PEER not in hosts:
+        pytest.skip("ORCHESTRA_E2E_PEER=0: no neighbour host in this session")
     return hosts[PEER]
 
 

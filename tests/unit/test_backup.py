@@ -375,5 +375,5 @@ def test_restore_command_passes_from_host(pyinfra_runs):
 
 def test_unknown_environment(pyinfra_runs):
     result = CliRunner().invoke(cli.main, ["backup", "prdo"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error, like every command's unknown ENV
     assert "unknown environment 'prdo'" in result.output

@@ -11,7 +11,7 @@ import types
 import pytest
 from jinja2 import Environment, FileSystemLoader
 
-from operations import security, system
+from operations import admin_status, security, system
 from orchestra_infra import config, secrets
 from orchestra_infra.errors import ConfigError
 from orchestra_infra.paths import project_root
@@ -124,6 +124,10 @@ def test_units_the_deploy_writes_expose_little(tmp_path):
         "orchestra-firewall.service": (
             "security/etc/systemd/system/orchestra-firewall.service.j2",
             {"rules": security.FIREWALL_RULES}),
+        "orchestra-status.service": (
+            "status/etc/systemd/system/orchestra-status.service.j2",
+            {"runner": admin_status.RUNNER, "output": admin_status.OUTPUT,
+             "output_dir": admin_status.OUTPUT_DIR}),
     }
     unit_dir = tmp_path / "etc/systemd/system"
     unit_dir.mkdir(parents=True)

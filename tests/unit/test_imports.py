@@ -24,9 +24,13 @@ ALLOWED = {
     "paths": set(),
     "catalog": set(),
     "schema": {"catalog", "errors"},
-    "secrets": {"errors", "paths"},
+    "secrets_edit": {"errors"},
+    "secrets": {"errors", "paths", "secrets_edit"},
     "app_source": {"errors", "schema"},
-    "config": {"errors", "paths", "schema", "secrets"},
+    "config": {"errors", "paths", "schema", "secrets", "secrets_edit"},
+    # run on admin hosts with the standard library alone (templates/status/)
+    "status_probe": set(),
+    "status_rows": {"status_probe"},
 }
 
 

@@ -37,7 +37,7 @@ def test_rollback_runs_rollback_py(runs):
 
 def test_rollback_refuses_an_unknown_environment(runs):
     result = CliRunner().invoke(cli.main, ["rollback", "prdo"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error, like every command's unknown ENV
     assert "Error: unknown environment 'prdo'" in result.output
     assert runs == []
 

@@ -1,5 +1,7 @@
 """The configuration schema: every environment validates, every bad input is named exactly."""
 
+import os
+
 import pytest
 from click.testing import CliRunner
 
@@ -204,8 +206,10 @@ def test_unreadable_and_non_pem_ca_files(tmp_path):
     locked = tmp_path / "locked.crt"
     locked.write_text("-----BEGIN CERTIFICATE-----\n")
     locked.chmod(0)
-    if locked.open().readable():  # root reads anything: nothing more to check here
+    if os.access(locked, os.R_OK):  # root reads anything: nothing more to check here
         return
+    (problem,) = _problems(extra_ca_certificates=[str(locked)])
+    assert problem.startswith(f"extra_ca_certificates[0]: cannot read {locked}: ")
 
 
 def test_every_problem_is_reported_at_once():

@@ -150,7 +150,9 @@ def release(tmp_path_factory) -> tuple[Path, str, Path]:
     path, digest = weaviate_release.build_weaviate_tarball(VERSION, out)
     unpacked = out / "unpacked"
     with tarfile.open(path) as tar:
-        tar.extractall(unpacked, filter="data")
+        # filter= is Python 3.10.12+/3.11.4+; the project supports 3.10 and 3.11.2 (Debian 12)
+        tar.extractall(unpacked, **({"filter": "data"} if hasattr(tarfile, "data_filter")
+                                    else {}))
     return path, digest, unpacked / "weaviate"
 
 

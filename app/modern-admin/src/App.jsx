@@ -1,6 +1,8 @@
 import { useEffect, useState } from "react";
 
+import Overview from "./Overview.jsx";
 import { REFRESH_MS, SERVICES, checkService } from "./health.js";
+import { fetchOverview } from "./overview.js";
 
 function StatusDot({ up }) {
   return <span className={`dot ${up ? "up" : "down"}`} aria-label={up ? "up" : "down"} />;
@@ -39,14 +41,17 @@ function ServiceRow({ service, result }) {
 
 export default function App() {
   const [results, setResults] = useState({});
+  const [overview, setOverview] = useState(null);
   const [checkedAt, setCheckedAt] = useState(null);
 
   useEffect(() => {
     let cancelled = false;
     async function refresh() {
-      const checks = await Promise.all(SERVICES.map((service) => checkService(service)));
+      const [checks, whole] = await Promise.all([
+        Promise.all(SERVICES.map((service) => checkService(service))), fetchOverview()]);
       if (cancelled) return;
       setResults(Object.fromEntries(SERVICES.map((service, i) => [service.id, checks[i]])));
+      setOverview(whole);
       setCheckedAt(new Date());
     }
     refresh();
@@ -64,13 +69,16 @@ export default function App() {
       <header>
         <h1>Orchestra</h1>
         <p className={`summary ${checkedAt ? (allUp ? "up" : "down") : ""}`}>
-          {checkedAt ? (allUp ? "All services up" : "Some services are down") : "Checking…"}
+          {checkedAt ? (allUp ? "API and MCP servers up through the edge" : "Some API or MCP servers are down")
+            : "Checking…"}
         </p>
         <p className="muted">
           {release && `Release ${release} · `}
           {checkedAt && `checked ${checkedAt.toLocaleTimeString()}, every ${REFRESH_MS / 1000} s`}
         </p>
       </header>
+      <Overview data={overview} />
+      <h2>Through the edge</h2>
       <table>
         <thead>
           <tr>

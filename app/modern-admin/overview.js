@@ -1,0 +1,100 @@
+// GET /_admin/overview: everything the page shows but the health checks, in one answer.
+// Its sources are on the host's loopback and only the server asks them, with fixed
+// questions: the status rows (STATUS_FILE, written every few seconds by orchestra-status.timer,
+// the rows `orchestra-infra status` computes), Prometheus's HTTP API (graphs of the last
+// hour) and Alertmanager's (alerts firing now). Nothing of the browser's request reaches them.
+// CommonJS and Node's built-ins only, like server.js.
+"use strict";
+
+const fs = require("node:fs");
+
+const STATUS_FILE = process.env.STATUS_FILE || "/run/orchestra-status/status.json";
+const PROMETHEUS_URL = process.env.PROMETHEUS_URL || "http://127.0.0.1:9090";
+const ALERTMANAGER_URL = process.env.ALERTMANAGER_URL || "http://127.0.0.1:9093";
+const SOURCE_TIMEOUT_MS = 3000;
+const HOUR_S = 3600;
+const STEP_S = 60;
+
+// The graphs: PromQL written here, never taken from a request.
+const GRAPHS = [
+  { id: "requests", title: "Requests per second (nginx)", unit: "req/s",
+    query: "sum(rate(nginx_http_requests_total[2m]))", label: () => "all" },
+  { id: "errors", title: "5xx ratio (nginx)", unit: "%",
+    query: '100 * sum(rate(orchestra_nginx_responses_total{status=~"5.."}[5m]) or vector(0))' +
+      " / sum(rate(orchestra_nginx_responses_total[5m]))",
+    label: () => "5xx" },
+  // nginx's access log carries no upstream time yet: the blackbox probes' durations (one
+  // health request per upstream every scrape) stand in for latency per upstream.
+  { id: "latency", title: "Health-probe latency per upstream (p95 over 5 min)", unit: "ms",
+    query: "1000 * quantile_over_time(0.95, probe_duration_seconds[5m])",
+    label: (m) => m.instance || m.target || "probe" },
+  { id: "cpu", title: "CPU per host", unit: "%",
+    query: '100 * (1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[2m])))',
+    label: (m) => m.instance || "host" },
+  { id: "memory", title: "Memory per host", unit: "%",
+    query: "100 * (1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes)",
+    label: (m) => m.instance || "host" },
+];
+
+async function getJson(url) {
+  const response = await fetch(url, { signal: AbortSignal.timeout(SOURCE_TIMEOUT_MS) });
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  return response.json();
+}
+
+function why(error) {
+  return error.name === "TimeoutError" ? "no answer" : String(error.message || error);
+}
+
+function readStatus(now) {
+  try {
+    const document = JSON.parse(fs.readFileSync(STATUS_FILE, "utf8"));
+    return { ...document, age_seconds: Math.max(0, Math.round(now - document.generated)) };
+  } catch (error) {
+    return { error: error.code === "ENOENT" ? "no status yet" : `unreadable: ${why(error)}` };
+  }
+}
+
+async function graph(spec, now) {
+  const end = Math.round(now);
+  const params = new URLSearchParams({
+    query: spec.query, start: String(end - HOUR_S), end: String(end), step: String(STEP_S),
+  });
+  try {
+    const body = await getJson(`${PROMETHEUS_URL}/api/v1/query_range?${params}`);
+    const series = (body.data?.result || []).map((s) => ({
+      label: spec.label(s.metric || {}),
+      points: s.values.map(([t, v]) => [Number(t), Number(v)]).filter(([, v]) => Number.isFinite(v)),
+    }));
+    return { id: spec.id, title: spec.title, unit: spec.unit, series };
+  } catch (error) {
+    return { id: spec.id, title: spec.title, unit: spec.unit, series: [], error: why(error) };
+  }
+}
+
+async function alerts() {
+  try {
+    const list = await getJson(
+      `${ALERTMANAGER_URL}/api/v2/alerts?active=true&silenced=false&inhibited=false`);
+    return {
+      firing: list.map((a) => ({
+        name: a.labels?.alertname || "?",
+        severity: a.labels?.severity || "",
+        summary: a.annotations?.summary || a.annotations?.description || "",
+        since: a.startsAt || null,
+        labels: a.labels || {},
+      })),
+    };
+  } catch (error) {
+    return { firing: [], error: why(error) };
+  }
+}
+
+async function overview() {
+  const now = Date.now() / 1000;
+  const [graphs, alerting] = await Promise.all([
+    Promise.all(GRAPHS.map((spec) => graph(spec, now))), alerts()]);
+  return { generated: Math.round(now), status: readStatus(now), alerts: alerting, graphs };
+}
+
+module.exports = { overview, GRAPHS };

@@ -1,0 +1,110 @@
+"""The admin page, opened in a real headless Chromium through the edge (with its password):
+every service of the host as `orchestra-infra status` sees it, disks, the newest backup,
+the alerts firing, graphs of the last hour; a stopped service turns red within one status
+run and one page refresh. Screenshots go to build/e2e-figures/."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from operations import admin_status
+from orchestra_infra import secrets
+
+from .conftest import on
+
+ROOT = Path(__file__).resolve().parents[2]
+FIGURES = ROOT / "build" / "e2e-figures"
+DRIVER = Path(__file__).with_name("admin_browser.py")
+PAGE_REFRESH_S = 5  # app/modern-admin/src/health.js REFRESH_MS
+STOPPED = "prometheus-redis-exporter"  # nothing else depends on it
+
+
+@pytest.fixture(scope="module")
+def browser_ready():
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("chromium is not installed (scripts/setup installs it)")
+    pytest.importorskip("playwright.sync_api")
+
+
+def test_the_status_file_holds_the_rows_status_computes(target, provisioned):
+    assert provisioned[1].changed == [], provisioned[1].changed  # the second run: no change
+    document = json.loads(on(target, f"cat {admin_status.OUTPUT}"))
+    assert document["interval"] == admin_status.INTERVAL
+    services = {row["service"]: row for row in document["rows"]}
+    assert services["nginx"]["health"] == "ok" and services["nginx"]["state"] == "running"
+    assert services["api-0"]["state"] == "RUNNING"
+    assert any(name.startswith("disk ") for name in services)
+    assert "backup" in services
+    assert on(target, f"stat -c '%a %U %G' {admin_status.OUTPUT}").split() == \
+        ["640", "root", "orchestra"]
+    # The timer's unit is sandboxed like every other the deploy writes.
+    exposure = on(target, "systemd-analyze security --no-pager orchestra-status.service | "
+                          "tail -n 1")
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    (FIGURES / "orchestra-status-exposure.txt").write_text(
+        f"{exposure.strip()}\none status run on the host: {document['seconds']} s "
+        f"({len(document['rows'])} rows)\n")
+
+
+def test_the_overview_needs_the_edge_password(target, provisioned):
+    tls = ssl.create_default_context()
+    tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"https://{target.address}/_admin/overview", timeout=10,
+                               context=tls)
+    assert refused.value.code == 401
+
+
+def test_the_dashboard_in_chromium(target, provisioned, browser_ready):
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    request = {"url": f"https://{target.address}/", "user": "orchestra",
+               "password": secrets.load("sandbox")["edge_password"],
+               "screenshot": str(FIGURES / "admin-dashboard.png"),
+               "screenshot_stopped": str(FIGURES / "admin-dashboard-stopped-service.png"),
+               "red_within_ms": (admin_status.INTERVAL + PAGE_REFRESH_S + 5) * 1000}
+    driver = subprocess.Popen([sys.executable, str(DRIVER)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        driver.stdin.write(json.dumps(request) + "\n")
+        driver.stdin.flush()
+        assert driver.stdout.readline().strip() == "ready", driver.stderr.read()[-3000:]
+        page = json.loads(driver.stdout.readline())
+        health = {row["service"]: row["health"] for row in page["rows"]}
+        for service in ("nginx", "api-0", "supervisor", "pm2-orchestra", "redis-server",
+                        "weaviate", "prometheus", "monit", STOPPED):
+            # warn is not red: Monit may see the loaded sandbox's CPU above its limit
+            assert health.get(service) in ("ok", "warn"), (service, page["rows"])
+        assert any(name.startswith("postgresql@") for name in health)
+        assert "disk /" in health and "backup" in health
+        graphs = {graph["id"]: graph for graph in page["graphs"]}
+        assert set(graphs) == {"requests", "errors", "latency", "cpu", "memory"}
+        for graph in ("requests", "cpu", "memory", "latency"):
+            assert graphs[graph]["paths"] >= 1, graphs[graph]
+        assert page["alerts"].startswith("Alerts firing")
+        assert "Every service healthy" in page["summary"] or "failing" in page["summary"]
+
+        # Monit would restart it: it is left alone while the page is watched.
+        on(target, f"monit unmonitor {STOPPED} || true; systemctl stop {STOPPED}")
+        driver.stdin.write(STOPPED + "\n")
+        driver.stdin.flush()
+        line = driver.stdout.readline()
+        assert line, driver.stderr.read()[-3000:]
+        after = json.loads(line)
+        (FIGURES / "admin-dashboard-red.txt").write_text(
+            f"{STOPPED} stopped: its row red on the page after {after['red_after_seconds']} s "
+            f"(status every {admin_status.INTERVAL} s, page refresh {PAGE_REFRESH_S} s)\n")
+        row = next(r for r in after["rows"] if r["service"] == STOPPED)
+        assert row["health"] == "fail" and "stopped" in " ".join(row["cells"])
+        assert STOPPED in after["summary"]
+    finally:
+        on(target, f"systemctl start {STOPPED}; monit monitor {STOPPED} || true")
+        driver.kill()
+        driver.wait(timeout=30)

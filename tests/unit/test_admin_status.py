@@ -1,0 +1,177 @@
+"""The admin page's sources: the status a host writes for it (the same rows as `orchestra-infra
+status`, computed on the host with the standard library alone) and the admin server's
+overview, which asks only loopback sources with fixed questions."""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from operations import admin_status
+from orchestra_infra import config, status
+from orchestra_infra.schema import validate
+from orchestra_infra.secrets import NAMES
+from orchestra_infra.status_probe import parse
+
+ROOT = Path(__file__).resolve().parents[2]
+HEALTHY = Path(__file__).parent / "status" / "healthy.txt"
+ADMIN = ROOT / "app" / "modern-admin"
+ALL = ("edge", "app", "data")
+
+
+@pytest.fixture(scope="module")
+def sandbox_config():
+    return validate(config.environment_data("sandbox"), NAMES)
+
+
+def _install_like_the_deploy(tmp_path, cfg, probe_output: str) -> tuple[Path, Path]:
+    """What operations/admin_status.py puts on a host, under tmp_path, with a probe.sh that
+    prints a recorded answer; returns the runner and the output file."""
+    lib, out = tmp_path / "lib", tmp_path / "run" / "status.json"
+    (lib / "orchestra_infra").mkdir(parents=True)
+    out.parent.mkdir()
+    (lib / "orchestra_infra" / "__init__.py").write_text("")
+    for module in admin_status.MODULES:
+        shutil.copy(module.__file__, lib / "orchestra_infra" / Path(module.__file__).name)
+    (lib / "spec.json").write_text(admin_status.spec_document(cfg, ALL, "d-monit"))
+    (lib / "recorded.txt").write_text(probe_output)
+    (lib / "probe.sh").write_text(f"cat {lib}/recorded.txt\n")
+    templates = Environment(loader=FileSystemLoader(ROOT / "templates"),
+                            undefined=StrictUndefined)
+    runner = lib / "orchestra-status"
+    runner.write_text(templates.get_template(
+        "status/usr/local/lib/orchestra/status/orchestra-status.j2").render(
+            lib=str(lib), output=str(out), group=grp.getgrgid(os.getgid()).gr_name,
+            interval=admin_status.INTERVAL))
+    return runner, out
+
+
+def test_the_host_computes_the_rows_status_computes_with_the_standard_library(
+        tmp_path, sandbox_config):
+    runner, out = _install_like_the_deploy(tmp_path, sandbox_config, HEALTHY.read_text())
+    # -I: no site-packages, no PYTHONPATH: what a host's bare python3 has.
+    result = subprocess.run([sys.executable, "-I", str(runner)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(out.read_text())
+    expected = status.sort_rows(status.host_rows(sandbox_config, "d-monit", ALL,
+                                                 parse(HEALTHY.read_text())))
+    assert document["rows"] == [row.as_dict() for row in expected]
+    assert document["host"] == "d-monit" and document["interval"] == admin_status.INTERVAL
+    assert out.stat().st_mode & 0o777 == 0o640
+    assert out.parent.stat().st_mode & 0o777 == 0o750
+    assert {r["service"] for r in document["rows"]} >= {"nginx", "api-0", "backup", "disk /"}
+
+
+def test_a_probe_that_prints_nothing_is_one_failing_row(tmp_path, sandbox_config):
+    runner, out = _install_like_the_deploy(tmp_path, sandbox_config, "")
+    subprocess.run([sys.executable, "-I", str(runner)], check=True, timeout=60)
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["health"] == "fail" and row["state"] == "no status"
+
+
+def test_the_spec_round_trips(sandbox_config):
+    from orchestra_infra.status_rows import HostSpec
+
+    spec = status.host_spec(sandbox_config, ALL)
+    assert HostSpec.from_dict(json.loads(json.dumps(spec.as_dict()))) == spec
+
+
+# --- the admin server's overview (app/modern-admin/overview.js) -----------------------------
+
+
+class _Sources(BaseHTTPRequestHandler):
+    """Prometheus's and Alertmanager's HTTP APIs, as far as the overview asks them."""
+
+    asked: list[str] = []
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self.asked.append(self.path)
+        url = urlparse(self.path)
+        if url.path == "/api/v1/query_range":
+            query = parse_qs(url.query)["query"][0]
+            metric = {"instance": "127.0.0.1:9100"} if "instance" in query else {}
+            body = {"status": "success", "data": {"resultType": "matrix", "result": [
+                {"metric": metric, "values": [[1000, "1.5"], [1060, "2.5"], [1120, "NaN"]]}]}}
+        elif url.path == "/api/v2/alerts":
+            body = [{"labels": {"alertname": "ServiceDown", "severity": "critical"},
+                     "annotations": {"summary": "redis is down"},
+                     "startsAt": "2026-11-30T05:00:00Z"}]
+        else:
+            self.send_error(404)
+            return
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def sources():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Sources)
+    _Sources.asked = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def _overview(env: dict) -> dict:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    script = "require('./overview.js').overview().then((o) => console.log(JSON.stringify(o)))"
+    result = subprocess.run([node, "-e", script], cwd=ADMIN, capture_output=True, text=True,
+                            timeout=60, env={"PATH": os.environ["PATH"], **env})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_the_overview_reads_the_status_file_alerts_and_graphs(tmp_path, sources):
+    status_file = tmp_path / "status.json"
+    status_file.write_text(json.dumps({"host": "h", "generated": 1, "interval": 10,
+                                       "rows": [{"service": "nginx", "health": "ok"}]}))
+    found = _overview({"STATUS_FILE": str(status_file), "PROMETHEUS_URL": sources,
+                       "ALERTMANAGER_URL": sources})
+    assert found["status"]["rows"] == [{"service": "nginx", "health": "ok"}]
+    assert found["status"]["age_seconds"] > 0
+    assert found["alerts"]["firing"] == [{
+        "name": "ServiceDown", "severity": "critical", "summary": "redis is down",
+        "since": "2026-11-30T05:00:00Z",
+        "labels": {"alertname": "ServiceDown", "severity": "critical"}}]
+    graphs = {g["id"]: g for g in found["graphs"]}
+    assert set(graphs) == {"requests", "errors", "latency", "cpu", "memory"}
+    assert graphs["cpu"]["series"] == [{"label": "127.0.0.1:9100",
+                                        "points": [[1000, 1.5], [1060, 2.5]]}]
+    # Only fixed questions, an hour back at one point a minute.
+    ranges = [parse_qs(urlparse(p).query) for p in _Sources.asked if "query_range" in p]
+    assert len(ranges) == 5
+    for asked in ranges:
+        assert int(asked["end"][0]) - int(asked["start"][0]) == 3600
+        assert asked["step"] == ["60"]
+    assert "active=true&silenced=false&inhibited=false" in " ".join(_Sources.asked)
+
+
+def test_the_overview_names_what_it_could_not_read(tmp_path):
+    found = _overview({"STATUS_FILE": str(tmp_path / "missing.json"),
+                       "PROMETHEUS_URL": "http://127.0.0.1:9", "ALERTMANAGER_URL":
+                       "http://127.0.0.1:9"})
+    assert found["status"] == {"error": "no status yet"}
+    assert found["alerts"]["firing"] == [] and found["alerts"]["error"]
+    assert all(g["series"] == [] and g["error"] for g in found["graphs"])
