@@ -1,0 +1,165 @@
+"""The run lock and the history of runs, kept by pyinfra's own run (orchestra_infra/runlock.py).
+
+    runlock.guard(config, "deploy.py")     # deploy.py, rollback.py, restore.py, while planning
+
+Nothing here is an operation. The lock is taken on every host of the run just before the
+first operation executes (after the preview and the confirmation: ``--dry`` and a declined
+run take and record nothing), the run stops there, before any change, when a host is locked,
+and the lock is removed with the run's history line appended after the last operation, or,
+when the run ended early (an error, a failed host), as pyinfra disconnects. So plain
+``pyinfra inventories/prod.py deploy.py`` is locked like the wrappers, and a converged host's
+second run still reports zero changed operations: the run's own bookkeeping is two SSH
+commands per host outside pyinfra's count, as a fact read would be.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from pyinfra import logger, state
+from pyinfra.api import DeployError, QuoteString, StringCommand
+from pyinfra.api.state import BaseStateCallback
+
+from operations import render
+from orchestra_infra import runlock
+
+
+@dataclass
+class _Run:
+    state_root: str
+    current: str
+    taken: bool = False
+    finished: bool = False
+    broke: runlock.Holder | None = None
+
+
+def _sh(host, text: str) -> tuple[bool, str]:
+    ok, output = host.run_shell_command(StringCommand("sh", "-c", QuoteString(text)),
+                                        _sudo=True)
+    return ok, output.stdout
+
+
+class _Hook(BaseStateCallback):
+    """One per pyinfra state: takes and releases every guarded host's lock."""
+
+    def __init__(self):
+        self.runs: dict[object, _Run] = {}
+        self.holder: runlock.Holder | None = None
+        self.repository: tuple[str, bool | None] | None = None
+
+    # --- taking ------------------------------------------------------------------------------
+
+    def _take(self, host) -> str | None:
+        """Take ``host``'s lock; why not when it is held (None: taken)."""
+        run = self.runs[host]
+        path = runlock.lock_path(run.state_root)
+        script = dict(state_root=run.state_root, lock=path, record=self.holder.to_json())
+        ok, out = _sh(host, render.script("runlock/scripts/take.sh.j2", replace="", **script))
+        if not ok:
+            return f"{host.name}: cannot take the run lock {path}"
+        first, _, rest = out.partition("\n")
+        if first.strip() == runlock.TAKEN:
+            run.taken = True
+            return None
+        holder = runlock.Holder.parse(rest)
+        if not runlock.force_wanted():
+            return runlock.refusal(host.name, path, rest, runlock.stale_reason(holder))
+        # The operator asked for it: replace that holder's lock, if it is still that one.
+        replace = (f'"run_id": "{holder.run_id}"' if holder
+                   else (rest.strip().splitlines() or [""])[0])
+        ok, out = _sh(host, render.script("runlock/scripts/take.sh.j2", replace=replace,
+                                          **script))
+        first, _, rest = out.partition("\n")
+        if not ok or first.strip() not in (runlock.TAKEN, runlock.BROKEN):
+            return f"{host.name}: the lock {path} changed hands meanwhile; nothing was changed"
+        run.taken, run.broke = True, holder
+        who = holder.describe() if holder else repr(rest.strip()[:200])
+        logger.warning(f"{host.print_prefix}BROKE the run lock of {who} (--force-unlock)")
+        return None
+
+    def _take_all(self, hosts) -> None:
+        refusals = []
+        for host in hosts:
+            if host in self.runs and not self.runs[host].taken:
+                why = self._take(host)
+                if why:
+                    refusals.append(why)
+        if refusals:
+            for host, run in self.runs.items():
+                if run.taken and not run.finished:
+                    self._finish(host, None)
+            raise DeployError("\n".join(refusals))
+
+    def operation_start(self, state, op_hash):
+        # Every host at once before the first operation: a locked host stops them all.
+        self._take_all(list(state.inventory.get_active_hosts()))
+
+    def operation_host_start(self, state, host, op_hash):
+        # The serial and no-wait modes have no operation_start.
+        self._take_all([host])
+
+    # --- releasing ---------------------------------------------------------------------------
+
+    def _finish(self, host, outcome: str | None) -> None:
+        """Append the run's history line (unless ``outcome`` is None) and release."""
+        run = self.runs[host]
+        run.finished = True
+        line = ""
+        if outcome is not None:
+            if self.repository is None:
+                self.repository = runlock.repository_state()
+            _, target = _sh(host, f"readlink {shlex.quote(run.current)} || true")
+            commit, dirty = self.repository
+            line = runlock.history_record(self.holder, commit, dirty,
+                                          runlock.release_name(target), _changed(state, host),
+                                          outcome, broke=run.broke)
+        ok, _ = _sh(host, render.script(
+            "runlock/scripts/finish.sh.j2", line=line, history=runlock.history_path(run.state_root),
+            run=f'"run_id": "{self.holder.run_id}"', lock=runlock.lock_path(run.state_root)))
+        if not ok:
+            logger.warning(f"{host.print_prefix}could not release the run lock "
+                           f"{runlock.lock_path(run.state_root)}: remove it by hand")
+
+    def operation_end(self, state, op_hash):
+        if op_hash != state.get_op_order()[-1]:
+            return
+        for host, run in self.runs.items():
+            if run.taken and not run.finished:
+                self._finish(host, "failed" if host in state.failed_hosts else "success")
+
+    def host_disconnect(self, state, host):
+        # The run ended before its last operation: an error, or every host failed.
+        run = self.runs.get(host)
+        if run and run.taken and not run.finished:
+            self._finish(host, "failed" if host in state.failed_hosts else "interrupted")
+
+
+def _changed(state, host) -> int:
+    count = 0
+    for op_hash in host.op_hash_order:
+        data = state.ops[host].get(op_hash)
+        if data is None:
+            continue
+        meta = data.operation_meta
+        if meta.did_succeed(_raise_if_not_complete=False) and meta.did_change():
+            count += 1
+    return count
+
+
+_hooks: dict[int, _Hook] = {}
+
+
+def guard(config, command: str) -> None:
+    """Lock the current host for this run (see the module's docstring); ``command``: the
+    deploy file, unless a wrapper named itself (ORCHESTRA_COMMAND)."""
+    from pyinfra import host
+
+    hook = _hooks.get(id(state._get_module()))
+    if hook is None:
+        hook = _hooks[id(state._get_module())] = _Hook()
+        state.add_callback_handler(hook)
+    if hook.holder is None:
+        hook.holder = runlock.Holder.here(runlock.command_line(f"pyinfra {command}"))
+    hook.runs[host._get_module()] = _Run(state_root=config.state_root,
+                                         current=f"{config.install_root}/current")
