@@ -152,7 +152,7 @@ _hooks: dict[int, _Hook] = {}
 
 def guard(config, command: str) -> None:
     """Lock the current host for this run (see the module's docstring); ``command``: the
-    deploy file, unless a wrapper named itself (ORCHESTRA_COMMAND)."""
+    deploy file, which the history names unless a wrapper named itself (ORCHESTRA_COMMAND)."""
     from pyinfra import host
 
     hook = _hooks.get(id(state._get_module()))
@@ -160,6 +160,7 @@ def guard(config, command: str) -> None:
         hook = _hooks[id(state._get_module())] = _Hook()
         state.add_callback_handler(hook)
     if hook.holder is None:
-        hook.holder = runlock.Holder.here(runlock.command_line(f"pyinfra {command}"))
+        hook.holder = runlock.Holder.here(runlock.command_line(
+            f"pyinfra inventories/{config.environment}.py {command}"))
     hook.runs[host._get_module()] = _Run(state_root=config.state_root,
                                          current=f"{config.install_root}/current")

@@ -43,7 +43,8 @@ _DIFF_HEAD = re.compile(
 @dataclass
 class HostDrift:
     operations: list[str] = field(default_factory=list)
-    conditional: list[str] = field(default_factory=list)  # would run if an earlier one does
+    # would run if an earlier one changes something (restarts, reloads): in the JSON only
+    conditional: list[str] = field(default_factory=list)
     diffs: dict[str, str] = field(default_factory=dict)     # path -> masked unified diff
 
     @property
@@ -102,7 +103,6 @@ class Report:
             lines.append("")
             lines.append(f"[{name}]")
             lines += [f"  changes: {op}" for op in h.operations]
-            lines += [f"  then, if so: {op}" for op in h.conditional]
             for path, diff in h.diffs.items():
                 lines.append(f"  --- {path}")
                 lines += [f"  {line}" for line in diff.splitlines()]
