@@ -17,7 +17,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from pyinfra import logger, state
+from pyinfra import logger
+from pyinfra import state as current_state
 from pyinfra.api import DeployError, QuoteString, StringCommand
 from pyinfra.api.state import BaseStateCallback
 
@@ -46,6 +47,7 @@ class _Hook(BaseStateCallback):
     def __init__(self):
         self.runs: dict[object, _Run] = {}
         self.holder: runlock.Holder | None = None
+        self.last_op: str | None = None
         self.repository: tuple[str, bool | None] | None = None
 
     # --- taking ------------------------------------------------------------------------------
@@ -78,7 +80,7 @@ class _Hook(BaseStateCallback):
         logger.warning(f"{host.print_prefix}BROKE the run lock of {who} (--force-unlock)")
         return None
 
-    def _take_all(self, hosts) -> None:
+    def _take_all(self, state, hosts) -> None:
         refusals = []
         for host in hosts:
             if host in self.runs and not self.runs[host].taken:
@@ -88,20 +90,20 @@ class _Hook(BaseStateCallback):
         if refusals:
             for host, run in self.runs.items():
                 if run.taken and not run.finished:
-                    self._finish(host, None)
+                    self._finish(state, host, None)
             raise DeployError("\n".join(refusals))
 
     def operation_start(self, state, op_hash):
         # Every host at once before the first operation: a locked host stops them all.
-        self._take_all(list(state.inventory.get_active_hosts()))
+        self._take_all(state, list(state.inventory.get_active_hosts()))
 
     def operation_host_start(self, state, host, op_hash):
         # The serial and no-wait modes have no operation_start.
-        self._take_all([host])
+        self._take_all(state, [host])
 
     # --- releasing ---------------------------------------------------------------------------
 
-    def _finish(self, host, outcome: str | None) -> None:
+    def _finish(self, state, host, outcome: str | None) -> None:
         """Append the run's history line (unless ``outcome`` is None) and release."""
         run = self.runs[host]
         run.finished = True
@@ -122,29 +124,36 @@ class _Hook(BaseStateCallback):
                            f"{runlock.lock_path(run.state_root)}: remove it by hand")
 
     def operation_end(self, state, op_hash):
-        if op_hash != state.get_op_order()[-1]:
+        if self.last_op is None:
+            self.last_op = state.get_op_order()[-1]
+        if op_hash != self.last_op:
             return
         for host, run in self.runs.items():
             if run.taken and not run.finished:
-                self._finish(host, "failed" if host in state.failed_hosts else "success")
+                self._finish(state, host, _outcome(state, host))
 
     def host_disconnect(self, state, host):
-        # The run ended before its last operation: an error, or every host failed.
+        # The run ended before its last operation (an error, every host failed), or ran
+        # host by host (--serial, --no-wait: no operation_end).
         run = self.runs.get(host)
         if run and run.taken and not run.finished:
-            self._finish(host, "failed" if host in state.failed_hosts else "interrupted")
+            self._finish(state, host, _outcome(state, host))
+
+
+def _metas(state, host) -> list:
+    return [state.ops[host][h].operation_meta for h in host.op_hash_order if h in state.ops[host]]
+
+
+def _outcome(state, host) -> str:
+    metas = _metas(state, host)
+    if host in state.failed_hosts or any(m.is_complete() and not m.did_succeed() for m in metas):
+        return "failed"
+    return "success" if all(m.is_complete() for m in metas) else "interrupted"
 
 
 def _changed(state, host) -> int:
-    count = 0
-    for op_hash in host.op_hash_order:
-        data = state.ops[host].get(op_hash)
-        if data is None:
-            continue
-        meta = data.operation_meta
-        if meta.did_succeed(_raise_if_not_complete=False) and meta.did_change():
-            count += 1
-    return count
+    return sum(1 for m in _metas(state, host)
+               if m.did_succeed(_raise_if_not_complete=False) and m.did_change())
 
 
 _hooks: dict[int, _Hook] = {}
@@ -155,10 +164,10 @@ def guard(config, command: str) -> None:
     deploy file, which the history names unless a wrapper named itself (ORCHESTRA_COMMAND)."""
     from pyinfra import host
 
-    hook = _hooks.get(id(state._get_module()))
+    hook = _hooks.get(id(current_state._get_module()))
     if hook is None:
-        hook = _hooks[id(state._get_module())] = _Hook()
-        state.add_callback_handler(hook)
+        hook = _hooks[id(current_state._get_module())] = _Hook()
+        current_state.add_callback_handler(hook)
     if hook.holder is None:
         hook.holder = runlock.Holder.here(runlock.command_line(
             f"pyinfra inventories/{config.environment}.py {command}"))

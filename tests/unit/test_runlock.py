@@ -179,6 +179,9 @@ def test_a_locked_host_stops_the_run_before_any_change_everywhere(two_hosts):
 def test_force_unlock_breaks_the_lock_loudly_and_records_it(two_hosts, monkeypatch, caplog):
     hook, state, hosts, tmp = two_hosts
     sh(take(tmp / "b", holder(run_id="theirs", operator="bob", pid=999999999).to_json()))
+    hosts[1].op_hash_order = ["op1"]  # never executed: the run stopped before it
+    state.ops[hosts[1]] = {"op1": SimpleNamespace(operation_meta=SimpleNamespace(
+        is_complete=lambda: False, did_succeed=lambda _raise_if_not_complete=True: False))}
     monkeypatch.setenv(runlock.FORCE_ENV, "1")
     hook.operation_start(state, "op1")
     assert "BROKE the run lock of bob@laptop" in caplog.text
