@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
@@ -85,7 +86,7 @@ def test_a_hand_edit_a_stopped_unit_and_a_removed_package_are_each_reported(
 
 def _lock_held_by(pid: int) -> str:
     holder = runlock.Holder("someone", socket.gethostname(), "pyinfra deploy.py", pid,
-                            runlock._boot_id(), 1_800_000_000.0 - 1e8)
+                            runlock._boot_id(), time.time() - 60)
     return holder.to_json()
 
 
