@@ -45,6 +45,9 @@ def backup(env: str, start_empty: bool, allow_empty: bool, dry: bool, limits: tu
     # `pyinfra exec` joins its words with spaces for the host's shell.
     now = [BACKUP_SCRIPT, "now", *(["--allow-empty"] if allow_empty else [])]
     command = [BACKUP_SCRIPT, "start-empty", "&&", *now] if start_empty else now
+    where = f"the hosts {', '.join(limits)}" if limits else "every data host"
+    click.echo(f"Plan: on {where} of {env} (pyinfra lists them below): {' '.join(command)}",
+               err=as_json)
     code = preview.run(env, [*([] if limits else ["--limit", "data"]), "exec", "--", *command],
                        f"Back up {env}'s data hosts now?", f"orchestra-infra backup {env}",
                        dry=dry, limits=limits, verbose=verbose, as_json=as_json, yes=yes,

@@ -55,15 +55,15 @@ def _when(seconds) -> str:
 
 def table(histories: list[HostHistory]) -> list[str]:
     runs = sorted((r for h in histories for r in h.runs), key=lambda r: r.get("time") or 0)
-    lines = [f"{'time (UTC)':19}  {'host':16} {'who':28} {'command':28} {'commit':12} "
-             f"{'release':14} {'changed':>7}  outcome"]
+    lines = [f"{'time (UTC)':19}  {'host':16} {'who':24} {'commit':12} {'release':14} "
+             f"{'changed':>7}  {'outcome':11} command"]
     for r in runs:
         commit = str(r.get("commit", "?"))[:10] + ("+" if r.get("dirty") else "")
         who = f"{r.get('operator', '?')}@{r.get('control', '?')}"
-        lines.append(f"{_when(r.get('time')):19}  {r['host'][:16]:16} {who[:28]:28} "
-                     f"{str(r.get('command', '?'))[:28]:28} {commit:12} "
-                     f"{str(r.get('release') or '-')[:14]:14} {r.get('changed', '?'):>7}  "
-                     f"{r.get('outcome', '?')}"
+        lines.append(f"{_when(r.get('time')):19}  {r['host'][:16]:16} {who[:24]:24} "
+                     f"{commit:12} {str(r.get('release') or '-')[:14]:14} "
+                     f"{r.get('changed', '?'):>7}  {str(r.get('outcome', '?')):11} "
+                     f"{r.get('command', '?')}"
                      + (f" (broke the lock of {r['broke_lock_of']})" if r.get("broke_lock_of")
                         else ""))
     for h in histories:
