@@ -10,7 +10,7 @@ import time
 
 import click
 
-from . import preview
+from . import preview, runlock_remote
 
 BACKUP_SCRIPT = "/usr/local/lib/orchestra/orchestra-backup"
 
@@ -35,8 +35,9 @@ def backup(env: str, start_empty: bool, allow_empty: bool, dry: bool, limits: tu
 
     A new host backs up only once restored (orchestra-infra restore) or declared empty
     (--start-empty); empty data after a snapshot that held some is refused (--allow-empty).
-    Shows the plan (which hosts, which command) and asks first; -y does not ask, and
-    neither does a run without a terminal (a timer, a script): a backup replaces nothing.
+    Asks first; -y does not ask, and neither does a run without a terminal (a timer, a
+    script): a backup replaces nothing. --dry shows pyinfra's plan. It holds the run lock
+    of the hosts it backs up.
     """
     started = time.monotonic()
     yes = yes or not sys.stdin.isatty()
@@ -48,10 +49,24 @@ def backup(env: str, start_empty: bool, allow_empty: bool, dry: bool, limits: tu
     where = f"the hosts {', '.join(limits)}" if limits else "every data host"
     click.echo(f"Plan: on {where} of {env} (pyinfra lists them below): {' '.join(command)}",
                err=as_json)
-    code = preview.run(env, [*([] if limits else ["--limit", "data"]), "exec", "--", *command],
-                       f"Back up {env}'s data hosts now?", f"orchestra-infra backup {env}",
-                       dry=dry, limits=limits, verbose=verbose, as_json=as_json, yes=yes,
-                       force_unlock=force_unlock)
+    args = [*([] if limits else ["--limit", "data"]), "exec", "--", *command]
+    name = f"orchestra-infra backup {env}"
+    if dry:
+        code = preview.run(env, args, "", name, dry=True, limits=limits, verbose=verbose,
+                           as_json=as_json, yes=yes, force_unlock=force_unlock)
+    else:
+        if not yes:
+            click.confirm(f"Back up {env}'s data hosts now?", abort=True)
+        # `pyinfra exec` runs no deploy code: the run lock is taken here, over SSH.
+        try:
+            with runlock_remote.locked(env, limits or ("data",), name, force_unlock,
+                                       echo=lambda line: click.echo(line, err=True)) as held:
+                code = preview.run(env, args, "", name, dry=False, limits=limits,
+                                   verbose=verbose, as_json=as_json, yes=True,
+                                   force_unlock=force_unlock)
+                held.outcome = "success" if code == 0 else "failed"
+        except runlock_remote.Locked as e:
+            raise click.ClickException(str(e)) from None
     if not dry:
         click.echo(f"{env}: backup {'done' if code == 0 else 'FAILED'} in "
                    f"{time.monotonic() - started:.0f} s", err=as_json)

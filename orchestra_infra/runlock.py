@@ -1,13 +1,13 @@
 """The deploy lock and the run history a host keeps: records, staleness, messages.
 
 Every run that changes hosts (deploy.py, rollback.py, restore.py, so also ``reprovision``,
-and ``orchestra-infra backup``) takes ``{state_root}/lock`` on each host before its first
-change and removes it at the end, also when the run failed. The lock is one JSON object
-written atomically (a temporary file hard-linked into place: ``ln`` refuses an existing
-name, so two runs never both win). A second run stops before any change, naming the
-holder and since when; a lock whose run is known to be gone is called stale, and is
-broken only with ``--force-unlock`` (``ORCHESTRA_FORCE_UNLOCK=1`` for plain pyinfra),
-loudly, and recorded in the history.
+and ``orchestra-infra backup``, through runlock_remote.py) takes ``{state_root}/lock`` on
+each host before its first change and removes it at the end, also when the run failed.
+The lock is one JSON object written atomically (a temporary file hard-linked into place:
+``ln`` refuses an existing name, so two runs never both win). A second run stops before
+any change, naming the holder and since when; a lock whose run is known to be gone is
+called stale, and is broken only with ``--force-unlock`` (``ORCHESTRA_FORCE_UNLOCK=1`` for
+plain pyinfra), loudly, and recorded in the history.
 
 ``{state_root}/history.jsonl`` gets one JSON line per run and host: time, operator and
 control machine, the repository's commit and whether it had uncommitted changes, the live
@@ -164,7 +164,7 @@ def repository_state(root: Path | None = None) -> tuple[str, bool | None]:
         status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
                                 cwd=root, capture_output=True, text=True, timeout=10,
                                 check=True).stdout
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError, AttributeError, TypeError):
         return "unknown", None
     return commit, bool(status.strip())
 

@@ -42,6 +42,9 @@ def _problems(**overrides):
         _config(**overrides)
     return e.value.problems
 
+# `backup` takes the run lock over SSH: never on a real (sandbox) host from here.
+pytestmark = pytest.mark.usefixtures("no_remote_lock")
+
 
 @pytest.fixture
 def secrets():

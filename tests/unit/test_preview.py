@@ -10,6 +10,9 @@ from click.testing import CliRunner
 
 from orchestra_infra import cli, lambda_cloud, pyinfra_run, reprovision, runlock
 
+# `backup` takes the run lock over SSH: never on a real (sandbox) host from here.
+pytestmark = pytest.mark.usefixtures("no_remote_lock")
+
 
 @pytest.fixture
 def runs(monkeypatch):

@@ -189,3 +189,50 @@ def test_force_unlock_breaks_the_lock_loudly_and_records_it(two_hosts, monkeypat
     record = json.loads((tmp / "b" / "history.jsonl").read_text())
     assert record["outcome"] == "interrupted" and record["broke_lock_of"].startswith("bob@")
     assert not (tmp / "b" / "lock").exists()
+
+
+# --- the same lock, taken over SSH by a command that is no deploy file (backup) -----------------
+
+def local_run(target, script):
+    result = subprocess.run(["sh", "-s"], input=script, capture_output=True, text=True)
+    return (result.stdout, None) if result.returncode == 0 else (None, result.stderr or "exit")
+
+
+@pytest.fixture
+def remote(tmp_path, monkeypatch):
+    from orchestra_infra import runlock_remote, status_hosts
+
+    monkeypatch.setattr(runlock, "repository_state", lambda: ("c0ffee", True))
+    targets = [status_hosts.Target(name, groups, {"state_root": str(tmp_path / name),
+                                                  "install_root": str(tmp_path)})
+               for name, groups in (("db", ("data",)), ("web", ("edge", "app")))]
+    return runlock_remote, targets, tmp_path
+
+
+def test_a_backup_locks_only_its_hosts_and_records_its_outcome(remote):
+    module, targets, tmp = remote
+    with module.locked("sandbox", ("data",), "orchestra-infra backup sandbox", False, print,
+                       run=local_run, targets=targets) as session:
+        assert (tmp / "db" / "lock").exists() and not (tmp / "web").exists()
+        session.outcome = "success"
+    assert not (tmp / "db" / "lock").exists()
+    record = json.loads((tmp / "db" / "history.jsonl").read_text())
+    assert (record["outcome"], record["command"], record["dirty"]) == \
+        ("success", "orchestra-infra backup sandbox", True)
+
+
+def test_a_held_host_stops_the_backup_and_force_unlock_breaks_it(remote):
+    module, targets, tmp = remote
+    sh(take(tmp / "db", holder(run_id="theirs", operator="bob").to_json()))
+    with pytest.raises(module.Locked, match="db: locked by bob@laptop"):
+        with module.locked("sandbox", ("data",), "b", False, print, run=local_run,
+                           targets=targets):
+            pytest.fail("ran while locked")
+    said = []
+    with module.locked("sandbox", ("db",), "b", True, said.append, run=local_run,
+                       targets=targets):
+        pass
+    assert said and said[0].startswith("[db] BROKE the run lock of bob@laptop")
+    record = json.loads((tmp / "db" / "history.jsonl").read_text())
+    assert record["outcome"] == "interrupted" and record["broke_lock_of"].startswith("bob@")
+    assert not (tmp / "db" / "lock").exists()
