@@ -105,8 +105,15 @@ class _Hook(BaseStateCallback):
 
     def _finish(self, state, host, outcome: str | None) -> None:
         """Append the run's history line (unless ``outcome`` is None) and release."""
+        self.runs[host].finished = True
+        try:
+            self._record_and_release(state, host, outcome)
+        except Exception as e:  # noqa: BLE001 (a lost connection: the other hosts still)
+            logger.warning(f"{host.print_prefix}could not record the run or release the run "
+                           f"lock {runlock.lock_path(self.runs[host].state_root)}: {e}")
+
+    def _record_and_release(self, state, host, outcome: str | None) -> None:
         run = self.runs[host]
-        run.finished = True
         line = ""
         if outcome is not None:
             if self.repository is None:

@@ -236,3 +236,16 @@ def test_a_held_host_stops_the_backup_and_force_unlock_breaks_it(remote):
     record = json.loads((tmp / "db" / "history.jsonl").read_text())
     assert record["outcome"] == "interrupted" and record["broke_lock_of"].startswith("bob@")
     assert not (tmp / "db" / "lock").exists()
+
+
+def test_a_lost_host_at_the_end_does_not_keep_the_others_locked(two_hosts, caplog):
+    hook, state, hosts, tmp = two_hosts
+    hook.operation_start(state, "op1")
+
+    def lost(command, _sudo):
+        raise OSError("Socket is closed")
+
+    hosts[0].run_shell_command = lost
+    hook.operation_end(state, "op2")
+    assert "[a] could not record the run or release the run lock" in caplog.text
+    assert not (tmp / "b" / "lock").exists() and (tmp / "b" / "history.jsonl").exists()
