@@ -134,16 +134,18 @@ def parse_diffs(stderr: str) -> dict[str, dict[str, str]]:
             for host, diffs in found.items()}
 
 
-def parse(env: str, stdout: str, stderr: str, secrets: Iterable[str] = ()) -> Report:
-    """The preview's JSON plan (stdout) and its log (stderr) -> a Report."""
-    secrets = list(secrets)
+def parse(env: str, stdout: str, stderr: str, secrets: Iterable[str] = (),
+          hosts: Iterable[str] = ()) -> Report:
+    """The preview's JSON plan (stdout) and its log (stderr) -> a Report; ``hosts``: every
+    host of the inventory (the plan names only those with something to do)."""
+    secrets, all_hosts = list(secrets), list(hosts)
     try:
         plan = json.loads(stdout)["plan"]
     except (ValueError, KeyError, TypeError):
         tail = [line for line in _ANSI.sub("", stderr).splitlines() if line.strip()][-5:]
         return Report(env, {}, error=mask("the preview printed no plan: " + " / ".join(tail),
                                           secrets))
-    hosts: dict[str, HostDrift] = {}
+    hosts = {name: HostDrift() for name in all_hosts}
     for op in plan:
         name = mask(op["name"], secrets)
         for host in op.get("hosts_with_change", []):
@@ -162,14 +164,13 @@ def preview(env: str, data: list[str]) -> subprocess.CompletedProcess:
                        capture_output=True, text=True, stdin=subprocess.DEVNULL)
 
 
-def check(env: str, data: list[str], secrets: Iterable[str],
+def check(env: str, data: list[str], secrets: Iterable[str], hosts: Iterable[str] = (),
           run: Callable[[str, list[str]], subprocess.CompletedProcess] = preview) -> Report:
     result = run(env, data)
-    report = parse(env, result.stdout, result.stderr, secrets)
+    report = parse(env, result.stdout, result.stderr, secrets, hosts)
     if result.returncode != 0 and not report.error:
         tail = [line for line in _ANSI.sub("", result.stderr).splitlines() if line.strip()][-5:]
         report.error = mask(f"pyinfra exited {result.returncode}: " + " / ".join(tail), secrets)
-    # Hosts without any change still count: the plan lists every host only where it changes.
     return report
 
 

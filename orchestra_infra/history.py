@@ -60,9 +60,10 @@ def table(histories: list[HostHistory]) -> list[str]:
     for r in runs:
         commit = str(r.get("commit", "?"))[:10] + ("+" if r.get("dirty") else "")
         who = f"{r.get('operator', '?')}@{r.get('control', '?')}"
+        changed = "-" if r.get("changed") is None else r["changed"]
         lines.append(f"{_when(r.get('time')):19}  {r['host'][:16]:16} {who[:24]:24} "
                      f"{commit:12} {str(r.get('release') or '-')[:14]:14} "
-                     f"{r.get('changed', '?'):>7}  {str(r.get('outcome', '?')):11} "
+                     f"{changed:>7}  {str(r.get('outcome', '?')):11} "
                      f"{r.get('command', '?')}"
                      + (f" (broke the lock of {r['broke_lock_of']})" if r.get("broke_lock_of")
                         else ""))

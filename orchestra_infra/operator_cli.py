@@ -35,7 +35,17 @@ def drift(env: str, as_json: bool, alert: bool, pairs: tuple[str, ...]):
         for problem in e.problems:
             click.echo(problem, err=True)
         sys.exit(EXIT_INVALID)
-    report = drift_module.check(env, list(pairs), secrets.values())
+    from . import status_hosts
+
+    overrides = config_module.parse_overrides(list(pairs))
+    try:
+        names = [t.name for t in status_hosts.targets(
+            env, config_module.environment_data(env, overrides))]
+    except ConfigError as e:
+        for problem in e.problems:
+            click.echo(problem, err=True)
+        sys.exit(EXIT_INVALID)
+    report = drift_module.check(env, list(pairs), secrets.values(), names)
     click.echo(json.dumps(report.as_json(), indent=2) if as_json else report.text())
     if alert and drift_module.should_alert(report, drift_module.state_file(env)):
         email = None

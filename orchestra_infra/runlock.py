@@ -170,9 +170,10 @@ def repository_state(root: Path | None = None) -> tuple[str, bool | None]:
 
 
 def history_record(holder: Holder, commit: str, dirty: bool | None, release: str,
-                   changed: int, outcome: str, broke: Holder | None = None,
+                   changed: int | None, outcome: str, broke: Holder | None = None,
                    ended: float | None = None) -> str:
-    """One line of history.jsonl."""
+    """One line of history.jsonl; ``changed`` None: not a deploy (a backup through
+    ``pyinfra exec``), no operations to count."""
     record = {
         "time": round(holder.started, 3),
         "ended": round(time.time() if ended is None else ended, 3),

@@ -72,7 +72,7 @@ def _finish(target, session: Session, record: bool, run: Callable) -> None:
         out, _ = run(target, f"readlink {shlex.quote(target.data['install_root'])}"
                              "/current || true\n")
         line = runlock.history_record(session.holder, commit, dirty,
-                                      runlock.release_name(out or ""), 0, session.outcome,
+                                      runlock.release_name(out or ""), None, session.outcome,
                                       broke=session.broke.get(target.name))
     run(target, render.script("runlock/scripts/finish.sh.j2", line=line,
                               history=runlock.history_path(root),

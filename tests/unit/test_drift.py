@@ -55,7 +55,9 @@ def test_the_plan_and_the_diffs_are_read_per_host_with_secrets_masked():
 def test_no_change_is_no_drift_and_a_failed_preview_is_an_error():
     clean = {"plan": [{**op, "hosts_with_change": [], "hosts_with_conditional_change": []}
                       for op in PLAN["plan"]]}
-    assert drift.parse("prod", json.dumps(clean), "", []).exit_code == drift.EXIT_CLEAN
+    report = drift.parse("prod", json.dumps(clean), "", [], hosts=["10.0.0.5", "10.0.0.6"])
+    assert report.exit_code == drift.EXIT_CLEAN
+    assert report.summary() == "prod: no drift on 2 host(s)"
     broken = drift.parse("prod", "", f"Error: cannot connect\npassword {SECRET}\n", [SECRET])
     assert broken.exit_code == drift.EXIT_ERROR and SECRET not in broken.error
 

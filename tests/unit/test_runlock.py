@@ -217,8 +217,8 @@ def test_a_backup_locks_only_its_hosts_and_records_its_outcome(remote):
         session.outcome = "success"
     assert not (tmp / "db" / "lock").exists()
     record = json.loads((tmp / "db" / "history.jsonl").read_text())
-    assert (record["outcome"], record["command"], record["dirty"]) == \
-        ("success", "orchestra-infra backup sandbox", True)
+    assert (record["outcome"], record["command"], record["dirty"], record["changed"]) == \
+        ("success", "orchestra-infra backup sandbox", True, None)
 
 
 def test_a_held_host_stops_the_backup_and_force_unlock_breaks_it(remote):
