@@ -249,3 +249,13 @@ def test_a_lost_host_at_the_end_does_not_keep_the_others_locked(two_hosts, caplo
     hook.operation_end(state, "op2")
     assert "[a] could not record the run or release the run lock" in caplog.text
     assert not (tmp / "b" / "lock").exists() and (tmp / "b" / "history.jsonl").exists()
+
+
+def test_a_hostile_holder_arrives_as_one_literal_record(tmp_path):
+    nasty = holder(operator="o'neil $(id)", control="`reboot`;host", command="x\n\x1b[2J'\"")
+    assert sh(take(tmp_path, nasty.to_json())) == "taken\n"
+    assert runlock.Holder.parse((tmp_path / "lock").read_text()) == nasty
+    line = runlock.history_record(nasty, "c", False, "r", 1, "success")
+    sh(finish(tmp_path, line, f'"run_id": "{nasty.run_id}"'))
+    assert json.loads((tmp_path / "history.jsonl").read_text())["operator"] == "o'neil $(id)"
+    assert not (tmp_path / "lock").exists()
