@@ -150,3 +150,18 @@ def test_every_run_is_in_the_history(target, provisioned):
     table = cli(target, "history", "sandbox")
     assert table.returncode == 0 and "success" in table.stdout
     assert oct(int(on(target, f"stat -c %a {HISTORY}"), 8)) == "0o640"
+
+
+def test_the_wrappers_previews_show_the_plan_and_change_nothing(target, provisioned):
+    lines = on(target, f"wc -l < {HISTORY}").strip()
+    restore = cli(target, "restore", "sandbox", "--dry", "--force")
+    plan = restore.stdout + restore.stderr
+    # The snapshot's id and date and the data it replaces, or why there is nothing to restore.
+    assert ("Snapshot " in plan and "Restore | Fetch snapshot" in plan) or \
+        "nothing to restore" in plan, plan[-3000:]
+    rollback = cli(target, "rollback", "sandbox", "--dry", "-v")
+    plan = rollback.stdout + rollback.stderr
+    assert "Roll back to release" in plan or "no earlier release" in plan, plan[-3000:]
+    assert cli(target, "backup", "sandbox", "--dry").returncode == 0
+    assert on(target, f"wc -l < {HISTORY}").strip() == lines  # no run, no record
+    assert on(target, f"test -e {LOCK} && echo held || echo free").strip() == "free"
