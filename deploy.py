@@ -20,6 +20,7 @@ from operations import (
     prometheus,
     redis,
     render,
+    runlock,
     security,
     stack,
     supervisor,
@@ -29,6 +30,7 @@ from orchestra_infra import catalog
 from orchestra_infra.preflight import validate_host
 
 config, secret_values = validate_host(host)
+runlock.guard(config, "deploy.py")  # taken before the first change, released at the end
 render.use_secrets(secret_values)
 render.use_state_root(config.state_root)
 base.check_environment(config)  # before anything reads or changes more of the host

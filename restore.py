@@ -18,10 +18,11 @@ import os
 
 from pyinfra import host
 
-from operations import base, restore
+from operations import base, restore, runlock
 from orchestra_infra.preflight import validate_host
 
 config, _ = validate_host(host)
+runlock.guard(config, "restore.py")
 base.check_environment(config)  # never another environment's snapshot onto this host
 wanted = os.environ.get("ORCHESTRA_RESTORE_SNAPSHOT") or "latest"
 force = os.environ.get("ORCHESTRA_RESTORE_FORCE", "") not in ("", "0")

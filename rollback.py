@@ -8,10 +8,11 @@ makes the release of `app_source` live again.
 
 from pyinfra import host
 
-from operations import app, pm2, supervisor
+from operations import app, pm2, runlock, supervisor
 from orchestra_infra.preflight import validate_host
 
 config, _ = validate_host(host)
+runlock.guard(config, "rollback.py")
 
 if "app" in host.groups:
     previous = app.previous_release(config)

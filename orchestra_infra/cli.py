@@ -7,13 +7,13 @@ import sys
 
 import click
 
-from . import cli_help
+from . import cli_help, preview, runlock
 from . import config as config_module
 from . import secrets as secrets_module
 from .backup_cli import backup, restore
 from .errors import ConfigError
 from .lambda_cli import lambda_group
-from .pyinfra_run import run_pyinfra
+from .operator_cli import drift, history
 from .sandbox_cli import sandbox
 
 EXIT_INVALID = 2
@@ -116,9 +116,16 @@ def bench(keep: bool, image: str):
 
 @click.command()
 @click.argument("env")
-def rollback(env: str):
-    """Make the release before the live one live again on ENV's app hosts."""
-    sys.exit(run_pyinfra(env, "rollback.py").returncode)
+@preview.options
+def rollback(env: str, dry: bool, limits: tuple[str, ...], verbose: int, as_json: bool,
+             yes: bool, force_unlock: bool):
+    """Make the release before the live one live again on ENV's app hosts.
+
+    Shows the plan first (the release each host goes back to) and asks; -y does not ask.
+    """
+    sys.exit(preview.run(env, ["rollback.py"], f"Roll {env}'s app hosts back as shown above?",
+                         f"orchestra-infra rollback {env}", dry=dry, limits=limits,
+                         verbose=verbose, as_json=as_json, yes=yes, force_unlock=force_unlock))
 
 
 @click.command()
@@ -150,10 +157,22 @@ def status(env: str, as_json: bool, pairs: tuple[str, ...]):
 @click.option("--snapshot", default="latest", show_default=True, help="Backup to restore.")
 @click.option("--data", "pairs", multiple=True, metavar="KEY=VALUE",
               help="Override a data value for the deploy and restore (as `pyinfra --data`).")
+@click.option("--dry", is_flag=True, help="Show the plan and stop: nothing is launched.")
+@click.option("-v", "verbose", count=True, help="More of pyinfra's output (-vv, -vvv).")
+@click.option("--json", "as_json", is_flag=True,
+              help="pyinfra's JSON results of the deploy and restore (needs -y or --dry).")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force-unlock", is_flag=True,
+              help="Break a run lock another run left on the new host.")
 def reprovision(env: str, address: str | None, instance_type: str | None, region: str | None,
                 ssh_key: str | None, filesystem: str | None, snapshot: str,
-                pairs: tuple[str, ...]):
-    """Replace ENV's lost instance: new instance -> deploy -> restore -> status, timed."""
+                pairs: tuple[str, ...], dry: bool, verbose: int, as_json: bool, yes: bool,
+                force_unlock: bool):
+    """Replace ENV's lost instance: new instance -> deploy -> restore -> status, timed.
+
+    Shows the plan first (which instance is launched and billed, which snapshot comes
+    back) and asks; -y does not ask. No --limit: the new host is the only one it touches.
+    """
     from . import lambda_cloud
     from . import reprovision as reprovision_module
 
@@ -162,8 +181,21 @@ def reprovision(env: str, address: str | None, instance_type: str | None, region
         if not (region and ssh_key):
             raise click.UsageError("--launch needs --region and --ssh-key")
         launch = reprovision_module.Launch(instance_type, region, ssh_key, filesystem)
+    if as_json and not (yes or dry):
+        raise click.UsageError("--json needs -y (or --dry): there is no one to answer")
+    if launch is not None or address is not None:
+        price = reprovision_module.price_cents(env, launch.instance_type) if launch else None
+        for line in reprovision_module.plan(env, address, launch, snapshot, price):
+            click.echo(line, err=as_json)
+    if dry:
+        sys.exit(0)
+    if not yes:
+        click.confirm("Go ahead?", abort=True)
     try:
-        code = reprovision_module.run(env, address, launch, snapshot, pairs, echo=click.echo)
+        code = reprovision_module.run(
+            env, address, launch, snapshot, pairs, echo=click.echo,
+            flags=tuple(preview.pyinfra_flags((), verbose, as_json)),
+            extra_env={runlock.FORCE_ENV: "1"} if force_unlock else None)
     except ConfigError as e:
         for problem in e.problems:
             click.echo(problem, err=True)
@@ -177,6 +209,6 @@ def reprovision(env: str, address: str | None, instance_type: str | None, region
 # for it, and joins main here and nowhere else (a group's subcommands join that group with its
 # decorator, as `secrets init` does).
 for command in (check, secrets, status, rollback, backup, restore, reprovision, bench, sandbox,
-                lambda_group):
+                lambda_group, drift, history):
     main.add_command(command)
 cli_help.finish(main)

@@ -28,6 +28,9 @@ EXIT_CODES = {
                "question was answered no)",
     "reprovision": "0 the new instance serves ENV and is healthy; 1 a stage failed (it is "
                    "named) or status found a problem; 2 the data is invalid",
+    "drift": "0 nothing would change; 1 something would (listed); 2 the data is invalid or "
+             "a host could not be previewed",
+    "history": "0 shown; 1 a host could not be read; 2 the data is invalid",
     "bench": "0 measured; 1 a host could not be booted or provisioned",
     "sandbox up": "0 the hosts answer SSH; 1 a host could not be built or booted",
     "sandbox status": "0",

@@ -23,7 +23,7 @@ class UnknownEnvironment(click.ClickException):
 
 
 def run_pyinfra(env: str, *args: str, extra_env: Mapping[str, str] | None = None,
-                **options: Any) -> subprocess.CompletedProcess:
+                yes: bool = True, **options: Any) -> subprocess.CompletedProcess:
     """Run ``pyinfra -y inventories/ENV.py ARGS...`` from the project root; never raise on its
     exit status.
 
@@ -31,14 +31,15 @@ def run_pyinfra(env: str, *args: str, extra_env: Mapping[str, str] | None = None
     + args: the rest of pyinfra's command line (a deploy file, options, ``exec -- COMMAND``)
     + extra_env: variables added to this process's environment (a narrower host list, what
       restore.py reads)
+    + yes: ``-y``, because nothing is there to answer pyinfra's "apply these changes?";
+      False for a preview (``--dry``), whose change detection ``-y`` would skip
     + options: passed to ``subprocess.run`` (``capture_output``, ``stdin``, ...)
-
-    ``-y`` because nothing is there to answer pyinfra's "apply these changes?".
     """
     if env not in config_module.environments():
         raise UnknownEnvironment(f"unknown environment {env!r}")
     return subprocess.run(
-        [sys.executable, "-m", "pyinfra", "-y", f"inventories/{env}.py", *args],
+        [sys.executable, "-m", "pyinfra", *(["-y"] if yes else []), f"inventories/{env}.py",
+         *args],
         cwd=config_module.project_root(), env={**os.environ, **(extra_env or {})}, check=False,
         **options,
     )

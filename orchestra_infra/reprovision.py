@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from . import config as config_module
 from . import hosts, preflight
 from . import lambda_cloud as lc
+from .errors import ConfigError
 from .pyinfra_run import run_pyinfra
 
 
@@ -121,16 +122,52 @@ def check_environment(env: str, address: str, overrides: dict,
         raise StageFailed(problem)
 
 
-def _pyinfra(env: str, deploy: str, data: list[str], extra_env: dict[str, str]) -> None:
+def plan(env: str, address: str | None, launch: Launch | None, snapshot: str,
+         price_cents: int | None = None) -> list[str]:
+    """What ``run`` would do, in the operator's words: shown before it asks."""
+    if launch is not None:
+        price = (f"${price_cents / 100:.2f}/h" if price_cents
+                 else "at its hourly price (unknown here)")
+        instance = (f"launch a {launch.instance_type} instance in {launch.region} on Lambda "
+                    f"Cloud (SSH key {launch.ssh_key}"
+                    + (f", file system {launch.filesystem}" if launch.filesystem else "")
+                    + f"): BILLED {price} from launch until terminated")
+    else:
+        instance = f"use the instance at {address} (its environment record is checked)"
+    wanted = ("the latest snapshot of this environment's backup host" if snapshot == "latest"
+              else f"snapshot {snapshot}")
+    return [f"Reprovision {env}:",
+            f"  1. instance: {instance}",
+            f"  2. hosts/{env}: it replaces every host listed" if env != "sandbox"
+            else "  2. hosts: the sandbox inventory lists it",
+            "  3. deploy: deploy.py onto it (the whole stack, from bare)",
+            f"  4. restore: {wanted}, onto its empty data services (nothing there is replaced)",
+            "  5. status: every service must be healthy"]
+
+
+def price_cents(env: str, instance_type: str) -> int | None:
+    """The type's price from the Lambda Cloud API, or None when it cannot be read."""
+    try:
+        key, _ = lc.api_key(env)
+        found = lc.Client(key, lc.base_url()).instance_types()
+    except (lc.LambdaError, ConfigError, OSError, ValueError):
+        return None
+    return next((t.price_cents_per_hour for t in found if t.name == instance_type), None)
+
+
+def _pyinfra(env: str, deploy: str, data: list[str], extra_env: dict[str, str],
+             flags: tuple[str, ...] = ()) -> None:
     data_args = [arg for pair in data for arg in ("--data", pair)]
-    result = run_pyinfra(env, deploy, *data_args, extra_env=extra_env, stdin=subprocess.DEVNULL)
+    result = run_pyinfra(env, *flags, deploy, *data_args, extra_env=extra_env,
+                         stdin=subprocess.DEVNULL)
     if result.returncode != 0:
         raise StageFailed(f"{deploy} failed (exit {result.returncode}): see its output above")
 
 
 def run(env: str, address: str | None = None, launch: Launch | None = None,
         snapshot: str = "latest", data: tuple[str, ...] = (),
-        echo: Callable[[str], None] = print) -> int:
+        echo: Callable[[str], None] = print, flags: tuple[str, ...] = (),
+        extra_env: dict[str, str] | None = None) -> int:
     """Replace ENV's instance and bring its data back; 0 when the new host is all healthy."""
     if env not in config_module.environments():
         raise StageFailed(f"unknown environment {env!r}")
@@ -144,15 +181,18 @@ def run(env: str, address: str | None = None, launch: Launch | None = None,
         stages.seconds["instance"] = 0.0
     assert address is not None
     only_new = {hosts.env_var(env): address}
+    command = {"ORCHESTRA_COMMAND": f"orchestra-infra reprovision {env}", **(extra_env or {})}
     os.environ.update(only_new)  # the status stage reads the inventory in this process
     stages.run("ssh", lambda: _wait_for_ssh(address))
     overrides = config_module.parse_overrides(list(data))
     stages.run("environment", lambda: check_environment(env, address, overrides))
     if env != "sandbox":  # the sandbox inventory lists the running sandbox hosts itself
         hosts.record(env, address, replace=True)
-    stages.run("deploy", lambda: _pyinfra(env, "deploy.py", list(data), only_new))
+    stages.run("deploy", lambda: _pyinfra(env, "deploy.py", list(data), {**command, **only_new},
+                                          flags))
     stages.run("restore", lambda: _pyinfra(env, "restore.py", list(data), {
-        **only_new, "ORCHESTRA_RESTORE_SNAPSHOT": snapshot, "ORCHESTRA_RESTORE_FORCE": ""}))
+        **command, **only_new, "ORCHESTRA_RESTORE_SNAPSHOT": snapshot,
+        "ORCHESTRA_RESTORE_FORCE": ""}, flags))
 
     from . import status
 

@@ -78,7 +78,7 @@ def test_a_lost_instance_comes_back_with_its_data(target, provisioned, sftp_repo
     with LambdaStandin(api_key=LAMBDA_KEY, boot_delay=0.5,
                        address_source=boot_new_host) as standin:
         try:
-            run = _cli("reprovision", "sandbox", "--launch", "gpu_1x_a10",
+            run = _cli("reprovision", "sandbox", "-y", "--launch", "gpu_1x_a10",
                        "--region", "us-east-1", "--ssh-key", "orchestra",
                        "--filesystem", "orchestra-data", *data_args,
                        env={"ORCHESTRA_LAMBDA_API_URL": f"{standin.url}/api/v1",

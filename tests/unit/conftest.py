@@ -21,3 +21,19 @@ def secrets_dir(tmp_path, monkeypatch):
             monkeypatch.delenv(key)
     monkeypatch.setenv("ORCHESTRA_SECRETS_DIR", str(tmp_path / "secrets"))
     return tmp_path / "secrets"
+
+
+@pytest.fixture
+def no_remote_lock(monkeypatch):
+    """``orchestra-infra backup`` takes the run lock over SSH (runlock_remote): a test that
+    runs it must never reach a real host, the sandbox hosts of other sessions included."""
+    from contextlib import contextmanager
+    from types import SimpleNamespace
+
+    from orchestra_infra import runlock_remote
+
+    @contextmanager
+    def locked(*args, **kwargs):
+        yield SimpleNamespace(outcome=None)
+
+    monkeypatch.setattr(runlock_remote, "locked", locked)

@@ -27,7 +27,7 @@ def runs(monkeypatch):
 
 
 def test_rollback_runs_rollback_py(runs):
-    result = CliRunner().invoke(cli.main, ["rollback", "sandbox"])
+    result = CliRunner().invoke(cli.main, ["rollback", "sandbox", "-y"])
     assert result.exit_code == 0, result.output
     ((argv, kwargs),) = runs
     assert argv == [sys.executable, "-m", "pyinfra", "-y", "inventories/sandbox.py",

@@ -45,6 +45,7 @@ RESPONSES: list[tuple[str, str]] = [
     (r"^hostname", "golden"),
     (r"vmstat -s", "      8388608 K total memory\n"),
     (r"^nproc|nproc$", "4"),
+    (r"echo taken", "taken"),  # the run lock is free (operations/runlock.py)
 ]
 
 
@@ -113,7 +114,11 @@ def normalise(text: str) -> str:
     text = re.sub(r"SCRAM-SHA-256\$4096:[^']+", "SCRAM-SHA-256$4096:SALT$KEYS", text)
     for release in set(re.findall(r"/releases/\.upload-([0-9a-f]+)-", text)):
         text = text.replace(release, "RELEASE")
-    return re.sub(r"\.upload-RELEASE-[0-9a-f]+", ".upload-RELEASE-RANDOM", text)
+    text = re.sub(r"\.upload-RELEASE-[0-9a-f]+", ".upload-RELEASE-RANDOM", text)
+    # The run lock's holder and the history line: who, where, when (operations/runlock.py).
+    text = re.sub(r'\{"boot_id": [^{}]*\}', "{RUN LOCK HOLDER}", text)
+    text = re.sub(r'\{"changed": [^{}]*\}', "{HISTORY LINE}", text)
+    return re.sub(r'"run_id": "[0-9a-f]+"', '"run_id": "RUN"', text)
 
 
 def main() -> None:
