@@ -10,6 +10,7 @@ import click
 from . import config as config_module
 from . import secrets as secrets_module
 from .backup_cli import backup, restore
+from .chaos_cli import chaos
 from .errors import ConfigError
 from .lambda_cli import lambda_group
 from .pyinfra_run import run_pyinfra
@@ -154,6 +155,6 @@ def reprovision(env: str, address: str | None, instance_type: str | None, region
 # Every command is a click command or group of its own, defined above or in a module named
 # for it, and joins main here and nowhere else (a group's subcommands join that group with its
 # decorator, as `secrets init` does).
-for command in (check, secrets, status, rollback, backup, restore, reprovision, bench, sandbox,
-                lambda_group):
+for command in (check, secrets, status, rollback, backup, restore, reprovision, bench, chaos,
+                sandbox, lambda_group):
     main.add_command(command)

@@ -1,0 +1,218 @@
+"""``orchestra-infra chaos ENV``: load through the edge, faults on a seeded schedule, a verdict.
+
+One host of the environment is the victim (the first host that runs the app and the data,
+or ``--host``); the load goes to the first edge host. Faults are injected over SSH with the
+same connection settings as ``status``; a sandbox host's reboot goes through the sandbox
+tool (a container is restarted from its disk, as a VM reboots).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestra_infra import catalog, schema, secrets, status, status_hosts
+from orchestra_infra import config as config_module
+from orchestra_infra.errors import ConfigError
+
+from . import faults as fault_scripts
+from .load import Edge, Load, Outcome
+from .schedule import QUICK, Fault, plan
+from .verdict import Injected, Verdict, judge
+
+# Redis holds a note for the API's cache TTL (300 s): only newer notes are looked for there.
+CACHE_WINDOW_SECONDS = 240
+VERIFY_PARALLEL = 16
+
+
+@dataclass
+class Options:
+    env: str
+    minutes: float = 30
+    seed: int = 1
+    kinds: tuple[str, ...] = QUICK
+    mean_interval: float = 120
+    rate: float = 8.0
+    host: str | None = None
+    fill_max_bytes: int = 4 << 30
+    plot: Path | None = None
+
+
+def _victim(targets: list[status_hosts.Target], wanted: str | None) -> status_hosts.Target:
+    if wanted:
+        for target in targets:
+            if wanted in (target.name, target.label):
+                return target
+        raise ConfigError([f"--host: {wanted!r} is not a host of this environment"])
+    for target in targets:
+        if {"app", "data"} <= set(target.groups):
+            return target
+    return targets[0]
+
+
+def faultable(config, groups) -> dict[str, catalog.Service]:
+    """The services a fault may hit on a host of these groups: what the load goes through."""
+    wanted = {"nginx", "postgresql", "redis-server", "weaviate",
+              *(p["name"] for p in catalog.programs(config))}
+    return {s.name: s for s in catalog.services(config, groups) if s.name in wanted}
+
+
+def _inject(victim, fault: Fault, service, options: Options) -> tuple[str, str | None]:
+    if fault.kind == "reboot" and victim.data.get("sandbox_name"):
+        from orchestra_infra import sandbox
+
+        threading.Thread(target=sandbox.reboot, args=(victim.data["sandbox_name"],),
+                         daemon=True).start()
+        return "sandbox reboot", None
+    script = fault_scripts.script(fault.kind, service, fault.hold, options.fill_max_bytes)
+    out, error = status_hosts.run_script(victim, script, timeout=60)
+    return (out or "").strip(), error
+
+
+def _status_ok(env: str, label: str) -> bool:
+    rows, _ = status.collect(env)
+    return not any(row.health == "fail" for row in rows if row.host == label)
+
+
+def _edge(config, loaded, targets) -> Edge:
+    edge = next((t for t in targets if "edge" in t.groups), targets[0])
+    address = edge.data.get("ssh_hostname") or edge.name
+    scheme = "http" if config.nginx_tls == "none" else "https"
+    context = ssl.create_default_context()
+    if config.nginx_tls == "selfsigned":
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    try:
+        password = loaded["edge_password"]
+    except KeyError:
+        password = None
+    return Edge(url=f"{scheme}://{address}", user=config.edge_auth_user, password=password,
+                mcp_servers=tuple(config.mcp_servers), context=context)
+
+
+def _stored_ids(victim, config) -> set[str] | None:
+    database = config.postgres_databases[0].name
+    out, error = status_hosts.run_script(
+        victim, f"runuser -u postgres -- psql -X -At -d {shlex.quote(database)} "
+                "-c 'SELECT id FROM notes'\n", timeout=120)
+    return None if error else set(out.split())
+
+
+def verify(load: Load, victim, config) -> tuple[dict[str, list[str]], int]:
+    """Every acknowledged note, read back: {store: lost ids}, and the cache entries missing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    acknowledged = [o for o in load.outcomes if o.note]
+    stored = _stored_ids(victim, config)
+    lost = {"postgresql": sorted(o.note for o in acknowledged if stored is not None
+                                 and o.note not in stored)}
+    if stored is None:
+        lost["postgresql"] = ["(could not list the notes table)"]
+    probe = Load(load.edge, rate=1)
+    probe.started_at = load.started_at
+
+    def vector(o: Outcome) -> bool:
+        outcome, _ = probe.request("verify", frozenset(), "GET",
+                                    f"/api/notes/{o.note}/vector-object")
+        return outcome.status == 200
+
+    recent = [o for o in acknowledged if load.now() - o.started < CACHE_WINDOW_SECONDS]
+
+    def cached(o: Outcome) -> bool:
+        outcome, _ = probe.request("verify", frozenset(), "GET", f"/api/notes/{o.note}")
+        return outcome.ok
+
+    with ThreadPoolExecutor(max_workers=VERIFY_PARALLEL) as pool:
+        present = list(pool.map(vector, acknowledged))
+    lost["weaviate"] = sorted(o.note for o, ok in zip(acknowledged, present) if not ok)
+    with ThreadPoolExecutor(max_workers=VERIFY_PARALLEL) as pool:
+        missing = sum(1 for ok in pool.map(cached, recent) if not ok)
+    return lost, missing
+
+
+def run(options: Options, echo=print) -> tuple[Verdict, list[Outcome], list[Injected]]:
+    data = config_module.environment_data(options.env)
+    config = schema.validate(data, secrets.NAMES)
+    loaded = secrets.load(options.env)
+    targets = status_hosts.targets(options.env, data)
+    victim = _victim(targets, options.host)
+    services = faultable(config, victim.groups)
+    schedule = plan(options.seed, options.minutes, options.mean_interval, options.kinds,
+                    {name: s.manager for name, s in services.items()})
+    echo(f"chaos {options.env}: {options.minutes:g} min at {options.rate:g} requests/s, "
+         f"{len(schedule)} faults on {victim.label} (seed {options.seed})")
+    load = Load(_edge(config, loaded, targets), options.rate)
+    injected: list[Injected] = []
+    checks: list[threading.Thread] = []
+    load.start()
+    try:
+        for fault in schedule:
+            time.sleep(max(0.0, fault.at - load.now()))
+            item = Injected(fault, round(load.now(), 2))
+            item.said, item.error = _inject(victim, fault, services.get(fault.target), options)
+            echo(f"  {item.started:7.1f} s  {fault.label}: {item.error or item.said}")
+            injected.append(item)
+
+            def check(item=item):
+                time.sleep(max(0.0, item.fault.busy_until - load.now() - 5))
+                item.status_ok = _status_ok(options.env, victim.label)
+
+            thread = threading.Thread(target=check, daemon=True)
+            thread.start()
+            checks.append(thread)
+        time.sleep(max(0.0, options.minutes * 60 - load.now()))
+    finally:
+        load.stop()
+        status_hosts.run_script(victim, fault_scripts.cleanup_script())
+    for thread in checks:
+        thread.join(timeout=120)
+    lost, cache_missing = verify(load, victim, config)
+    verdict = judge(injected, load.outcomes, lost, cache_missing)
+    if options.plot:
+        from . import plot
+
+        plot.draw(options.plot, load.outcomes, injected)
+    return verdict, load.outcomes, injected
+
+
+def report(verdict: Verdict) -> str:
+    lines = [
+        f"requests:                  {verdict.requests}",
+        f"availability (all):        {verdict.availability:.4%}",
+        f"availability (unaffected): {verdict.unaffected_availability:.4%} "
+        f"({verdict.unaffected} requests; target 99.9 %)",
+        "latency of successes:      " + ", ".join(f"{k} {v * 1000:.0f} ms"
+                                                  for k, v in verdict.latency.items()),
+        f"acknowledged writes:       {verdict.acknowledged}, lost: "
+        + ", ".join(f"{store} {len(ids)}" for store, ids in verdict.lost.items())
+        + f" (cache entries missing: {verdict.cache_missing})",
+        "",
+        f"{'fault class':<12} {'faults':>6} {'avail. during':>14} {'unaffected':>11} "
+        f"{'max recovery':>13}",
+    ]
+    for name, row in verdict.per_class.items():
+        def pct(value):
+            return "-" if value is None else f"{value:.2%}"
+        recovery = row["recovery_seconds_max"]
+        lines.append(f"{name:<12} {row['faults']:>6} {pct(row['availability_during']):>14} "
+                     f"{pct(row['unaffected_availability_during']):>11} "
+                     f"{'-' if recovery is None else f'{recovery:.1f} s':>13}")
+    lines += ["", "faults:"] + [
+        f"  {f['at']:7.1f} s  {f['fault']:<28} recovered in "
+        f"{'-' if f['recovery_seconds'] is None else f['recovery_seconds']} s"
+        f"{'' if f['status_ok_after'] is not False else '  (status still failing)'}"
+        f"{'  ' + f['said'] if f['said'].startswith('skipped') else ''}"
+        for f in verdict.faults]
+    lines.append("")
+    lines += ["verdict: PASS"] if verdict.passed else (
+        ["verdict: FAIL"] + [f"  {problem}" for problem in verdict.problems])
+    return "\n".join(lines)
+
+
+def as_json(verdict: Verdict) -> str:
+    return json.dumps(verdict.as_dict(), indent=2)
