@@ -16,7 +16,6 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import (
     DeployError,
-    FileUploadCommand,
     QuoteString,
     StringCommand,
     deploy,
@@ -134,7 +133,7 @@ def build(tarball: str, release_id: str, releases: str, ready_file: str):
     # Unique per run: a build left running by an interrupted deploy (the remote side of a
     # killed pyinfra goes on) must not remove or read this run's upload.
     upload = f"{releases}/.upload-{release_id}-{uuid.uuid4().hex[:12]}.tar.gz"
-    yield FileUploadCommand(tarball, upload, remote_temp_filename=host.get_temp_filename(upload))
+    yield from render.upload(tarball, upload)
     # One build at a time, under a lock: this run waits for such a leftover build, then
     # finds the release ready, or builds it anew (templates/app/scripts/release-build.sh.j2).
     script = render.script("app/scripts/release-build.sh.j2", upload=upload, target=target,

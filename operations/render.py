@@ -186,6 +186,16 @@ def _private_temp_dir() -> str:
     return f"{home}/.cache/orchestra-infra"
 
 
+def upload(local: str, remote: str):
+    """Commands that copy the local file to ``remote`` (as root), by way of the SSH user's
+    own 0700 directory: pyinfra's default temporary directory is sudo's ``$TMPDIR``, which
+    pam_tmpdir makes root's own (/tmp/user/0), where SFTP cannot write."""
+    temp_dir = _private_temp_dir()
+    yield StringCommand("mkdir", "-p", "-m", "700", temp_dir, _sudo=False)
+    yield FileUploadCommand(local, remote, remote_temp_filename=host.get_temp_filename(
+        remote, temp_directory=temp_dir))
+
+
 def place(content: str, dest: str, user: str, group: str, mode: str, existed: bool = False,
            validate: str | None = None):
     """Upload next to dest with the final owner and mode, then rename over dest."""

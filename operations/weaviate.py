@@ -7,7 +7,6 @@ import posixpath
 
 from pyinfra import host
 from pyinfra.api import (
-    FileUploadCommand,
     OperationError,
     QuoteString,
     StringCommand,
@@ -139,8 +138,7 @@ def release(version: str, sha256: str, url: str, local_tarball: str | None = Non
         yield StringCommand("rm", "-rf", QuoteString(staging))
         yield StringCommand("install", "-d", "-m", "755", QuoteString(f"{staging}/extract"))
         if local_tarball:
-            yield FileUploadCommand(local_tarball, tarball,
-                                    remote_temp_filename=host.get_temp_filename(tarball))
+            yield from render.upload(local_tarball, tarball)
         script = render.script("weaviate/scripts/install-release.sh.j2", staging=staging,
                                tarball=tarball, url=None if local_tarball else url,
                                sha256=sha256, version=version, target=target,
