@@ -1,8 +1,10 @@
 """The soak's verdict, from what the load saw and when each fault happened. Pure.
 
-- A fault's window runs from its start to the first successful request, after its hold,
-  of a kind that needs the service hit (its recovery as a user sees it). A fault that hits
-  nothing the load needs (or the whole host, for a full disk) has no window of its own.
+- A fault's window runs from its start to the first successful request, sent once it had
+  taken effect, of a kind that needs the service hit (its recovery as a user sees it; a
+  hang is resumed after its hold, so a recovery shorter than the hold is Monit's doing).
+  A fault that hits nothing the load needs (or the whole host, for a full disk) has no
+  window of its own.
 - Availability is counted twice: over every request, and over the requests that did not
   need the service being hit while it was down ("unaffected"): the second is the promise
   (99.9 %), the first is what users saw, explained by the faults.
@@ -25,7 +27,8 @@ AVAILABILITY_TARGET = 0.999
 class Injected:
     """A fault as it happened: the soak's clock when the script ran, and what it said."""
     fault: Fault
-    started: float
+    started: float                   # when the injection began (the window opens)
+    in_place: float | None = None    # when it had taken effect (the script returned)
     said: str = ""
     error: str | None = None
     recovered: float | None = None   # set by windows()
@@ -48,19 +51,19 @@ def _affects(injected: Injected, outcome: Outcome) -> bool:
 
 
 def windows(injected: list[Injected], outcomes: list[Outcome]) -> None:
-    """Set each fault's ``recovered``: the first success, after its hold, of a request
-    that needs what it hit (None: never recovered while the load ran). A fault the load
-    does not depend on recovers at once."""
+    """Set each fault's ``recovered``: the end of the first successful request, sent once
+    the fault had taken effect, of a kind that needs what it hit (None: never recovered
+    while the load ran). A fault the load does not depend on recovers at once."""
     ordered = sorted(outcomes, key=lambda o: o.started)
     for item in injected:
         if item.skipped:
             continue
-        after = item.started + item.fault.hold
-        relevant = [o for o in ordered if o.started >= after and _affects(item, o)]
+        after = item.in_place if item.in_place is not None else item.started
         if not any(_affects(item, o) for o in ordered):
             item.recovered = after
             continue
-        item.recovered = next((o.started + o.latency for o in relevant if o.ok), None)
+        item.recovered = next((o.started + o.latency for o in ordered
+                               if o.started >= after and o.ok and _affects(item, o)), None)
 
 
 def _during(item: Injected, outcome: Outcome, end: float) -> bool:

@@ -43,7 +43,7 @@ def test_the_same_seed_gives_the_same_faults():
 def test_faults_never_overlap_and_leave_the_last_minute_alone():
     faults_ = schedule.plan(3, 30, 60, schedule.CLASSES, SERVICES)
     assert len(faults_) >= 8
-    for before, after in zip(faults_, faults_[1:]):
+    for before, after in zip(faults_, faults_[1:], strict=False):
         assert after.at >= before.busy_until
     assert faults_[0].at >= 30 and faults_[-1].at < 29 * 60
     assert sum(f.kind == "reboot" for f in faults_) <= 1
@@ -224,3 +224,14 @@ def test_the_plot_is_a_png(tmp_path):
     path = tmp_path / "soak.png"
     plot.draw(path, outcomes, [Injected(schedule.Fault(40, "kill", "redis-server"), 40.0)])
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck is not installed")
+def test_the_read_back_script_passes_shellcheck():
+    from operations import render
+
+    text = render.script("chaos/scripts/verify.sh.j2", ids=[str(uuid.uuid4())] * 2,
+                         database="orchestra", api="http://127.0.0.1:8000")
+    result = subprocess.run(["shellcheck", "-s", "sh", "-"], input=text, text=True,
+                            capture_output=True)
+    assert result.returncode == 0, result.stdout
