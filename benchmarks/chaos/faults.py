@@ -26,3 +26,27 @@ def script(kind: str, service: Service | None, hold: int, fill_max_bytes: int) -
 
 def cleanup_script() -> str:
     return script("cleanup", None, 0, 0)
+
+
+# The alert receiver (templates/chaos/scripts/alerts.sh.j2): each POST body on one line,
+# after the time it arrived.
+_RECEIVER = """import http.server, sys, time
+port, path = int(sys.argv[1]), sys.argv[2]
+class Receiver(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open(path, "ab") as log:
+            log.write(b"%.3f " % time.time() + body.replace(b"\\n", b" ") + b"\\n")
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), Receiver).serve_forever()
+"""
+
+
+def alerts_script(action: str, port: int = 0, max_seconds: int = 0) -> str:
+    """Start the soak's alert receiver on the victim (``start``), or print what it got and
+    stop it (``read``)."""
+    return render.script("chaos/scripts/alerts.sh.j2", action=action, port=int(port),
+                         max_seconds=int(max_seconds), receiver=_RECEIVER)

@@ -42,6 +42,7 @@ class Options:
     host: str | None = None
     fill_max_bytes: int = 4 << 30
     plot: Path | None = None
+    alerts_port: int | None = None
 
 
 def _victim(targets: list[status_hosts.Target], wanted: str | None) -> status_hosts.Target:
@@ -119,6 +120,36 @@ def verify(load: Load, victim, config) -> tuple[dict[str, list[str]], int]:
     return lost, cache_missing
 
 
+def parse_alerts(text: str, started_epoch: float) -> list[tuple[float, str]]:
+    """The receiver's lines -> [(seconds after the load started, alert text)]."""
+    alerts = []
+    for line in text.splitlines():
+        stamp, _, body = line.partition(" ")
+        try:
+            alerts.append((float(stamp) - started_epoch, json.loads(body)["text"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return alerts
+
+
+def attribute_alerts(injected: list[Injected], alerts: list[tuple[float, str]],
+                     services: dict[str, catalog.Service]) -> None:
+    """Each fault gets the alerts about its service between its start and the next fault's
+    (Monit's text: "[host] NAME: EVENT: ..."); a succeeded check or a process that exists
+    again is a recovery message, the rest are alerts."""
+    for index, item in enumerate(injected):
+        service = services.get(item.fault.target)
+        if service is None or not service.monit:
+            continue
+        until = injected[index + 1].started if index + 1 < len(injected) else float("inf")
+        marker = f"] {service.monit}: "
+        for at, text in alerts:
+            if item.started <= at < until and marker in text:
+                event = text.split(marker, 1)[1].split(":", 1)[0].lower()
+                recovered = "succeeded" in event or event == "exists"
+                (item.recoveries if recovered else item.alerts).append(text)
+
+
 def run(options: Options, echo=print) -> tuple[Verdict, list[Outcome], list[Injected]]:
     data = config_module.environment_data(options.env)
     config = schema.validate(data, secrets.NAMES)
@@ -133,6 +164,12 @@ def run(options: Options, echo=print) -> tuple[Verdict, list[Outcome], list[Inje
     load = Load(_edge(config, loaded, targets), options.rate)
     injected: list[Injected] = []
     checks: list[threading.Thread] = []
+    if options.alerts_port:
+        _, error = status_hosts.run_script(victim, fault_scripts.alerts_script(
+            "start", options.alerts_port, int(options.minutes * 60) + 1800))
+        if error:
+            raise RuntimeError(f"{victim.label}: {error}")
+    started_epoch = time.time()
     load.start()
     try:
         for fault in schedule:
@@ -157,7 +194,11 @@ def run(options: Options, echo=print) -> tuple[Verdict, list[Outcome], list[Inje
     for thread in checks:
         thread.join(timeout=120)
     lost, cache_missing = verify(load, victim, config)
-    verdict = judge(injected, load.outcomes, lost, cache_missing)
+    if options.alerts_port:
+        out, _ = status_hosts.run_script(victim, fault_scripts.alerts_script("read"))
+        attribute_alerts(injected, parse_alerts(out or "", started_epoch), services)
+    verdict = judge(injected, load.outcomes, lost, cache_missing,
+                    alerts_counted=bool(options.alerts_port))
     if options.plot:
         from . import plot
 
@@ -187,16 +228,24 @@ def report(verdict: Verdict) -> str:
         lines.append(f"{name:<12} {row['faults']:>6} {pct(row['availability_during']):>14} "
                      f"{pct(row['unaffected_availability_during']):>11} "
                      f"{'-' if recovery is None else f'{recovery:.1f} s':>13}")
-    lines += ["", "faults:"] + [
-        f"  {f['at']:7.1f} s  {f['fault']:<28} recovered in "
-        f"{'-' if f['recovery_seconds'] is None else f['recovery_seconds']} s"
-        f"{'' if f['status_ok_after'] is not False else '  (status still failing)'}"
-        f"{'  ' + f['said'] if f['said'].startswith('skipped') else ''}"
-        for f in verdict.faults]
+    lines += ["", "faults:"] + [_fault_line(f) for f in verdict.faults]
     lines.append("")
     lines += ["verdict: PASS"] if verdict.passed else (
         ["verdict: FAIL"] + [f"  {problem}" for problem in verdict.problems])
     return "\n".join(lines)
+
+
+def _fault_line(fault: dict) -> str:
+    recovery = fault["recovery_seconds"]
+    line = (f"  {fault['at']:7.1f} s  {fault['fault']:<28} recovered in "
+            f"{'-' if recovery is None else recovery} s")
+    if fault["alerts"] is not None:
+        line += f", {fault['alerts']} alerts, {fault['recovery_messages']} recovery messages"
+    if fault["status_ok_after"] is False:
+        line += "  (status still failing)"
+    if fault["said"].startswith("skipped"):
+        line += "  " + fault["said"]
+    return line
 
 
 def as_json(verdict: Verdict) -> str:

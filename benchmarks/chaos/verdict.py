@@ -33,6 +33,8 @@ class Injected:
     error: str | None = None
     recovered: float | None = None   # set by windows()
     status_ok: bool | None = None    # `status` after the fault settled: every row healthy
+    alerts: list[str] = field(default_factory=list)      # Monit's alerts about it...
+    recoveries: list[str] = field(default_factory=list)  # ...and its recovery messages
 
     @property
     def skipped(self) -> bool:
@@ -123,7 +125,10 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 def judge(injected: list[Injected], outcomes: list[Outcome], lost: dict[str, list[str]],
-          cache_missing: int = 0, target: float = AVAILABILITY_TARGET) -> Verdict:
+          cache_missing: int = 0, target: float = AVAILABILITY_TARGET,
+          alerts_counted: bool = False) -> Verdict:
+    """The verdict; with ``alerts_counted``, a hang (held past the health checks' window by
+    construction) must have produced exactly one alert and one recovery message."""
     windows(injected, outcomes)
     end = max((o.started + o.latency for o in outcomes), default=0.0)
     active = [i for i in injected if not i.skipped]
@@ -154,7 +159,15 @@ def judge(injected: list[Injected], outcomes: list[Outcome], lost: dict[str, lis
         verdict.faults.append({"at": item.started, "fault": item.fault.label,
                                "said": item.said, "error": item.error,
                                "recovery_seconds": item.recovery_seconds,
-                               "status_ok_after": item.status_ok})
+                               "status_ok_after": item.status_ok,
+                               "alerts": len(item.alerts) if alerts_counted else None,
+                               "recovery_messages": (len(item.recoveries) if alerts_counted
+                                                     else None)})
+        if (alerts_counted and item.fault.kind == "hang" and not item.skipped
+                and (len(item.alerts), len(item.recoveries)) != (1, 1)):
+            verdict.problems.append(
+                f"{item.fault.label} at {item.started:.0f} s: {len(item.alerts)} alerts and "
+                f"{len(item.recoveries)} recovery messages (1 and 1 expected)")
         if not item.skipped and item.recovered is None:
             verdict.problems.append(f"{item.fault.label} at {item.started:.0f} s: "
                                     "never recovered while the load ran")

@@ -1,8 +1,8 @@
-"""The chaos soak, short: 3 minutes of load through the edge with the quickest fault classes
-(kill, stop, restart: three faults with this seed) (`orchestra-infra chaos`), on the provisioned target. Every acknowledged
-write must be read back, the requests that did not need what was down must meet 99.9 %,
-and every fault must recover by itself. The 30-minute soak is a benchmark
-(docs/benchmarks.md), run by hand."""
+"""The chaos soak, short (`orchestra-infra chaos`): 3 minutes of load through the edge, with
+the quickest fault classes (kill, stop, restart: three faults with this seed), on the
+provisioned target. Every acknowledged write must be read back, the requests that did not
+need what was down must meet 99.9 %, and every fault must recover by itself. The 30-minute
+soak is a benchmark (docs/benchmarks.md), run by hand."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from .conftest import REPO
+from .conftest import REPO, WEBHOOK_PORT
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +26,8 @@ def test_a_short_soak_loses_nothing_and_keeps_the_promise(target, provisioned):
     figures.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
         [sys.executable, "-m", "orchestra_infra", "chaos", "sandbox", "--minutes", str(MINUTES),
-         "--seed", str(SEED), "--every", "20", "--faults", "kill,stop,restart", "--json", "--plot", str(figures / "chaos.png")],
+         "--seed", str(SEED), "--every", "20", "--faults", "kill,stop,restart",
+         "--alerts-port", str(WEBHOOK_PORT), "--json", "--plot", str(figures / "chaos.png")],
         cwd=REPO, capture_output=True, text=True, timeout=MINUTES * 60 + 600,
         env={**os.environ, "ORCHESTRA_SANDBOX_HOSTS": target.name})
     (figures / "chaos.json").write_text(result.stdout)
@@ -39,4 +40,5 @@ def test_a_short_soak_loses_nothing_and_keeps_the_promise(target, provisioned):
     assert verdict["acknowledged_writes"] > 100
     assert verdict["lost_acknowledged_writes"] == {"postgresql": 0, "weaviate": 0}
     assert len(verdict["faults"]) >= 3
+    assert all(f["alerts"] is not None for f in verdict["faults"])
     assert verdict["passed"], verdict["problems"]

@@ -235,3 +235,35 @@ def test_the_read_back_script_passes_shellcheck():
     result = subprocess.run(["shellcheck", "-s", "sh", "-"], input=text, text=True,
                             capture_output=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_alerts_are_attributed_to_the_fault_of_their_service(services):
+    hang = Injected(schedule.Fault(10, "hang", "mcp-task"), 10.0)
+    kill = Injected(schedule.Fault(100, "kill", "redis-server"), 100.0)
+    received = "\n".join([
+        f'{1000 + 40:.3f} {{"text": "[h] mcp-task: Connection failed: no answer"}}',
+        f'{1000 + 70:.3f} {{"text": "[h] mcp-task: Connection succeeded: ok (date)"}}',
+        f'{1000 + 75:.3f} {{"text": "[h] api-0: Connection failed: unrelated"}}',
+        f'{1000 + 101:.3f} {{"text": "[h] redis: Does not exist: gone -> Monit starts it"}}',
+        "garbage line",
+    ])
+    run.attribute_alerts([hang, kill], run.parse_alerts(received, 1000.0), services)
+    assert (len(hang.alerts), len(hang.recoveries)) == (1, 1)
+    assert (len(kill.alerts), len(kill.recoveries)) == (1, 0)
+    verdict = judge([hang, kill], _outcomes(0, 200), {"postgresql": [], "weaviate": []},
+                    alerts_counted=True)
+    assert verdict.passed, verdict.problems
+    hang.recoveries.clear()
+    verdict = judge([hang, kill], _outcomes(0, 200), {"postgresql": [], "weaviate": []},
+                    alerts_counted=True)
+    assert "hang mcp-task at 10 s: 1 alerts and 0 recovery messages (1 and 1 expected)" in \
+        verdict.problems[0]
+
+
+@pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck is not installed")
+@pytest.mark.parametrize("action", ["start", "read"])
+def test_the_alert_receiver_script_passes_shellcheck(action):
+    result = subprocess.run(["shellcheck", "-s", "sh", "-"],
+                            input=faults.alerts_script(action, 9999, 3600), text=True,
+                            capture_output=True)
+    assert result.returncode == 0, result.stdout
