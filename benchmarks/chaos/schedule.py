@@ -58,8 +58,8 @@ def targets_for(kind: str, services: dict[str, str]) -> list[str]:
 def plan(seed: int, minutes: float, mean_interval: float, kinds: tuple[str, ...],
          services: dict[str, str]) -> list[Fault]:
     """Faults at exponentially distributed intervals (mean ``mean_interval`` s), never two
-    at once, none starting in the last minute (its recovery must be seen). A reboot, if
-    asked for, happens once."""
+    at once, each over (its hold and its settling time) a minute before the load ends: its
+    recovery must be seen. A reboot, if asked for, happens once."""
     unknown = [k for k in kinds if k not in CLASSES]
     if unknown:
         raise ValueError(f"unknown fault class {unknown[0]!r}: choose from {', '.join(CLASSES)}")
@@ -78,8 +78,8 @@ def plan(seed: int, minutes: float, mean_interval: float, kinds: tuple[str, ...]
         if now >= end:
             return faults
         kind, target = rng.choice(choices)
-        if kind == "reboot":
-            if rebooted:
-                continue
-            rebooted = True
-        faults.append(Fault(round(now, 1), kind, target))
+        fault = Fault(round(now, 1), kind, target)
+        if (kind == "reboot" and rebooted) or fault.busy_until > end:
+            continue
+        rebooted = rebooted or kind == "reboot"
+        faults.append(fault)
