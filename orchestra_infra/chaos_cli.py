@@ -29,13 +29,15 @@ EXIT_INVALID = 2
               "host that runs the app and the data).")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a PNG of success rate and latency over time (needs matplotlib).")
+@click.option("--outcomes", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write every request's outcome (JSON lines), for a closer look.")
 @click.option("--alerts-port", type=click.IntRange(1, 65535), default=None,
               help="Count Monit's alerts per fault with a webhook receiver on the host's "
                    "loopback at this port (alert_webhook_url must point at it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 @click.option("--i-mean-prod", is_flag=True, help="Allow an environment named prod.")
-def chaos(env, minutes, seed, fault_list, mean_interval, rate, host, plot, alerts_port, as_json,
-          i_mean_prod):
+def chaos(env, minutes, seed, fault_list, mean_interval, rate, host, plot, outcomes, alerts_port,
+          as_json, i_mean_prod):
     """Load ENV's edge, inject faults on a seeded schedule, judge availability and data.
 
     Exit status: 0 when every target is met (99.9 % of the requests that did not need what
@@ -54,7 +56,7 @@ def chaos(env, minutes, seed, fault_list, mean_interval, rate, host, plot, alert
         raise click.BadParameter(f"choose from {', '.join(CLASSES)}", param_hint="--faults")
     options = chaos_run.Options(env=env, minutes=minutes, seed=seed, kinds=kinds,
                                 mean_interval=mean_interval, rate=rate, host=host, plot=plot,
-                                alerts_port=alerts_port)
+                                alerts_port=alerts_port, outcomes=outcomes)
     try:
         verdict, _, _ = chaos_run.run(options, echo=lambda line: click.echo(line, err=as_json))
     except ConfigError as e:

@@ -13,7 +13,7 @@ import ssl
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from operations import render
@@ -43,6 +43,7 @@ class Options:
     fill_max_bytes: int = 4 << 30
     plot: Path | None = None
     alerts_port: int | None = None
+    outcomes: Path | None = None
 
 
 def _victim(targets: list[status_hosts.Target], wanted: str | None) -> status_hosts.Target:
@@ -68,9 +69,9 @@ def _inject(victim, fault: Fault, service, options: Options) -> tuple[str, str |
     if fault.kind == "reboot" and victim.data.get("sandbox_name"):
         from orchestra_infra import sandbox
 
-        threading.Thread(target=sandbox.reboot, args=(victim.data["sandbox_name"],),
-                         daemon=True).start()
-        return "sandbox reboot", None
+        # Returns once the container is back and answers SSH, as a VM's reboot would.
+        sandbox.reboot(victim.data["sandbox_name"])
+        return "sandbox reboot (back, SSH answers)", None
     script = fault_scripts.script(fault.kind, service, fault.hold, options.fill_max_bytes)
     out, error = status_hosts.run_script(victim, script, timeout=60)
     return (out or "").strip(), error
@@ -199,6 +200,9 @@ def run(options: Options, echo=print) -> tuple[Verdict, list[Outcome], list[Inje
         attribute_alerts(injected, parse_alerts(out or "", started_epoch), services)
     verdict = judge(injected, load.outcomes, lost, cache_missing,
                     alerts_counted=bool(options.alerts_port))
+    if options.outcomes:
+        options.outcomes.write_text("".join(
+            json.dumps({**asdict(o), "needs": sorted(o.needs)}) + "\n" for o in load.outcomes))
     if options.plot:
         from . import plot
 

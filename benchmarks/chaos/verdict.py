@@ -64,6 +64,13 @@ def windows(injected: list[Injected], outcomes: list[Outcome]) -> None:
         if not any(_affects(item, o) for o in ordered):
             item.recovered = after
             continue
+        # A fault may bite after its command returned (a reboot asked for, a process that
+        # dies on its next request): recovery is counted from its first failure, if any.
+        busy_until = item.started + (item.fault.busy_until - item.fault.at)
+        first_failure = next((o.started for o in ordered if item.started <= o.started
+                              <= busy_until and not o.ok and _affects(item, o)), None)
+        if first_failure is not None:
+            after = max(after, first_failure)
         item.recovered = next((o.started + o.latency for o in ordered
                                if o.started >= after and o.ok and _affects(item, o)), None)
 

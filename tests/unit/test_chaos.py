@@ -267,3 +267,13 @@ def test_the_alert_receiver_script_passes_shellcheck(action):
                             input=faults.alerts_script(action, 9999, 3600), text=True,
                             capture_output=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_a_reboot_that_bites_late_is_counted_from_its_first_failure():
+    """The reboot is asked for (the command returns at once), the host goes down 2 s later:
+    its window must hold the whole outage, not close on a success before it."""
+    outcomes = _outcomes(0, 200, failing=[(102, 160)])
+    reboot = Injected(schedule.Fault(100, "reboot", "host"), 100.0, in_place=100.2)
+    verdict = judge([reboot], outcomes, {"postgresql": [], "weaviate": []})
+    assert reboot.recovery_seconds == pytest.approx(60, abs=0.1)
+    assert verdict.unaffected_availability == 1.0 and verdict.passed
