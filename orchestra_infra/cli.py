@@ -11,6 +11,7 @@ from . import cli_help, preview, runlock
 from . import config as config_module
 from . import secrets as secrets_module
 from .backup_cli import backup, restore
+from .chaos_cli import chaos
 from .errors import ConfigError
 from .lambda_cli import lambda_group
 from .operator_cli import drift, history
@@ -208,7 +209,7 @@ def reprovision(env: str, address: str | None, instance_type: str | None, region
 # Every command is a click command or group of its own, defined above or in a module named
 # for it, and joins main here and nowhere else (a group's subcommands join that group with its
 # decorator, as `secrets init` does).
-for command in (check, secrets, status, rollback, backup, restore, reprovision, bench, sandbox,
-                lambda_group, drift, history):
+for command in (check, secrets, status, rollback, backup, restore, reprovision, bench, chaos,
+                sandbox, lambda_group, drift, history):
     main.add_command(command)
 cli_help.finish(main)

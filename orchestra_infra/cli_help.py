@@ -32,6 +32,9 @@ EXIT_CODES = {
              "a host could not be previewed",
     "history": "0 shown; 1 a host could not be read; 2 the data is invalid",
     "bench": "0 measured; 1 a host could not be booted or provisioned",
+    "chaos": "0 every target met (99.9 % of the requests that did not need what was down, no "
+             "acknowledged write lost, every fault recovered); 1 one missed, or the soak "
+             "could not run",
     "sandbox up": "0 the hosts answer SSH; 1 a host could not be built or booted",
     "sandbox status": "0",
     "sandbox ssh": "ssh's: the remote command's status, 255 SSH failed; 1 no such host",
