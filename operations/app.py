@@ -24,7 +24,7 @@ from pyinfra.api import (
 )
 from pyinfra.facts.files import Link
 
-from operations import render, snapshot, system
+from operations import render, snapshot, system, wireguard
 from operations.facts import AppReleases
 from orchestra_infra import app_source, catalog
 from orchestra_infra import release as release_module
@@ -88,7 +88,9 @@ def configure(config) -> tuple:
     env_files = [
         render.template(name=f"Write the environment of {program}",
                         src="app/etc/orchestra/app.env.j2", dest=env_file(config, program),
-                        context={"config": config, "program": program},
+                        context={"config": config, "program": program,
+                                 "data_address": wireguard.data_address(config),
+                                 "listen_also": wireguard.listen_also(config)},
                         group=user, mode="640", secret=True)
         for program in ["api", *(f"mcp-{name}" for name in config.mcp_servers)]
     ]

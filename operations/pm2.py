@@ -14,7 +14,7 @@ from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
-from operations import app, render, system
+from operations import app, render, system, wireguard
 from operations.facts import AptCandidate
 from orchestra_infra import catalog
 
@@ -128,7 +128,8 @@ def configure(config, restart_when: list):
         name="Describe the admin to PM2 (ecosystem.config.js)",
         src="pm2/etc/orchestra/ecosystem.config.js.j2",
         dest=ecosystem_file(config),
-        context={"config": config, "current": app.current_link(config)},
+        context={"config": config, "current": app.current_link(config),
+                 "listen_also": wireguard.listen_also(config)},
         group=user, mode="640",
     )
     # A changed unit (its sandbox) applies only to a PM2 daemon started under it.

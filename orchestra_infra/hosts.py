@@ -3,21 +3,28 @@
 Addresses are never committed. A hosts file holds one host per line, optionally
 followed by its groups (default: all of them, the single-instance layout)::
 
-    # hosts/prod
-    203.0.113.10                # edge, app and data on one GPU instance
-    203.0.113.11  app,data
+    # hosts/prod: one instance in every group (the default layout)...
+    203.0.113.10
+    # ...or several, joined by a WireGuard mesh (orchestra_infra/mesh.py):
+    203.0.113.10  edge,app
+    203.0.113.11  app
+    203.0.113.12  data
+
+An address appears once; ``orchestra-infra check ENV`` validates the layout.
 
 ``orchestra-infra lambda launch ENV`` adds a new instance's address with ``record``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Sequence
 
 from pyinfra.api.exceptions import InventoryError
 
-from .config import project_root
+from . import mesh
+from .paths import project_root
 
 GROUPS = ("edge", "app", "data")
 
@@ -34,9 +41,11 @@ def env_var(env: str) -> str:
     return f"ORCHESTRA_{env.upper()}_HOSTS"
 
 
-def parse(text: str, source: str) -> dict[str, list[str]]:
-    """Host lines -> {group: [address, ...]} for every group in GROUPS."""
-    groups: dict[str, list[str]] = {group: [] for group in GROUPS}
+def entries(text: str, source: str) -> list[tuple[int, str, list[str]]]:
+    """Host lines -> (line number, address, groups), in file order; an address listed twice
+    is an error naming both lines."""
+    found: list[tuple[int, str, list[str]]] = []
+    first: dict[str, int] = {}
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -47,21 +56,60 @@ def parse(text: str, source: str) -> dict[str, list[str]]:
         if unknown or len(rest) > 1:
             raise HostsError(f"{source}:{number}: expected 'ADDRESS [edge,app,data]', "
                              f"got {raw.strip()!r}")
+        if address in first:
+            raise HostsError(f"{source}:{number}: {address} is already listed on line "
+                             f"{first[address]}")
+        first[address] = number
+        found.append((number, address, [g for g in GROUPS if g in wanted]))
+    return found
+
+
+def parse(text: str, source: str) -> dict[str, list[str]]:
+    """Host lines -> {group: [address, ...]} for every group in GROUPS."""
+    groups: dict[str, list[str]] = {group: [] for group in GROUPS}
+    for _, address, wanted in entries(text, source):
         for group in wanted:
             groups[group].append(address)
     return groups
 
 
-def load(env: str) -> dict[str, list[str]]:
-    """The environment's hosts by group; the environment variable wins over the file."""
+def layout_problems(text: str, source: str, mesh_network: str) -> list[str]:
+    """What `check` reports about a hosts file's layout: exactly one data host, at least
+    one edge and one app host; with more than one host, IP addresses only (the firewall
+    names the peers) and private addresses that do not collide."""
+    found = entries(text, source)
+    if not found:
+        return [f"{source}: no host listed"]
+    groups = {group: [a for _, a, g in found if group in g] for group in GROUPS}
+    where = {address: f"{source}:{number}" for number, address, _ in found}
+    problems = [f"{source}: {p}" for p in mesh.layout_problems(groups, where)]
+    if len(found) > 1:
+        for number, address, _ in found:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                problems.append(f"{source}:{number}: {address} is not an IP address (a "
+                                "multi-host layout's firewall names its peers by address)")
+        problems += mesh.address_problems(mesh_network, [a for _, a, _ in found])
+    return problems
+
+
+def read(env: str) -> tuple[str, str] | None:
+    """(text, source) of the environment's hosts, or None when it has none."""
     value = os.environ.get(env_var(env))
     if value:
-        return parse(value.replace(",", "\n"), env_var(env))
+        return value.replace(",", "\n"), env_var(env)
     path = hosts_path(env)
-    if not path.exists():
-        raise HostsError(f"no hosts for {env}: write {path} (one address per line) "
-                         f"or set {env_var(env)}")
-    return parse(path.read_text(), str(path))
+    return (path.read_text(), str(path)) if path.exists() else None
+
+
+def load(env: str) -> dict[str, list[str]]:
+    """The environment's hosts by group; the environment variable wins over the file."""
+    found = read(env)
+    if found is None:
+        raise HostsError(f"no hosts for {env}: write {hosts_path(env)} (one address per "
+                         f"line) or set {env_var(env)}")
+    return parse(*found)
 
 
 def record(env: str, address: str, groups: Sequence[str] = (), replace: bool = False) -> bool:
