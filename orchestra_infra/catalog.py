@@ -278,7 +278,7 @@ def private_ports(config, groups) -> list[int]:
     """The TCP ports a host of these groups serves to its peers over the private network."""
     table = config.port_table()
     return sorted({table[key] for s in services(config, groups)
-                   if s.group in PRIVATE_GROUPS for key in s.port_keys})
+                   if s.group in PRIVATE_GROUPS and not s.optional for key in s.port_keys})
 
 
 def port_owners(config) -> dict[str, tuple[tuple[str, str | None], ...]]:

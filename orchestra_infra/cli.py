@@ -8,6 +8,7 @@ import sys
 import click
 
 from . import config as config_module
+from . import hosts
 from . import secrets as secrets_module
 from .backup_cli import backup, restore
 from .errors import ConfigError
@@ -34,6 +35,11 @@ def check(env: str, pairs: tuple[str, ...]):
     except ConfigError as e:
         for problem in e.problems:
             click.echo(problem, err=True)
+        sys.exit(EXIT_INVALID)
+    layout = hosts.check(env, config.mesh_network, set(loaded))
+    for problem in layout:
+        click.echo(problem, err=True)
+    if layout:
         sys.exit(EXIT_INVALID)
     ports = config.port_table()
     click.echo(f"{env}: valid ({len(type(config).model_fields)} settings, {len(ports)} ports, "

@@ -94,6 +94,22 @@ def layout_problems(text: str, source: str, mesh_network: str) -> list[str]:
     return problems
 
 
+def check(env: str, mesh_network: str, secret_names) -> list[str]:
+    """`orchestra-infra check ENV`'s word on the environment's hosts, when it lists any:
+    the layout, and the secret a multi-host layout needs."""
+    try:
+        found = read(env)
+        if found is None:
+            return []
+        problems = layout_problems(*found, mesh_network)
+        if len(entries(*found)) > 1 and "wireguard_mesh_seed" not in secret_names:
+            problems.append(f"secrets.wireguard_mesh_seed: missing; a multi-host layout "
+                            f"needs it (run `orchestra-infra secrets init {env}`)")
+        return problems
+    except HostsError as e:
+        return [str(e)]
+
+
 def read(env: str) -> tuple[str, str] | None:
     """(text, source) of the environment's hosts, or None when it has none."""
     value = os.environ.get(env_var(env))
