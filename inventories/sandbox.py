@@ -32,9 +32,14 @@ if not _hosts:
 
 _layout = _os.environ.get("ORCHESTRA_SANDBOX_LAYOUT", "")
 if _layout:
+    from orchestra_infra.hosts import drained as _drained  # noqa: E402
     from orchestra_infra.hosts import parse as _parse  # noqa: E402
 
-    _groups = _parse(_layout.replace(";", "\n"), "ORCHESTRA_SANDBOX_LAYOUT")
+    _text = _layout.replace(";", "\n")
+    _groups = _parse(_text, "ORCHESTRA_SANDBOX_LAYOUT")
+    for _name in _drained(_text, "ORCHESTRA_SANDBOX_LAYOUT"):
+        _host = next(h for h in _hosts if h[1]["sandbox_name"] == _name)
+        _host[1]["drain"] = True
     _by_name = {h[1]["sandbox_name"]: h for h in _hosts}
     _missing = sorted({n for names in _groups.values() for n in names} - set(_by_name))
     if _missing:

@@ -52,7 +52,8 @@ def _server(address: str, port: int) -> str:
 def _app_hosts(config) -> list[tuple[str, object]]:
     """(address, effective config) of every host of group `app`: each may have moved
     ports (operations/ports.py), read from its own facts."""
-    app_hosts = inventory.get_group("app", []) or [host]
+    # A host marked `drain` (hosts/ENV) gets no new requests: the first step of its removal.
+    app_hosts = [h for h in inventory.get_group("app", []) if not h.data.get("drain")] or [host]
     return [(_address(config, h), config if h.name == host.name
              else ports.for_host(validate_host(h)[0], h)) for h in app_hosts]
 

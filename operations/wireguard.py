@@ -78,6 +78,8 @@ def check_layout(config) -> None:
     problems = mesh.layout_problems({g: [h.name for h in group_hosts(g)]
                                      for g in catalog.GROUPS})
     problems += mesh.address_problems(config.mesh_network, [h.name for h in inventory])
+    if all(h.data.get("drain") for h in group_hosts("app")):
+        problems.append("every app host is marked drain: the edge would have no upstream")
     if problems:
         raise DeployError("invalid layout, nothing was changed:\n  " + "\n  ".join(problems))
 

@@ -10,7 +10,9 @@ followed by its groups (default: all of them, the single-instance layout)::
     203.0.113.11  app
     203.0.113.12  data
 
-An address appears once; ``orchestra-infra check ENV`` validates the layout.
+An address appears once; ``orchestra-infra check ENV`` validates the layout. A line ending
+in ``drain`` keeps the host in the mesh but takes it out of the edge's upstreams: the first
+step of removing it (docs/runbook.md).
 
 ``orchestra-infra lambda launch ENV`` adds a new instance's address with ``record``.
 """
@@ -44,23 +46,36 @@ def env_var(env: str) -> str:
 def entries(text: str, source: str) -> list[tuple[int, str, list[str]]]:
     """Host lines -> (line number, address, groups), in file order; an address listed twice
     is an error naming both lines."""
-    found: list[tuple[int, str, list[str]]] = []
+    return [(number, address, groups) for number, address, groups, _ in _lines(text, source)]
+
+
+def drained(text: str, source: str) -> list[str]:
+    """The addresses marked ``drain``: no longer among the edge's upstreams, still in the
+    mesh (the first step of removing a host)."""
+    return [address for _, address, _, drain in _lines(text, source) if drain]
+
+
+def _lines(text: str, source: str) -> list[tuple[int, str, list[str], bool]]:
+    found: list[tuple[int, str, list[str], bool]] = []
     first: dict[str, int] = {}
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         address, *rest = line.split()
+        drain = rest[-1:] == ["drain"]
+        if drain:
+            rest = rest[:-1]
         wanted = rest[0].split(",") if rest else list(GROUPS)
         unknown = [g for g in wanted if g not in GROUPS]
         if unknown or len(rest) > 1:
-            raise HostsError(f"{source}:{number}: expected 'ADDRESS [edge,app,data]', "
+            raise HostsError(f"{source}:{number}: expected 'ADDRESS [edge,app,data] [drain]', "
                              f"got {raw.strip()!r}")
         if address in first:
             raise HostsError(f"{source}:{number}: {address} is already listed on line "
                              f"{first[address]}")
         first[address] = number
-        found.append((number, address, [g for g in GROUPS if g in wanted]))
+        found.append((number, address, [g for g in GROUPS if g in wanted], drain))
     return found
 
 
@@ -83,6 +98,10 @@ def layout_problems(text: str, source: str, mesh_network: str) -> list[str]:
     groups = {group: [a for _, a, g in found if group in g] for group in GROUPS}
     where = {address: f"{source}:{number}" for number, address, _ in found}
     problems = [f"{source}: {p}" for p in mesh.layout_problems(groups, where)]
+    drain = set(drained(text, source))
+    if groups["app"] and drain >= set(groups["app"]):
+        problems.append(f"{source}: every app host is marked drain: the edge would have no "
+                        "upstream")
     if len(found) > 1:
         for number, address, _ in found:
             try:
@@ -119,13 +138,16 @@ def read(env: str) -> tuple[str, str] | None:
     return (path.read_text(), str(path)) if path.exists() else None
 
 
-def load(env: str) -> dict[str, list[str]]:
-    """The environment's hosts by group; the environment variable wins over the file."""
+def load(env: str) -> dict[str, list]:
+    """The environment's hosts by group, as pyinfra inventories take them (a drained host
+    with the data ``drain``); the environment variable wins over the file."""
     found = read(env)
     if found is None:
         raise HostsError(f"no hosts for {env}: write {hosts_path(env)} (one address per "
                          f"line) or set {env_var(env)}")
-    return parse(*found)
+    drain = set(drained(*found))
+    return {group: [(a, {"drain": True}) if a in drain else a for a in addresses]
+            for group, addresses in parse(*found).items()}
 
 
 def record(env: str, address: str, groups: Sequence[str] = (), replace: bool = False) -> bool:

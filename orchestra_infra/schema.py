@@ -32,7 +32,9 @@ from .errors import ConfigError
 # Keys pyinfra itself reads from host data (connection settings, global operation
 # arguments) and keys the inventories attach to hosts: not ours to validate.
 PYINFRA_DATA_PREFIXES = ("ssh_", "_")
-INVENTORY_KEYS = {"sandbox_name"}
+# Host data the inventories set themselves: a sandbox host's name; a host marked `drain` in
+# hosts/ENV (still in the mesh, no longer among the edge's upstreams).
+INVENTORY_KEYS = {"sandbox_name", "drain"}
 
 _SIZE = re.compile(r"^(\d+)([KMGT])$")
 _SIZE_FACTORS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}

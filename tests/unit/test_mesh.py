@@ -124,9 +124,11 @@ def test_check_wants_the_seed_for_several_hosts(secrets_dir, monkeypatch, tmp_pa
 
 
 @cache
-def _capture(layout: str = json.dumps(LAYOUT)) -> dict[str, dict[str, str]]:
-    """{host address: {file: content}} of every file the deploy writes, and "$": commands."""
+def _capture(layout: str = json.dumps(LAYOUT), drain: str = "") -> dict[str, dict[str, str]]:
+    """{host address: {file: content}} of every file the deploy writes, and "$": commands;
+    the host at address ``drain`` marked drain."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ORCHESTRA_GOLDEN_LAYOUT": layout,
+           "ORCHESTRA_GOLDEN_DRAIN": drain,
            "ORCHESTRA_GOLDEN_SECRETS": json.dumps({"wireguard_mesh_seed": SEED})}
     env.pop("ORCHESTRA_GOLDEN_DATA", None)
     run = subprocess.run([sys.executable, str(ROOT / "tests/unit/golden/capture.py"),
@@ -231,3 +233,18 @@ def test_a_bad_layout_stops_every_host_before_any_change():
     assert "invalid layout, nothing was changed" in run.stderr
     assert "exactly one host must be in group data, found 2" in run.stderr
     assert not re.search(r"^\[@fake/[\d.]+\] (\$ (apt|install|systemctl)|>)", run.stdout, re.M)
+
+
+def test_a_drained_host_stays_in_the_mesh_but_leaves_the_upstreams():
+    text = f"{A} edge,app\n{B} app drain\n{C} data\n"
+    assert hosts.drained(text, "hosts/prod") == [B]
+    assert hosts.parse(text, "hosts/prod")["app"] == [A, B]
+    assert hosts.layout_problems(text, "hosts/prod", NETWORK) == []
+    assert hosts.layout_problems(f"{A} edge,app drain\n{C} data\n", "hosts/prod", NETWORK) == [
+        "hosts/prod: every app host is marked drain: the edge would have no upstream"]
+    plans = _capture(drain=B)
+    conf = plans[A]["/etc/nginx/conf.d/orchestra.conf"]
+    assert _address(B) not in conf and "127.0.0.1:8000" in conf
+    assert f"AllowedIPs = {_address(B)}/32" in plans[A]["/etc/wireguard/wg0.conf"]
+    assert f"{_address(B)}/32" in plans[C]["/etc/postgresql/14/main/pg_hba.conf"]
+

@@ -16,7 +16,10 @@ _data = {
 # those groups, a multi-host layout, instead of the one host in every group.
 _layout = json.loads(os.environ.get("ORCHESTRA_GOLDEN_LAYOUT", "{}"))
 if _layout:
-    _hosts = {address: (f"@fake/{address}", {**_data, "ssh_hostname": address})
+    # ORCHESTRA_GOLDEN_DRAIN: the address of a host marked drain.
+    _drain = os.environ.get("ORCHESTRA_GOLDEN_DRAIN")
+    _hosts = {address: (f"@fake/{address}", {**_data, "ssh_hostname": address,
+                                             **({"drain": True} if address == _drain else {})})
               for address in _layout}
     edge, app, data = ([_hosts[a] for a, groups in _layout.items() if g in groups.split(",")]
                        for g in ("edge", "app", "data"))
