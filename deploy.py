@@ -71,12 +71,16 @@ if data_host:
     redis.configure(config)
     weaviate.configure(config)
     backup.configure(config)
+# Several hosts: the app hosts start their releases once the data host is ready...
+wireguard.wait_for_all("data services")
 
 if app_host:
     switched, restart_when = app.configure(config)
     supervisor.configure(config, restart_when=restart_when,
                          after_units=catalog.store_units(config, host.groups))
     pm2.configure(config, restart_when=[switched])
+# ...and the edge sends requests to them once they are healthy.
+wireguard.wait_for_all("app releases")
 
 if edge_host:
     nginx.configure(config)

@@ -9,7 +9,9 @@ hosts use listen on its private address (:func:`apply`).
 from __future__ import annotations
 
 from pyinfra import host, inventory
-from pyinfra.api import DeployError, deploy
+from pyinfra.api import DeployError, deploy, operation
+from pyinfra.facts.server import LinuxDistribution
+from pyinfra.operations import files
 
 from operations import render, system
 from orchestra_infra import catalog, mesh
@@ -122,11 +124,27 @@ def firewall(config, groups) -> dict | None:
             "ports": catalog.private_ports(config, groups)}
 
 
+# Where each distro's wireguard-go package puts its program, when not on wg-quick's name for
+# it (wireguard-go): Ubuntu 22.04 calls it `wireguard`.
+USERSPACE_PROGRAM = {"Ubuntu": "/usr/bin/wireguard"}
+
+
+def _userspace() -> None:
+    """wg-quick falls back to `wireguard-go` when the kernel has no WireGuard: give it that
+    name where the distro's package uses another."""
+    program = USERSPACE_PROGRAM.get(host.get_fact(LinuxDistribution)["name"])
+    if program:
+        files.link(name="Name the userspace WireGuard wireguard-go, as wg-quick expects",
+                   path="/usr/local/sbin/wireguard-go", target=program)
+
+
 @deploy("WireGuard")
 def configure(config):
     if not enabled():
         return
     interface = config.wireguard_interface
+    if config.wireguard_userspace:
+        _userspace()
     conf = render.template(
         name=f"Configure the WireGuard mesh ({interface})",
         src="wireguard/etc/wireguard/wg.conf.j2",
@@ -139,3 +157,30 @@ def configure(config):
     # wg-quick@'s reload is `wg syncconf`: peers change without dropping the tunnels.
     system.service(name=f"Run WireGuard ({interface})", unit=f"wg-quick@{interface}",
                    reload_when=[conf])
+
+
+@operation()
+def barrier(phase: str):
+    """
+    Mark the end of a phase on every host of a multi-host layout: pyinfra orders each host's
+    operations on their own, so without a step every host shares, an app host would check
+    its release before the data host has configured its stores, and the edge would send
+    requests to an app host that is not ready. No command runs.
+
+    + phase: what every host has done when it runs
+
+    **Example:**
+
+    .. code:: python
+
+        wireguard.barrier(name="Wait until the data services are ready everywhere",
+                          phase="data services ready")
+    """
+    host.noop(f"{phase} (every host)")
+    yield from ()
+
+
+def wait_for_all(phase: str) -> None:
+    """A barrier in a multi-host layout; nothing with one host (its order is its own)."""
+    if enabled():
+        barrier(name=f"Wait until every host is done: {phase}", phase=phase)

@@ -24,9 +24,9 @@ import urllib.request
 
 import pytest
 
-from orchestra_infra import mesh, sandbox, secrets
+from orchestra_infra import mesh, sandbox
 
-from .conftest import PREFIX, REPO, PyinfraRun, on
+from .conftest import PREFIX, REPO, PyinfraRun, on, require_sandbox
 
 pytestmark = pytest.mark.e2e
 
@@ -53,12 +53,7 @@ def deploy(*args: str, names=(A, B, C), layout: str = LAYOUT) -> PyinfraRun:
 
 @pytest.fixture(scope="module")
 def hosts():
-    if os.geteuid() != 0:
-        pytest.skip("end-to-end tests need root (network namespaces, systemd-nspawn)")
-    missing = sandbox.missing_tools()
-    if missing:
-        pytest.skip(f"missing tools: {', '.join(missing)}")
-    secrets.init("sandbox")
+    require_sandbox()
     booted = {h.name: h for h in sandbox.up(names=[A, B, C])}
     yield booted
     if not os.environ.get("ORCHESTRA_KEEP_SANDBOX"):

@@ -138,6 +138,7 @@ def _capture(layout: str = json.dumps(LAYOUT), drain: str = "") -> dict[str, dic
     for who, path, body in re.findall(r"^\[@fake/([\d.]+)\] > (\S+)\n(.*?)\n<$", run.stdout,
                                       re.M | re.S):
         found.setdefault(who, {})[path.removesuffix(".orchestra-new")] = body
+    found["log"] = {"stderr": run.stderr}
     for who, command in re.findall(r"^\[@fake/([\d.]+)\] \$ (.*)$", run.stdout, re.M):
         found.setdefault(who, {}).setdefault("$", "")
         found[who]["$"] += command + "\n"
@@ -248,3 +249,15 @@ def test_a_drained_host_stays_in_the_mesh_but_leaves_the_upstreams():
     assert f"AllowedIPs = {_address(B)}/32" in plans[A]["/etc/wireguard/wg0.conf"]
     assert f"{_address(B)}/32" in plans[C]["/etc/postgresql/14/main/pg_hba.conf"]
 
+
+
+def test_the_app_hosts_wait_for_the_data_host_and_the_edge_for_the_app_hosts():
+    order = re.findall(r"--> Starting operation: (.*?) ?$", _capture()["log"]["stderr"], re.M)
+
+    def first(prefix):
+        return next(i for i, name in enumerate(order) if name.startswith(prefix))
+
+    assert first("Weaviate | Wait until Weaviate is ready") \
+        < first("Wait until every host is done: data services") \
+        < first("App | Make release") \
+        < first("Wait until every host is done: app releases") < first("nginx | ")
