@@ -98,8 +98,9 @@ def configure(config) -> tuple:
     built = build(name=f"Build release {release_id}", tarball=str(tarball),
                   release_id=release_id, releases=releases,
                   ready_file=f"{releases}/{release_id}/.ready")
+    # Several app hosts: one at a time (operations/supervisor.py restarts them the same way).
     switched = switch(name=f"Make release {release_id} live (after its health check)",
-                      release_id=release_id, config=config)
+                      release_id=release_id, config=config, _serial=wireguard.enabled())
     return switched, [built, switched, installed_launcher, *env_files]
 
 

@@ -158,6 +158,7 @@ def reload_admin(config, when: list) -> None:
                   "--update-env >/dev/null && "
                   f"{as_user} save --force >/dev/null"],
         _if=lambda: not saved or changed(),
+        _serial=wireguard.enabled(),
     )
 
 

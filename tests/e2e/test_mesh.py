@@ -155,7 +155,7 @@ def test_private_services_answer_over_the_mesh_only(hosts, converged):
 class Load:
     """Constant load through the edge: one request every interval, counted."""
 
-    def __init__(self, url: str, interval: float = 0.05):
+    def __init__(self, url: str, interval: float = 0.1):
         self.url, self.interval = url, interval
         self.ok = self.failed = 0
         self.failures: list[str] = []
@@ -185,6 +185,30 @@ class Load:
         self._thread.join(timeout=30)
 
 
+def test_a_release_rolls_across_the_app_hosts_under_load(hosts, converged, tmp_path):
+    from .test_apps import _app_copy
+
+    url = f"https://{hosts[A].address}/api/health/"
+    before = json.loads(_get(url)[2])["release"]
+    source = ("--data", f"app_source={_app_copy(tmp_path, 'new-version')}")
+    try:
+        with Load(url) as load:
+            time.sleep(2)
+            started = time.monotonic()
+            deploy(*source)
+            seconds = time.monotonic() - started
+            time.sleep(2)
+    finally:
+        deploy()  # the repository's app live again for the tests that follow
+    releases = {name: on(hosts[name], "readlink /opt/orchestra/current") for name in (A, B)}
+    _figure("mesh-release-under-load", {"requests": load.ok + load.failed,
+                                        "failed": load.failed, "deploy_seconds": round(seconds, 1),
+                                        "failures": load.failures[:10]})
+    assert load.failed == 0, load.failures[:10]
+    assert load.ok > 50 and before
+    assert len(set(releases.values())) == 1, releases
+
+
 def test_losing_an_app_host_under_load_fails_no_request(hosts, converged):
     url = f"https://{hosts[A].address}/api/health/"
     with Load(url) as load:
@@ -201,3 +225,35 @@ def test_losing_an_app_host_under_load_fails_no_request(hosts, converged):
                                    "failures": load.failures[:10]})
     assert load.ok > 100
     assert load.failed == 0, load.failures[:10]
+
+
+def _upstream_hosts(hosts) -> set[str]:
+    conf = on(hosts[A], "cat /etc/nginx/conf.d/orchestra.conf")
+    return {n for n in (A, B, C) if n != A and f"{private(hosts, n)}:8000" in conf}
+
+
+def _peers(hosts, name) -> int:
+    return len(on(hosts[name], "wg show wg0 peers").split())
+
+
+def test_removing_and_adding_an_app_host_as_the_runbook_says(hosts, converged):
+    """B is gone (stopped by the test before): its line removed, one deploy takes it out of
+    the edge, the mesh and pg_hba; back, drained (mesh only), then serving again."""
+    without_b = f"{A} edge,app;{C} data"
+    deploy(names=(A, C), layout=without_b)
+    assert deploy(names=(A, C), layout=without_b).totals["success"] == 0
+    assert _upstream_hosts(hosts) == set() and _peers(hosts, A) == 1 and _peers(hosts, C) == 1
+    assert private(hosts, B) not in on(hosts[C], "cat /etc/postgresql/14/main/pg_hba.conf")
+
+    sandbox.up(names=[B])  # the same disk and address: an instance added back
+    drained = f"{A} edge,app;{B} app drain;{C} data"
+    deploy(layout=drained)
+    assert _upstream_hosts(hosts) == set() and _peers(hosts, A) == 2
+    assert private(hosts, B) in on(hosts[C], "cat /etc/postgresql/14/main/pg_hba.conf")
+
+    deploy()
+    assert deploy().totals["success"] == 0
+    assert _upstream_hosts(hosts) == {B}
+    served = {_get(f"https://{hosts[A].address}/api/health/")[1]["X-Orchestra-Host"]
+              for _ in range(20)}
+    assert served == {A, B}

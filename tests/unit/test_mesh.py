@@ -252,7 +252,8 @@ def test_a_drained_host_stays_in_the_mesh_but_leaves_the_upstreams():
 
 
 def test_the_app_hosts_wait_for_the_data_host_and_the_edge_for_the_app_hosts():
-    order = re.findall(r"--> Starting operation: (.*?) ?$", _capture()["log"]["stderr"], re.M)
+    order = re.findall(r"--> Starting (?:serial )?operation: (.*?) ?$",
+                       _capture()["log"]["stderr"], re.M)
 
     def first(prefix):
         return next(i for i, name in enumerate(order) if name.startswith(prefix))
@@ -261,3 +262,7 @@ def test_the_app_hosts_wait_for_the_data_host_and_the_edge_for_the_app_hosts():
         < first("Wait until every host is done: data services") \
         < first("App | Make release") \
         < first("Wait until every host is done: app releases") < first("nginx | ")
+    # A release rolls across the app hosts one host at a time.
+    serial = re.findall(r"--> Starting serial operation: (.*?) ?$", _capture()["log"]["stderr"],
+                        re.M)
+    assert [name.split(" ")[0] for name in serial] == ["App", "Supervisor", "PM2"]
