@@ -113,12 +113,12 @@ def test_a_second_run_changes_nothing_on_any_host(converged):
 
 
 def test_the_mesh_joins_every_host(hosts, converged):
+    # Traffic between every pair (the minimal image has no ping): A-B, A-C, B-C.
+    for source, target, port in ((A, B, 8000), (A, C, 5432), (B, C, 5432)):
+        assert _connects_from(source, private(hosts, target), port), (source, target, port)
     for name in (A, B, C):
-        others = [private(hosts, o) for o in (A, B, C) if o != name]
-        for address in others:
-            on(hosts[name], f"ping -c 1 -W 3 {address}")
         handshakes = on(hosts[name], "wg show wg0 latest-handshakes").split()
-        assert len(handshakes) == 4 and all(int(t) > 0 for t in handshakes[1::2])
+        assert len(handshakes) == 4 and all(int(t) > 0 for t in handshakes[1::2]), handshakes
         # The private key stays on its host, readable by root only.
         assert on(hosts[name], "stat -c '%a %U' /etc/wireguard/wg0.conf").split() == ["600",
                                                                                       "root"]
