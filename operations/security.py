@@ -92,6 +92,10 @@ def _firewall(config):
         enabled=enabled,
         reload_when=[rules] if enabled else [],
         daemon_reload_when=[unit],
+        # A reload can fail for a moment with 219/CGROUP in a container on a cgroup v1 host
+        # (measured on the sandbox); several hosts' peers change the rules more often.
+        _retries=2,
+        _retry_delay=2,
     )
 
 
