@@ -266,3 +266,14 @@ def test_the_app_hosts_wait_for_the_data_host_and_the_edge_for_the_app_hosts():
     serial = re.findall(r"--> Starting serial operation: (.*?) ?$", _capture()["log"]["stderr"],
                         re.M)
     assert [name.split(" ")[0] for name in serial] == ["App", "Supervisor", "PM2"]
+
+
+def test_the_layout_benchmark_names_its_hosts_and_refuses_too_few(monkeypatch):
+    from benchmarks import layout
+
+    monkeypatch.setenv("ORCHESTRA_BENCH_PREFIX", "t-x")
+    assert layout._names(4) == ("t-x-one", ["t-x-edge", "t-x-app1", "t-x-app2", "t-x-data"])
+    with pytest.raises(RuntimeError, match="at least 3 hosts"):
+        layout.run(count=2)
+    figures = layout.LayoutFigures(100.0, 2.0, 250.0, 2.8, 4)
+    assert "(1.40x; target <= 1.5x)" in figures.report()
