@@ -25,11 +25,15 @@ from operations import (
     stack,
     supervisor,
     weaviate,
+    wireguard,
 )
 from orchestra_infra import catalog
 from orchestra_infra.preflight import validate_host
 
 config, secret_values = validate_host(host)
+wireguard.check_layout(config)
+# A multi-host layout: the data services listen on the private address too (one host: as is).
+config = wireguard.apply(config)
 runlock.guard(config, "deploy.py")  # taken before the first change, released at the end
 render.use_secrets(secret_values)
 render.use_state_root(config.state_root)
@@ -52,13 +56,16 @@ if data_host:
 if app_host:
     node_repository = pm2.add_repository(config)
     new_sources = new_sources or bool(node_repository and node_repository.will_change)
-base.install(config, stack.packages(config, host.groups), new_sources)
+base.install(config, stack.packages(config, host.groups) + wireguard.packages(config, host.groups),
+             new_sources)
 if app_host:
     pm2.install(config)
 
 base.configure(config, gpus)
 ports.record(config, moved_ports)
 security.configure(config)
+# The mesh before the services: the app hosts reach the data host through it.
+wireguard.configure(config)
 # Monit's checks are written before the services change, and read at the end.
 monit_plan = monit.write_config(config, host.groups, webhook="alert_webhook_url" in secret_values)
 
@@ -67,6 +74,8 @@ if data_host:
     redis.configure(config)
     weaviate.configure(config)
     backup.configure(config)
+# Several hosts: the app hosts start their releases once the data host is ready...
+wireguard.wait_for_all("data services")
 
 if app_host:
     switched, restart_when = app.configure(config)
@@ -74,6 +83,8 @@ if app_host:
                          after_units=catalog.store_units(config, host.groups))
     pm2.configure(config, restart_when=[switched])
     admin_status.configure(config, host.groups, host.name)
+# ...and the edge sends requests to them once they are healthy.
+wireguard.wait_for_all("app releases")
 
 if edge_host:
     nginx.configure(config)

@@ -475,6 +475,25 @@ prometheus_alert_5xx_ratio = 0.05
 # this many hours, or none was recorded in as long.
 prometheus_backup_max_age_hours = 26
 
+# --- wireguard (the private network of a multi-host layout) -----------------------------------
+# With more than one host in the inventory (hosts/ENV: `ADDRESS edge,app`, `ADDRESS app`,
+# `ADDRESS data`), the hosts are joined by a WireGuard mesh and every service another host
+# needs listens on the host's private address as well as loopback; the firewall allows
+# those ports on the WireGuard interface from the peers only. One host: no mesh at all.
+
+# The private addresses: each host's comes from its address in hosts/ENV, hashed into this
+# network (adding or removing a host renumbers no other). `check ENV` reports collisions.
+mesh_network = "10.210.0.0/16"
+# WireGuard's UDP port, open to the environment's peers only.
+wireguard_port = 51820
+# The interface (wg-quick's configuration /etc/wireguard/<name>.conf).
+wireguard_interface = "wg0"
+# Use the userspace implementation (wireguard-go) instead of the kernel's WireGuard: for
+# kernels without the module (containers such as the sandbox's). Ubuntu 22.04's has it.
+# Keys: each host's private key is derived from the secret wireguard_mesh_seed and its
+# address on the control machine, and sent only to that host (0600, root).
+wireguard_userspace = False
+
 # --- port table: the one place every port is defined ---------------------------------------------
 # nginx, Supervisor, PM2, Monit and the firewall all read these. Validation rejects
 # duplicates and ports outside 1-65535.

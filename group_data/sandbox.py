@@ -21,3 +21,6 @@ weaviate_version, weaviate_local_tarball, weaviate_sha256 = _built_for_sandbox(
 weaviate_source = "upload"
 # Small hosts: keep Redis and Weaviate modest.
 weaviate_memory_max = "2G"
+# This machine's kernel has no WireGuard module: a multi-host sandbox layout runs
+# wireguard-go (the hosts get /dev/net/tun).
+wireguard_userspace = True

@@ -1,6 +1,8 @@
 """pyinfra inventory of the running local sandbox hosts (`orchestra-infra sandbox up`).
 
-Every host is in all three groups: the single-instance layout.
+Every host is in all three groups (the single-instance layout), unless
+ORCHESTRA_SANDBOX_LAYOUT gives the layout in the hosts file's syntax, by host name
+(``t-a edge,app; t-b app; t-c data``: lines or ";"-separated): a multi-host layout.
 """
 
 import os as _os
@@ -28,6 +30,23 @@ if not _hosts:
         "no sandbox host is running: start them with `orchestra-infra sandbox up`"
     )
 
-edge = list(_hosts)
-app = list(_hosts)
-data = list(_hosts)
+_layout = _os.environ.get("ORCHESTRA_SANDBOX_LAYOUT", "")
+if _layout:
+    from orchestra_infra.hosts import drained as _drained  # noqa: E402
+    from orchestra_infra.hosts import parse as _parse  # noqa: E402
+
+    _text = _layout.replace(";", "\n")
+    _groups = _parse(_text, "ORCHESTRA_SANDBOX_LAYOUT")
+    for _name in _drained(_text, "ORCHESTRA_SANDBOX_LAYOUT"):
+        _host = next(h for h in _hosts if h[1]["sandbox_name"] == _name)
+        _host[1]["drain"] = True
+    _by_name = {h[1]["sandbox_name"]: h for h in _hosts}
+    _missing = sorted({n for names in _groups.values() for n in names} - set(_by_name))
+    if _missing:
+        raise _InventoryError(f"ORCHESTRA_SANDBOX_LAYOUT names hosts that do not run: "
+                              f"{', '.join(_missing)}")
+    edge, app, data = ([_by_name[n] for n in _groups[g]] for g in ("edge", "app", "data"))
+else:
+    edge = list(_hosts)
+    app = list(_hosts)
+    data = list(_hosts)

@@ -23,7 +23,7 @@ from pyinfra.api import (
 )
 from pyinfra.facts.files import Link
 
-from operations import render, snapshot, system
+from operations import render, snapshot, system, wireguard
 from operations.facts import AppReleases
 from orchestra_infra import app_source, catalog
 from orchestra_infra import release as release_module
@@ -87,7 +87,9 @@ def configure(config) -> tuple:
     env_files = [
         render.template(name=f"Write the environment of {program}",
                         src="app/etc/orchestra/app.env.j2", dest=env_file(config, program),
-                        context={"config": config, "program": program},
+                        context={"config": config, "program": program,
+                                 "data_address": wireguard.data_address(config),
+                                 "listen_also": wireguard.listen_also(config)},
                         group=user, mode="640", secret=True)
         for program in ["api", *(f"mcp-{name}" for name in config.mcp_servers)]
     ]
@@ -95,8 +97,9 @@ def configure(config) -> tuple:
     built = build(name=f"Build release {release_id}", tarball=str(tarball),
                   release_id=release_id, releases=releases,
                   ready_file=f"{releases}/{release_id}/.ready")
+    # Several app hosts: one at a time (operations/supervisor.py restarts them the same way).
     switched = switch(name=f"Make release {release_id} live (after its health check)",
-                      release_id=release_id, config=config)
+                      release_id=release_id, config=config, _serial=wireguard.enabled())
     return switched, [built, switched, installed_launcher, *env_files]
 
 

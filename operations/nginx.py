@@ -10,7 +10,7 @@ from pyinfra.api import QuoteString, StringCommand, deploy, operation
 from pyinfra.facts.files import FindInFile
 from pyinfra.operations import files
 
-from operations import ports, render, snapshot, system
+from operations import ports, render, snapshot, system, wireguard
 from operations.facts import FileState
 from orchestra_infra.preflight import validate_host
 
@@ -34,11 +34,10 @@ INTERMEDIATE_CIPHERS = (
 _OLD_PROTOCOLS = r"ssl_protocols( [^;]*)? TLSv1(\.1)?( [^;]*)?;"
 
 
-def _address(app_host) -> str:
-    """How the edge reaches an app host: loopback when it is this host."""
-    if app_host.name == host.name:
-        return "127.0.0.1"
-    return app_host.data.get("ssh_hostname") or app_host.name
+def _address(config, app_host) -> str:
+    """How the edge reaches an app host: loopback when it is this host, its private
+    address on the WireGuard mesh otherwise."""
+    return wireguard.reach(config, app_host)
 
 
 def _server(address: str, port: int) -> str:
@@ -53,8 +52,9 @@ def _server(address: str, port: int) -> str:
 def _app_hosts(config) -> list[tuple[str, object]]:
     """(address, effective config) of every host of group `app`: each may have moved
     ports (operations/ports.py), read from its own facts."""
-    app_hosts = inventory.get_group("app", []) or [host]
-    return [(_address(h), config if h.name == host.name
+    # A host marked `drain` (hosts/ENV) gets no new requests: the first step of its removal.
+    app_hosts = [h for h in inventory.get_group("app", []) if not h.data.get("drain")] or [host]
+    return [(_address(config, h), config if h.name == host.name
              else ports.for_host(validate_host(h)[0], h)) for h in app_hosts]
 
 

@@ -14,7 +14,7 @@ from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
-from operations import admin_status, app, render, system
+from operations import admin_status, app, render, system, wireguard
 from operations.facts import AptCandidate
 from orchestra_infra import catalog
 
@@ -129,7 +129,8 @@ def configure(config, restart_when: list):
         src="pm2/etc/orchestra/ecosystem.config.js.j2",
         dest=ecosystem_file(config),
         context={"config": config, "current": app.current_link(config),
-                 "status_file": admin_status.OUTPUT},
+                 "status_file": admin_status.OUTPUT,
+                 "listen_also": wireguard.listen_also(config)},
         group=user, mode="640",
     )
     # A changed unit (its sandbox) applies only to a PM2 daemon started under it.
@@ -158,6 +159,7 @@ def reload_admin(config, when: list) -> None:
                   "--update-env >/dev/null && "
                   f"{as_user} save --force >/dev/null"],
         _if=lambda: not saved or changed(),
+        _serial=wireguard.enabled(),
     )
 
 

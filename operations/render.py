@@ -25,7 +25,7 @@ from pyinfra.facts.server import Home
 from pyinfra.operations.util.files import generate_color_diff
 
 from operations import snapshot
-from orchestra_infra import htpasswd
+from orchestra_infra import htpasswd, mesh
 from orchestra_infra import secrets as secrets_module
 from orchestra_infra.paths import project_root
 from orchestra_infra.schema import control_character, parse_size
@@ -134,15 +134,25 @@ def _masked_bcrypt(name: str, user: str, cost: int) -> str:
     return f"{secrets_module.MASK}(bcrypt of {name})"
 
 
+def _real_wireguard_key(seed: str) -> str:
+    return mesh.private_key(secret_value(seed), host.name)
+
+
+def _masked_wireguard_key(seed: str) -> str:
+    return f"{secrets_module.MASK}(WireGuard key from {seed})"
+
+
 def render(src: str, context: dict, masked: bool = False) -> str:
-    """Render ``templates/<src>``; ``secret(name)``, ``secret_sha256(name)`` and
-    ``secret_bcrypt(name, user, cost)`` are real values, or masks when ``masked``."""
+    """Render ``templates/<src>``; ``secret(name)``, ``secret_sha256(name)``,
+    ``secret_bcrypt(name, user, cost)`` and ``wireguard_key(seed)`` (this host's private key,
+    derived from the secret seed) are real values, or masks when ``masked``."""
     try:
         return _jinja.get_template(src).render(
             **context,
             secret=_masked_secret if masked else secret_value,
             secret_sha256=_masked_sha256 if masked else _real_sha256,
             secret_bcrypt=_masked_bcrypt if masked else _real_bcrypt,
+            wireguard_key=_masked_wireguard_key if masked else _real_wireguard_key,
         )
     except HostileValue as e:
         raise HostileValue(f"templates/{src}: {e}") from None

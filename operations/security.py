@@ -7,7 +7,7 @@ from pyinfra import host, logger
 from pyinfra.api import DeployError, deploy
 from pyinfra.operations import apt, files, server
 
-from operations import base, render, system
+from operations import base, render, system, wireguard
 from operations.facts import ContainerType
 
 FIREWALL_RULES = "/etc/nftables.d/orchestra.nft"
@@ -73,7 +73,8 @@ def _firewall(config):
         name="Render firewall rules",
         src="security/etc/nftables.d/orchestra.nft.j2",
         dest=FIREWALL_RULES,
-        context={"config": config, "ports": config.public_tcp_ports()},
+        context={"config": config, "ports": config.public_tcp_ports(),
+                 "mesh": wireguard.firewall(config, host.groups)},
         mode="600",
         validate=f"nft -c -f {FIREWALL_RULES}",
     )
@@ -91,6 +92,10 @@ def _firewall(config):
         enabled=enabled,
         reload_when=[rules] if enabled else [],
         daemon_reload_when=[unit],
+        # A reload can fail for a moment with 219/CGROUP in a container on a cgroup v1 host
+        # (measured on the sandbox); several hosts' peers change the rules more often.
+        _retries=2,
+        _retry_delay=2,
     )
 
 

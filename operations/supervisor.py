@@ -7,7 +7,7 @@ from pyinfra.api import QuoteString, StringCommand, deploy, operation
 from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
-from operations import app, render, system
+from operations import app, render, system, wireguard
 from operations.facts import SupervisorStatus
 
 CONF = "/etc/supervisor/conf.d/orchestra.conf"
@@ -52,6 +52,9 @@ def configure(config, restart_when: list, after_units: list[str]):
         programs=programs,
         timeout=config.app_health_timeout,
         _if=any_changed(*restart_when),
+        # Several app hosts: one host at a time, each healthy again before the next, so
+        # the edge always has healthy upstreams while a release rolls.
+        _serial=wireguard.enabled(),
     )
 
 

@@ -16,7 +16,7 @@ from pyinfra.api import (
 from pyinfra.facts.files import FileContents, Link
 from pyinfra.operations import server
 
-from operations import render, system
+from operations import render, system, wireguard
 from orchestra_infra import catalog
 
 ROOT = catalog.WEAVIATE_ROOT
@@ -38,6 +38,17 @@ CLUSTER_PORTS = {
 def packages(config, groups) -> list[str]:
     """None: the release tarball, checked against weaviate_sha256."""
     return []
+
+
+def listen(config) -> dict:
+    """Weaviate's REST address (it takes one) and who may talk to it: loopback; in a
+    multi-host layout every interface, with the unit's IP firewall (and nftables) letting in
+    only loopback and the app hosts' private addresses."""
+    if not wireguard.enabled():
+        return {"listen": "127.0.0.1", "allowed": ["localhost"]}
+    apps = [wireguard.private_address(config, h) for h in wireguard.group_hosts("app")
+            if h.name != host.name]
+    return {"listen": "0.0.0.0", "allowed": ["localhost", *apps]}
 
 
 def release_dir(version: str) -> str:
@@ -80,7 +91,8 @@ def configure(config):
         name="Install the weaviate unit",
         src="weaviate/etc/systemd/system/weaviate.service.j2",
         dest="/etc/systemd/system/weaviate.service",
-        context={"config": config, "binary": f"{CURRENT}/weaviate", "env_file": ENV_FILE},
+        context={"config": config, "binary": f"{CURRENT}/weaviate", "env_file": ENV_FILE,
+                 **listen(config)},
     )
     service = system.service(
         name="Run Weaviate",

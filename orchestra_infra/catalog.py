@@ -269,6 +269,19 @@ def components(config, groups) -> list[str]:
     return list(dict.fromkeys(found + [job for job, group in JOBS.items() if group in groups]))
 
 
+# Groups whose services other hosts use: over the mesh of a multi-host layout they listen on
+# the host's private address as well as loopback (the edge reaches the app hosts, the app
+# hosts reach the data host).
+PRIVATE_GROUPS = ("data", "app")
+
+
+def private_ports(config, groups) -> list[int]:
+    """The TCP ports a host of these groups serves to its peers over the private network."""
+    table = config.port_table()
+    return sorted({table[key] for s in services(config, groups)
+                   if s.group in PRIVATE_GROUPS and not s.optional for key in s.port_keys})
+
+
 def port_owners(config) -> dict[str, tuple[tuple[str, str | None], ...]]:
     """Port table key -> the processes (name prefix, user) allowed to hold its port."""
     owners = {key: tuple((name, user.format(service_user=config.service_user) if user else None)

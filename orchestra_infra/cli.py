@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from . import cli_help, preview, runlock
+from . import cli_help, hosts, preview, runlock
 from . import config as config_module
 from . import secrets as secrets_module
 from .backup_cli import backup, restore
@@ -45,6 +45,14 @@ def check(env: str, pairs: tuple[str, ...], as_json: bool):
             click.echo(json.dumps({"environment": env, "valid": False, "problems": e.problems}))
         else:
             for problem in e.problems:
+                click.echo(problem, err=True)
+        sys.exit(EXIT_INVALID)
+    layout = hosts.check(env, config.mesh_network, set(loaded))
+    if layout:
+        if as_json:
+            click.echo(json.dumps({"environment": env, "valid": False, "problems": layout}))
+        else:
+            for problem in layout:
                 click.echo(problem, err=True)
         sys.exit(EXIT_INVALID)
     counts = {"settings": len(type(config).model_fields), "ports": len(config.port_table()),
@@ -103,13 +111,20 @@ def secrets_list(env: str, as_json: bool):
 @click.option("--keep", is_flag=True, help="Leave the two benchmark hosts running.")
 @click.option("--image", type=click.Choice(["ubuntu2204", "debian12"]), default="ubuntu2204",
               show_default=True, help="The sandbox hosts' system (Lambda: Ubuntu 22.04).")
-def bench(keep: bool, image: str):
+@click.option("--layout", is_flag=True,
+              help="One host against a multi-host layout (edge,app; app...; data): first and "
+                   "no-op runs (Ubuntu 22.04).")
+@click.option("--hosts", "count", default=4, show_default=True,
+              help="Hosts of the --layout (never more run at a time).")
+def bench(keep: bool, image: str, layout: bool, count: int):
     """Time a bare-host first run against a plain install script, then a no-op run."""
     # The benchmark is not shipped with the package: it lives beside it, in the checkout.
+    from benchmarks import layout as layout_bench
     from benchmarks import provision
 
     try:
-        figures = provision.run(keep=keep, image=image)
+        figures = layout_bench.run(keep=keep, count=count) if layout else provision.run(keep=keep,
+                                                                          image=image)
     except (RuntimeError, ConfigError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(figures.report())

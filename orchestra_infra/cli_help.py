@@ -47,6 +47,7 @@ EXIT_CODES = {
     "lambda wait": "0 active and recorded; 1 timed out or the API refused",
     "lambda terminate": "0 terminated; 1 refused (a hosts file lists it) or the API refused",
     "lambda open-web-ports": "0 open; 1 the API refused",
+    "lambda open-mesh-port": "0 open between the environment's instances; 1 the API refused",
 }
 USAGE_ERROR = "2 a usage error: an unknown command, option or environment"
 

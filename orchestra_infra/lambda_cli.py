@@ -220,6 +220,27 @@ def open_web_ports_command(env: str, source: str) -> None:
         click.echo(f"The firewall already allows tcp 80 and 443 from {source}: no change.")
 
 
+@lambda_group.command("open-mesh-port")
+@click.argument("env")
+def open_mesh_port_command(env: str) -> None:
+    """Allow WireGuard's udp port between ENV's instances (each address in hosts/ENV), keeping
+    every existing rule. Run it again after adding a host; nothing changes otherwise."""
+    found = hosts.read(env)
+    if found is None:
+        raise click.ClickException(f"no hosts for {env}: write hosts/{env}")
+    addresses = [address for _, address, _ in hosts.entries(*found)]
+    port = config_module.environment_data(env)["wireguard_port"]
+    session: dict = {}
+    with _clean_errors(session):
+        added = _client(env, session).open_mesh_port(port, addresses)
+    if added:
+        click.echo("Opened " + ", ".join(f"udp {r.port_range[0]} from {r.source_network}"
+                                         for r in added) + "; existing rules kept.")
+    else:
+        click.echo(f"The firewall already allows udp {port} between "
+                   f"{env}'s hosts: no change.")
+
+
 # --- helpers ----------------------------------------------------------------------------------
 
 

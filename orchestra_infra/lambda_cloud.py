@@ -220,6 +220,12 @@ def web_rules(ports: Iterable[int] = (80, 443), source_network: str = "0.0.0.0/0
             for port in ports]
 
 
+def mesh_rules(port: int, addresses: Iterable[str]) -> list[FirewallRule]:
+    """WireGuard's UDP port from each host of an environment (its address as a /32)."""
+    return [FirewallRule("udp", f"{address}/32", (port, port), f"orchestra: wireguard {address}")
+            for address in sorted(set(addresses))]
+
+
 def merge_rules(existing: list[FirewallRule], wanted: list[FirewallRule],
                 ) -> tuple[list[FirewallRule], list[FirewallRule]]:
     """Existing rules plus the wanted ones they do not already allow: (merged, added).
@@ -411,6 +417,13 @@ class Client:
         """Make the firewall allow tcp ports from source_network, keeping every existing rule.
         Returns the rules added; nothing is written when there are none."""
         merged, added = merge_rules(self.firewall_rules(), web_rules(ports, source_network))
+        if added:
+            self.set_firewall_rules(merged)
+        return added
+
+    def open_mesh_port(self, port: int, addresses: Iterable[str]) -> list[FirewallRule]:
+        """Make the firewall allow udp port from each address, keeping every existing rule."""
+        merged, added = merge_rules(self.firewall_rules(), mesh_rules(port, addresses))
         if added:
             self.set_firewall_rules(merged)
         return added

@@ -32,7 +32,9 @@ from .errors import ConfigError
 # Keys pyinfra itself reads from host data (connection settings, global operation
 # arguments) and keys the inventories attach to hosts: not ours to validate.
 PYINFRA_DATA_PREFIXES = ("ssh_", "_")
-INVENTORY_KEYS = {"sandbox_name"}
+# Host data the inventories set themselves: a sandbox host's name; a host marked `drain` in
+# hosts/ENV (still in the mesh, no longer among the edge's upstreams).
+INVENTORY_KEYS = {"sandbox_name", "drain"}
 
 _SIZE = re.compile(r"^(\d+)([KMGT])$")
 _SIZE_FACTORS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -747,8 +749,27 @@ class PrometheusData(_Block):
     prometheus_backup_max_age_hours: Annotated[int, Field(ge=1, le=24 * 30)]
 
 
+def _mesh_network(value: str) -> str:
+    network = ipaddress.ip_network(value, strict=False)
+    if network.version != 4 or not network.is_private or network.prefixlen > 28:
+        raise ValueError(f"{value!r} is not a private IPv4 network of at least 16 addresses "
+                         "(e.g. 10.210.0.0/16)")
+    if str(network) != value:
+        raise ValueError(f"{value!r} has host bits set: write {network}")
+    return value
+
+
+class WireguardData(_Block):
+    mesh_network: Annotated[Network, AfterValidator(_mesh_network)]
+    wireguard_port: Port
+    # A Linux interface name: at most 15 characters.
+    wireguard_interface: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,14}$")]
+    wireguard_userspace: bool
+
+
 class Config(BaseData, SecurityData, HardeningData, PortsData, PostgresData, RedisData,
-             WeaviateData, NginxData, EdgeData, AppData, BackupData, MonitData, PrometheusData):
+             WeaviateData, NginxData, EdgeData, AppData, BackupData, MonitData, PrometheusData,
+             WireguardData):
     """Everything a deploy reads. Field order follows ``group_data/all.py``."""
 
     def port_table(self) -> dict[str, int]:

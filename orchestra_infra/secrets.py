@@ -60,6 +60,9 @@ SPECS = (
     SecretSpec("postgres_exporter_password", "password of the metrics exporter's PostgreSQL "
                "role (pg_monitor)"),
     SecretSpec("redis_exporter_password", "password of the metrics exporter's Redis ACL user"),
+    # Needed only by multi-host layouts (orchestra_infra/mesh.py); `secrets init` adds it.
+    SecretSpec("wireguard_mesh_seed", "seed the hosts' WireGuard keys are derived from",
+               required=False),
     SecretSpec("alert_webhook_url", "Slack-compatible alert webhook", generate=False,
                required=False, charset=HTTPS_URL),
     SecretSpec("lambda_api_key", "Lambda Cloud API key", generate=False, required=False),

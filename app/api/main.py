@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -35,11 +36,15 @@ def create_app(settings: Settings | None = None, stores: Stores | None = None) -
     app = FastAPI(title="Orchestra API", version=settings.release, lifespan=lifespan)
     handle_store_errors(app)
 
+    served_by = socket.gethostname()
+
     @app.middleware("http")
     async def tag_release(request: Request, call_next: Callable) -> Response:
-        # Which release answered: during a release under load, every response says.
+        # Which release answered, and on which host (several app hosts behind the edge):
+        # during a release under load, every response says.
         response = await call_next(request)
         response.headers["X-Orchestra-Release"] = settings.release
+        response.headers["X-Orchestra-Host"] = served_by
         return response
 
     app.include_router(health.router(stores, settings))

@@ -51,9 +51,33 @@ def listen_parser(description: str, port_variable: str,
     return parser
 
 
+def listen_addresses(host: str) -> list[str]:
+    """host, then the addresses in $ORCHESTRA_LISTEN_ALSO (comma-separated): a host of a
+    multi-host layout serves the edge on its private address as well as on loopback."""
+    extra = [a.strip() for a in os.environ.get("ORCHESTRA_LISTEN_ALSO", "").split(",")]
+    return list(dict.fromkeys([host, *(a for a in extra if a)]))
+
+
 def serve(app: FastAPI | str, host: str, port: int) -> None:
+    import socket
+
     import uvicorn  # only a server process needs it, not the tests
 
     configure_logging()
-    uvicorn.run(app, host=host, port=port, log_config=None,
-                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
+    addresses = listen_addresses(host)
+    config = uvicorn.Config(app, host=host, port=port, log_config=None,
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
+    if len(addresses) == 1:
+        uvicorn.Server(config).run()
+        return
+    sockets = []
+    for address in addresses:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # The private address may not exist yet (the mesh comes up after the app at boot):
+        # the host allows binding it anyway (net.ipv4.ip_nonlocal_bind).
+        sock.bind((address, port))
+        sock.set_inheritable(True)
+        sockets.append(sock)
+    uvicorn.Server(config).run(sockets=sockets)

@@ -113,16 +113,24 @@ if (!isFile(INDEX)) {
   process.exit(1);
 }
 
-const server = http.createServer(handle);
-server.listen(PORT, HOST, () => {
-  console.log(`admin: serving ${ROOT} on http://${HOST}:${PORT}`);
+// A host of a multi-host layout serves the edge on its private address too.
+const ALSO = (process.env.LISTEN_ALSO || "").split(",").filter((a) => a && a !== HOST);
+const servers = [HOST, ...ALSO].map((address) => {
+  const one = http.createServer(handle);
+  one.listen(PORT, address, () => {
+    console.log(`admin: serving ${ROOT} on http://${address}:${PORT}`);
+  });
+  return one;
 });
 
 // Let requests in flight finish, but never hang a stop or a restart.
 function shutdown(signal) {
   console.log(`admin: ${signal}, stopping`);
-  server.close(() => process.exit(0));
-  server.closeIdleConnections?.();
+  let open = servers.length;
+  for (const one of servers) {
+    one.close(() => (--open === 0 ? process.exit(0) : undefined));
+    one.closeIdleConnections?.();
+  }
   setTimeout(() => process.exit(0), SHUTDOWN_GRACE_MS).unref();
 }
 process.on("SIGTERM", () => shutdown("SIGTERM"));

@@ -78,6 +78,7 @@ __all__ = [
     "ssh_command",
     "ssh_key_path",
     "status",
+    "stop",
     "up",
     # Used by the command line and by the tests.
     "DEFAULT_IMAGE",
@@ -217,6 +218,14 @@ def reboot(name: str) -> SandboxHost:
         ensure_nat()  # gone if this machine restarted since the host was created
         boot(entry, state, tarball=None)
         return _to_host(state.hosts[name])
+
+
+def stop(name: str) -> None:
+    """Shut the host's machine down (SIGTERM to nspawn), keeping its disk and address: a
+    lost instance. ``up`` boots it again from the same disk."""
+    require_root()
+    with locked_state() as state:
+        stop_container(known_host(state.hosts, name))
 
 
 def down(names: list[str] | None = None) -> None:

@@ -36,6 +36,9 @@ def nspawn_command(entry: Mapping[str, Any]) -> list[str]:
         # keeps CAP_NET_ADMIN and a writable /proc/sys/net, which nft and net.* sysctls need
         # (without it, nft fails with "Operation not permitted").
         "--private-network",
+        # The TUN device, for the userspace WireGuard (wireguard-go) of a multi-host layout:
+        # this kernel has no WireGuard module.
+        "--bind=/dev/net/tun",
         # The console (boot messages) goes to the log file; stdin is not a terminal.
         "--console=read-only",
         # Keep the container's journal inside the container, never linked into this machine.

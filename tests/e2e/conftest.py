@@ -77,15 +77,20 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.module.__name__.endswith("test_reprovision"))
 
 
-@pytest.fixture(scope="session")
-def hosts():
-    """The Ubuntu 22.04 target (a Lambda instance's image: sandbox.DEFAULT_IMAGE) and its peer."""
+def require_sandbox() -> None:
+    """Skip unless sandbox hosts can run here; make the sandbox's secrets."""
     if os.geteuid() != 0:
         pytest.skip("end-to-end tests need root (network namespaces, systemd-nspawn)")
     missing = sandbox.missing_tools()
     if missing:
         pytest.skip(f"missing tools: {', '.join(missing)}")
     secrets.init("sandbox")
+
+
+@pytest.fixture(scope="session")
+def hosts():
+    """The Ubuntu 22.04 target (a Lambda instance's image: sandbox.DEFAULT_IMAGE) and its peer."""
+    require_sandbox()
     os.environ["ORCHESTRA_SECRET_ALERT_WEBHOOK_URL"] = f"http://127.0.0.1:{WEBHOOK_PORT}/hook"
     # Debian first: the Ubuntu target's first deploy must meet its first-boot apt run.
     # ORCHESTRA_E2E_DEBIAN=0 leaves it out (a quicker session while developing).

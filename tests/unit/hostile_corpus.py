@@ -315,6 +315,12 @@ OTHERS = [
             "127.0.0.1", _listed("postgres_listen_addresses")),
     *_cases("address", "redis_bind[0]", ["127.0.0.1\nprotected-mode no", "0.0.0.0 x"],
             "127.0.0.1", _listed("redis_bind")),
+    # The WireGuard mesh (issue 12).
+    *_cases("network", "mesh_network", ["10.210.0.0/16;", "10.210.0.0/16 accept",
+                                        "10.210.0.0/16\nx", "8.8.0.0/16", "10.210.0.1/16",
+                                        "fd00::/64", "10.210.0.0/30"], "10.211.0.0/16"),
+    *_cases("name", "wireguard_interface", ["wg0;id", "wg0 x", "wg0\nx", "../wg0",
+                                            "averyveryverylongname", "-wg0"], "wg1"),
     *_cases("address", "alert_smtp_host", ["smtp.example.com;id", "smtp example"],
             "smtp.example.com"),
     *_cases("rate", "nginx_api_rate", ["20r/s; include x", "20r/s"], "10r/s"),

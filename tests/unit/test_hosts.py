@@ -22,7 +22,7 @@ def test_unknown_group_names_file_and_line():
     with pytest.raises(hosts.HostsError) as raised:
         hosts.parse("203.0.113.10\n203.0.113.11 web\n", "hosts/prod")
     assert str(raised.value) == (
-        "hosts/prod:2: expected 'ADDRESS [edge,app,data]', got '203.0.113.11 web'"
+        "hosts/prod:2: expected 'ADDRESS [edge,app,data] [drain]', got '203.0.113.11 web'"
     )
 
 

@@ -598,3 +598,17 @@ def test_cli_launch_meeting_a_502_is_not_repeated_and_says_check_first(project, 
     assert result.exit_code == 1
     assert "HTTP 502" in result.output and "the launch may have gone through" in result.output
     assert requests_to(standin, "POST", "/instance-operations/launch") == 1
+
+
+def test_cli_open_mesh_port_allows_wireguard_between_the_hosts_only(project, clock, standin):
+    (project / "hosts").mkdir()
+    (project / "hosts" / "prod").write_text(
+        "203.0.113.10 edge,app\n203.0.113.11 app\n203.0.113.12 data\n")
+    (project / "group_data" / "all.py").write_text("wireguard_port = 51820\n")
+    first = cli(clock, "open-mesh-port", "prod")
+    assert first.exit_code == 0, first.output
+    assert first.output.startswith("Opened udp 51820 from 203.0.113.10/32, udp 51820 from "
+                                   "203.0.113.11/32, udp 51820 from 203.0.113.12/32")
+    second = cli(clock, "open-mesh-port", "prod")
+    assert second.exit_code == 0 and "no change" in second.output
+    assert standin.firewall_puts == 1

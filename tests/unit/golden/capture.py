@@ -67,7 +67,7 @@ def _snapshot(text: str) -> str | None:
 
 def _run_shell_command(self, command, print_output=False, print_input=False, **arguments):
     text = command if isinstance(command, str) else command.get_masked_value()
-    RECORD.append(f"$ {text}")
+    RECORD.append(f"{_who(self)}$ {text}")
     output = _snapshot(text)
     if output is not None:
         return True, CommandOutput([OutputLine("stdout", line) for line in output.splitlines()])
@@ -75,6 +75,11 @@ def _run_shell_command(self, command, print_output=False, print_input=False, **a
         if re.search(pattern, text):
             return True, CommandOutput([OutputLine("stdout", line) for line in output.splitlines()])
     return True, CommandOutput([])
+
+
+def _who(connector) -> str:
+    """The host's name before each record of a multi-host capture (nothing for one host)."""
+    return f"[{connector.host.name}] " if os.environ.get("ORCHESTRA_GOLDEN_LAYOUT") else ""
 
 
 def _put_file(self, filename_or_io, remote_filename, remote_temp_filename=None,
@@ -90,7 +95,7 @@ def _put_file(self, filename_or_io, remote_filename, remote_temp_filename=None,
             data = data.decode()
         except UnicodeDecodeError:
             data = "<binary>"
-    RECORD.append(f"> {remote_filename}\n{data}\n<")
+    RECORD.append(f"{_who(self)}> {remote_filename}\n{data}\n<")
     return True
 
 

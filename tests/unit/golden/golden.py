@@ -7,11 +7,24 @@ a configuration other than the reference one; unset, the capture is the golden p
 import json
 import os
 
-hosts = [("@fake/golden", {
+_data = {
     "environment": "golden",
     "weaviate_sha256": "0" * 64,
     **json.loads(os.environ.get("ORCHESTRA_GOLDEN_DATA", "{}")),
-})]
-edge = list(hosts)
-app = list(hosts)
-data = list(hosts)
+}
+# ORCHESTRA_GOLDEN_LAYOUT (a JSON object {address: "edge,app", ...}): several fake hosts in
+# those groups, a multi-host layout, instead of the one host in every group.
+_layout = json.loads(os.environ.get("ORCHESTRA_GOLDEN_LAYOUT", "{}"))
+if _layout:
+    # ORCHESTRA_GOLDEN_DRAIN: the address of a host marked drain.
+    _drain = os.environ.get("ORCHESTRA_GOLDEN_DRAIN")
+    _hosts = {address: (f"@fake/{address}", {**_data, "ssh_hostname": address,
+                                             **({"drain": True} if address == _drain else {})})
+              for address in _layout}
+    edge, app, data = ([_hosts[a] for a, groups in _layout.items() if g in groups.split(",")]
+                       for g in ("edge", "app", "data"))
+else:
+    hosts = [("@fake/golden", _data)]
+    edge = list(hosts)
+    app = list(hosts)
+    data = list(hosts)

