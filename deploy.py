@@ -13,6 +13,7 @@ from operations import (
     base,
     monit,
     nginx,
+    pgarchive,
     pm2,
     ports,
     postgres,
@@ -64,6 +65,7 @@ if data_host:
     redis.configure(config)
     weaviate.configure(config)
     backup.configure(config)
+    pgarchive.configure(config)
 
 if app_host:
     switched, restart_when = app.configure(config)

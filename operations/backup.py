@@ -35,6 +35,8 @@ LIB = f"{SCRIPT_DIR}/orchestra-backup-lib.sh"
 BACKUP_SCRIPT = f"{SCRIPT_DIR}/orchestra-backup"
 RESTORE_SCRIPT = f"{SCRIPT_DIR}/orchestra-restore"
 RESTIC = "/usr/local/sbin/orchestra-restic"
+# Installed by operations/pgarchive.py; a host that becomes ready starts it too.
+PG_ARCHIVE_SCRIPT = f"{SCRIPT_DIR}/orchestra-pg-archive"
 CACHE_DIR = "/var/cache/orchestra-backup"
 # Read by prometheus-node-exporter's textfile collector (Debian's default directory).
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
@@ -198,6 +200,7 @@ def _scripts(config):
         context={"config": config, "restic": RESTIC, "backup_etc": etc_dir(config),
                  "state_dir": state_dir(config), "textfile_dir": TEXTFILE_DIR,
                  "host_name": host_name(config),
+                 "pg_archive_script": PG_ARCHIVE_SCRIPT,
                  "databases": [db.name for db in config.postgres_databases]},
     )
     for script in (BACKUP_SCRIPT, RESTORE_SCRIPT):

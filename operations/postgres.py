@@ -8,7 +8,7 @@ from pyinfra.facts.hardware import Memory
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import postgres, server
 
-from operations import render, system
+from operations import pgarchive, render, system
 from operations.facts import (
     PSQL,
     AptCandidate,
@@ -113,7 +113,8 @@ def configure(config):
         name="Configure PostgreSQL (listen, auth, memory)",
         src="postgres/etc/postgresql/main/conf.d/orchestra.conf.j2",
         dest=f"{etc}/conf.d/orchestra.conf",
-        context={"config": config, "tuning": tuning(config, host.get_fact(Memory))},
+        context={"config": config, "tuning": tuning(config, host.get_fact(Memory)),
+                 "archive_command": pgarchive.archive_command(config)},
         user="postgres", group="postgres",
     )
     hba = render.template(
