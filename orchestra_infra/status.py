@@ -159,6 +159,8 @@ def host_rows(config, host: str, groups, probe: Probe) -> list[Row]:
     rows.extend(_disk_rows(config, host, probe))
     if "data" in groups:
         rows.append(_backup_row(config, host, probe))
+        if getattr(config, "pg_archive_enabled", False):
+            rows.append(_archive_row(host, probe))
     _cross_check_monit(rows, probe, {s.name: s.monit for s in catalog.services(config, groups)
                                      if s.monit})
     for row in rows:
@@ -371,6 +373,43 @@ def _backup_row(config, host: str, probe: Probe) -> Row:
     stale_hours = getattr(config, "prometheus_backup_max_age_hours", BACKUP_STALE_HOURS)
     if age > stale_hours * 3600:
         row.fail(f"stale: older than {stale_hours}h")
+    return row
+
+
+# A WAL segment waiting longer than this to be shipped: the archive is failing.
+ARCHIVE_PENDING_LIMIT = 180
+
+
+def _epoch(text: str | None) -> int | None:
+    word = (text or "").split(" ", 1)[0]
+    return int(word) if word.isdigit() and int(word) > 0 else None
+
+
+def _archive_row(host: str, probe: Probe) -> Row:
+    """PostgreSQL's continuous archive: the age of the last archived WAL (the newest copy of
+    PostgreSQL), the last base backup and the last `pgbackrest check`."""
+    row = Row(host, "pg-archive", "-", "ops")
+    found = probe.archive
+    now = probe.now or 0
+    if "archive-ready" not in found:
+        row.state = "waiting"
+        row.warn("WAL is not kept until the host is restored (orchestra-infra restore ENV) or "
+                 "declared empty (orchestra-infra backup ENV --start-empty)")
+        return row
+    last = (found.get("pg-archive-last") or "").split()
+    archived = _epoch(last[0] if last else None)
+    row.state = f"WAL {format_duration(max(0, now - archived))} ago" if archived else "no WAL yet"
+    if len(last) == 4 and last[3].isdigit() and int(last[3]) > ARCHIVE_PENDING_LIMIT:
+        row.fail(f"failing: {last[2]} WAL segment(s) waiting, the oldest for "
+                 f"{format_duration(int(last[3]))} (docs/runbook.md: the archive is failing)")
+    base = _epoch(found.get("pg-backup-last-success"))
+    row.notes.append(f"base backup {format_duration(max(0, now - base))} ago" if base
+                     else "no base backup yet")
+    check = (found.get("pg-archive-check") or "").split(" ", 2)
+    if check[0] == "failed":
+        row.fail(f"pgbackrest check failed: {check[2] if len(check) > 2 else ''}".strip())
+    elif check[0] == "ok" and _epoch(check[1] if len(check) > 1 else None):
+        row.notes.append(f"checked {format_duration(max(0, now - int(check[1])))} ago")
     return row
 
 
