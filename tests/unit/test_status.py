@@ -452,9 +452,9 @@ def test_the_archive_row_shows_the_last_wal_and_fails_when_wal_waits(sandbox_con
     assert "base backup 22h57m ago" in ok.note and "checked 44m29s ago" in ok.note
     failing = row(HEALTHY.replace("pg-archive-last 1795882650 0 0 0",
                                   f"pg-archive-last {NOW - 900} {NOW - 10} 12 600"))
-    assert failing.health == "FAIL" and "12 WAL segment(s) waiting" in failing.note
+    assert failing.health == "fail" and "12 WAL segment(s) waiting" in failing.note
     checked = row(HEALTHY.replace("pg-archive-check ok 1795880000",
                                   f"pg-archive-check failed {NOW - 60} repository unreachable"))
-    assert checked.health == "FAIL" and "repository unreachable" in checked.note
+    assert checked.health == "fail" and "repository unreachable" in checked.note
     waiting = row(HEALTHY.replace("archive-ready start-empty", "x-archive-ready start-empty"))
-    assert waiting.state == "waiting" and waiting.health == "WARN"
+    assert waiting.state == "waiting" and waiting.health == "warn"
