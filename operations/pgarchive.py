@@ -47,12 +47,23 @@ def archive_ready(config) -> str:
 
 
 def archive_command(config) -> str:
-    """PostgreSQL's archive_command (postgresql.conf quoting is the template's)."""
-    return f"{SCRIPT} push %p"
+    """PostgreSQL's archive_command (run by sh; postgresql.conf quoting is the template's):
+    pgBackRest's archive-push once the host is ready, else the segment is not kept. The
+    word ``pgbackrest`` must be in it: pgBackRest's backup and check look for it."""
+    return (f"test ! -e {archive_ready(config)} || "
+            f"pgbackrest --stanza={stanza(config)} archive-push %p")
 
 
 def data_dir(version: int) -> str:
     return f"/var/lib/postgresql/{version}/main"
+
+
+def writable_paths(config) -> list[str]:
+    """What pgBackRest writes besides the state: its spool and log, a path repository."""
+    paths = [SPOOL, LOG_DIR]
+    if config.pg_archive_repository.startswith("/"):
+        paths.append(config.pg_archive_repository)
+    return paths
 
 
 def _read_write_paths(config) -> list[str]:

@@ -97,6 +97,15 @@ def add_repository(config):
     )
 
 
+def sandbox(config) -> list[str]:
+    """The unit's sandboxing, with what its archive_command (pgBackRest) writes: its spool,
+    its log and a path repository."""
+    extra = pgarchive.writable_paths(config)
+    return [f"{line} {' '.join(f'-{path}' for path in extra)}"
+            if line.startswith("ReadWritePaths=") else line
+            for line in system.SANDBOX["postgresql@"]]
+
+
 @deploy("PostgreSQL")
 def configure(config):
     version = major_version(config)
@@ -108,6 +117,7 @@ def configure(config):
         why="a killed or crashed cluster comes back. RestartSec keeps\n"
             "restarts under systemd's start limit (5 in 10 s), so a crash loop never ends in\n"
             "start-limit-hit with the database down for good.",
+        sandbox=sandbox(config),
     )
     settings = render.template(
         name="Configure PostgreSQL (listen, auth, memory)",

@@ -105,10 +105,12 @@ def test_a_point_in_time_restore_brings_deleted_rows_back(host_a):
                                    {"title": f"pitr {i}", "body": f"kept {i}"})
         assert status == 201, note
         notes.append(note)
+    status, _, keeper = _request(host_a, "/api/notes", "POST", {"title": "keeper", "body": "k"})
+    assert status == 201, keeper
     time.sleep(2)
     before = on(host_a, "date -u +%Y-%m-%dT%H:%M:%S.%6NZ").strip()
     time.sleep(2)
-    _psql(host_a, "DELETE FROM notes")  # the mistake
+    _psql(host_a, "DELETE FROM notes WHERE title LIKE 'pitr %'")  # the mistake
     assert _request(host_a, f"/api/notes/{notes[0]['id']}")[0] == 404
     # The WAL up to the mistake reaches the archive within pg_archive_timeout.
     _wait_for("the WAL after the DELETE archived", lambda: _archived_after(host_a, before),
