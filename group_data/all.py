@@ -404,6 +404,13 @@ backup_check_read_subset = "5%"
 backup_work_dir = "/var/backups/orchestra/work"
 # Seconds to wait for Redis's BGSAVE and for Weaviate's backup or restore to finish.
 backup_wait_timeout = 1800
+# Between the daily backups, a copy of Redis (its RDB) and of Weaviate (a backup through its
+# API) alone, this often (systemd time spans), as restic snapshots tagged orchestra-redis and
+# orchestra-weaviate; a restore takes the newest copy of each. Those copies are kept this
+# long (restic --keep-within), and always the last 3.
+backup_redis_interval = "15min"
+backup_weaviate_interval = "1h"
+backup_store_keep_within = "2d"
 
 # --- PostgreSQL continuous archiving (pgBackRest: WAL + base backups; point-in-time restore) ----
 

@@ -43,7 +43,14 @@ TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 SSH_KEY = "/root/.ssh/orchestra-backup"
 SSH_ALIAS = "orchestra-backup-repository"
 UNITS = ("orchestra-backup.service", "orchestra-backup.timer",
-         "orchestra-backup-check.service", "orchestra-backup-check.timer")
+         "orchestra-backup-check.service", "orchestra-backup-check.timer",
+         "orchestra-backup-store@.service", "orchestra-backup-store-redis.timer",
+         "orchestra-backup-store-weaviate.timer")
+TIMERS = (("orchestra-backup.timer", "Back up on schedule"),
+          ("orchestra-backup-check.timer", "Check the backups weekly"),
+          ("orchestra-backup-store-redis.timer", "Copy Redis every backup_redis_interval"),
+          ("orchestra-backup-store-weaviate.timer",
+           "Copy Weaviate every backup_weaviate_interval"))
 
 
 def packages(config, groups) -> list[str]:
@@ -230,8 +237,7 @@ def _timers(config):
     }
     ready = backups_ready(config) if config.backup_enabled else None
     on = config.backup_enabled and ready is not None
-    for timer, what in (("orchestra-backup.timer", "Back up on schedule"),
-                        ("orchestra-backup-check.timer", "Check the backups weekly")):
+    for timer, what in TIMERS:
         if on:
             name = f"{what} ({timer})"
         elif config.backup_enabled:

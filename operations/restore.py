@@ -90,6 +90,19 @@ def pick_snapshot(snapshots: list[dict], wanted: str, name: str,
     return found[0]
 
 
+def newer_copies(snapshots: list[dict], chosen: dict, name: str,
+                 stores: tuple[str, ...]) -> dict[str, dict]:
+    """Store -> its newest copy (a snapshot tagged orchestra-STORE of ``name``) when newer
+    than the chosen snapshot: Redis and Weaviate are copied more often than the daily run."""
+    found = {}
+    for store in ("redis", "weaviate"):
+        copies = [s for s in snapshots if s.get("hostname") == name
+                  and f"orchestra-{store}" in (s.get("tags") or []) and s["time"] > chosen["time"]]
+        if store in stores and copies:
+            found[store] = max(copies, key=lambda s: s["time"])
+    return found
+
+
 def check_restore(config, wanted: str, force: bool, from_host: str | None = None,
                   stores: tuple[str, ...] = STORES, to: str | None = None) -> dict:
     """Refuse to replace data unless forced; what to restore: the snapshot (None when only
@@ -100,7 +113,7 @@ def check_restore(config, wanted: str, force: bool, from_host: str | None = None
     if present and not force:
         raise DeployError(f"{host.name} holds data a restore would replace (--force replaces "
                           "it):\n  " + "\n  ".join(present))
-    plan: dict = {"stores": stores, "snapshot": None, "pitr": None}
+    plan: dict = {"stores": stores, "snapshot": None, "pitr": None, "copies": {}}
     if to == "auto":  # reprovision: the archive when it holds a backup, else the pg_dump
         info = host.get_fact(PgArchiveInfo, script=PG_ARCHIVE_SCRIPT) \
             if config.pg_archive_enabled else {}
@@ -120,6 +133,9 @@ def check_restore(config, wanted: str, force: bool, from_host: str | None = None
         snapshots = host.get_fact(ResticSnapshots, restic=RESTIC)
         chosen = pick_snapshot(snapshots, wanted, host_name(config), from_host)
         plan["snapshot"] = chosen
+        if wanted == "latest":
+            plan["copies"] = newer_copies(snapshots, chosen, from_host or host_name(config),
+                                          stores)
         logger.info(f"{host.print_prefix}Snapshot {chosen['short_id']} of {chosen['time']} "
                     f"(host {chosen['hostname']})")
     if present:
@@ -141,6 +157,10 @@ def restore_data(config, plan: dict, force: bool):
     if chosen is not None:
         system.run(name=f"Fetch snapshot {chosen['short_id']}",
                    args=[RESTORE_SCRIPT, "fetch", chosen["id"]])
+    for store, copy in plan.get("copies", {}).items():
+        system.run(name=f"Fetch the newer copy of {store}: snapshot {copy['short_id']} of "
+                        f"{copy['time']}",
+                   args=[RESTORE_SCRIPT, "fetch-store", store, copy["id"]])
     if pitr is not None:
         system.run(name=f"Restore PostgreSQL from the archive: {pitr['set']}, WAL to "
                         f"{pitr['target']}",

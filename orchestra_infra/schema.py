@@ -672,6 +672,9 @@ class BackupData(_Block):
     backup_check_read_subset: Annotated[str, AfterValidator(_read_subset)]
     backup_work_dir: DedicatedDirectory
     backup_wait_timeout: Annotated[int, Field(ge=10, le=86400)]
+    backup_redis_interval: Annotated[str, AfterValidator(_timespan)]
+    backup_weaviate_interval: Annotated[str, AfterValidator(_timespan)]
+    backup_store_keep_within: Annotated[str, Field(pattern=r"^(?:[1-9][0-9]{0,3}[ymdh]){1,4}$")]
 
 
 def _backup_problems(config: Config) -> list[str]:

@@ -161,6 +161,8 @@ def host_rows(config, host: str, groups, probe: Probe) -> list[Row]:
         rows.append(_backup_row(config, host, probe))
         if getattr(config, "pg_archive_enabled", False):
             rows.append(_archive_row(host, probe))
+        if getattr(config, "backup_enabled", True) and probe.backup is not None:
+            rows.append(_copies_row(config, host, probe))
     _cross_check_monit(rows, probe, {s.name: s.monit for s in catalog.services(config, groups)
                                      if s.monit})
     for row in rows:
@@ -410,6 +412,36 @@ def _archive_row(host: str, probe: Probe) -> Row:
         row.fail(f"pgbackrest check failed: {check[2] if len(check) > 2 else ''}".strip())
     elif check[0] == "ok" and _epoch(check[1] if len(check) > 1 else None):
         row.notes.append(f"checked {format_duration(max(0, now - int(check[1])))} ago")
+    return row
+
+
+_SPAN_SECONDS = {"s": 1, "min": 60, "h": 3600, "day": 86400, "week": 604800,
+                 "month": 2629800, "year": 31557600}
+
+
+def _span(text: str) -> int:
+    """A systemd time span of the schema's form (15min, 1h) in seconds."""
+    digits = "".join(c for c in text if c.isdigit())
+    return int(digits) * _SPAN_SECONDS[text[len(digits):]]
+
+
+def _copies_row(config, host: str, probe: Probe) -> Row:
+    """The newest copy of Redis and of Weaviate in the repository (the daily run's or a copy
+    of the store alone, every backup_redis_interval / backup_weaviate_interval)."""
+    row = Row(host, "store-copies", "-", "ops")
+    now = probe.now or 0
+    ages = []
+    for store in ("redis", "weaviate"):
+        copied = _epoch(probe.archive.get(f"store-{store}-last-success")) or probe.backup
+        age = max(0, now - copied) if copied else None
+        ages.append(f"{store} {format_duration(age)} ago" if age is not None
+                    else f"{store} never")
+        interval = _span(getattr(config, f"backup_{store}_interval", "1h"))
+        if age is not None and age > 3 * interval:
+            row.warn(f"{store}: no copy for {format_duration(age)} (every "
+                     f"{getattr(config, f'backup_{store}_interval', '?')}: "
+                     f"journalctl -u orchestra-backup-store@{store})")
+    row.state = ", ".join(ages)
     return row
 
 

@@ -458,3 +458,14 @@ def test_the_archive_row_shows_the_last_wal_and_fails_when_wal_waits(sandbox_con
     assert checked.health == "fail" and "repository unreachable" in checked.note
     waiting = row(HEALTHY.replace("archive-ready start-empty", "x-archive-ready start-empty"))
     assert waiting.state == "waiting" and waiting.health == "warn"
+
+
+def test_the_newest_copy_of_each_store_is_shown_and_old_ones_warn(sandbox_config):
+    copies = (f"store-redis-last-success {NOW - 300} abcd\n"
+              f"store-weaviate-last-success {NOW - 4 * 3600} abcd\n")
+    text = HEALTHY.replace("@@ backup\n", f"@@ backup\n{NOW - 7200}\n", 1).replace(
+        "@@ archive\n", f"@@ archive\n{copies}", 1)
+    row = rows_of(text, sandbox_config)["store-copies"]
+    assert row.state == "redis 5m00s ago, weaviate 4h00m ago"
+    assert row.health == "warn" and "weaviate: no copy for 4h00m" in row.note
+    assert "store-copies" not in rows_of(HEALTHY, sandbox_config)  # no backup yet
