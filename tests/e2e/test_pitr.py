@@ -145,6 +145,16 @@ def _record(name: str, text: str) -> None:
     (FIGURES / f"{name}.txt").write_text(text + "\n")
 
 
+IDLE_SECONDS = 120
+
+
+def _archive_size() -> tuple[int, int]:
+    """(bytes, WAL segment files) in the shared repository's archive."""
+    files = [f for f in (SHARED / "pgbackrest" / "archive").rglob("*") if f.is_file()]
+    segments = [f for f in files if re.match(r"[0-9A-F]{24}-", f.name)]
+    return sum(f.stat().st_size for f in files), len(segments)
+
+
 class Writer(threading.Thread):
     """A note a second on the host until stopped: (id, time written) of each acknowledged."""
 
@@ -170,9 +180,19 @@ class Writer(threading.Thread):
 def test_an_instance_killed_mid_write_loses_at_most_a_minute(host_a):
     backup = _cli("backup", "sandbox", host=host_a.name, timeout=900)
     assert backup.returncode == 0, backup.stdout[-3000:] + backup.stderr[-3000:]
+    # The archive's cost, idle then busy (a note a second): bytes the repository grew by
+    # (what crosses the network to it, compressed and encrypted) and WAL segments shipped.
+    idle_start = _archive_size()
+    time.sleep(IDLE_SECONDS)
+    idle_bytes, idle_segments = (a - b for a, b in zip(_archive_size(), idle_start, strict=True))
     writer = Writer(host_a)
     writer.start()
+    busy_start = _archive_size()
     time.sleep(95)
+    busy_bytes, busy_segments = (a - b for a, b in zip(_archive_size(), busy_start, strict=True))
+    _record("pitr-cost", f"archive cost: idle {IDLE_SECONDS} s: {idle_bytes} bytes, "
+            f"{idle_segments} WAL segments; busy 95 s (a note a second): {busy_bytes} bytes, "
+            f"{busy_segments} WAL segments")
     sandbox.kill([HOST_A])  # the instance is gone: no shutdown, no final archive
     lost_at = time.time()
     writer.stop.set()
