@@ -98,19 +98,21 @@ def _require_secrets(config) -> None:
                               "nothing was changed") from None
 
 
-@deploy("PostgreSQL archive")
-def configure(config):
+def prepare(config):
+    """What PostgreSQL's archive_command writes, in place before PostgreSQL (re)starts: its
+    sandbox makes a writable path of only what exists when it starts."""
     _require_secrets(config)
     check_repository_mount(config)
-    version = postgres.major_version(config)
-    for path in (SPOOL, LOG_DIR):
-        system.directory(name=f"Create {path}", path=path, user="postgres", group="postgres",
-                         mode="750")
-    system.directory(name="Create /etc/pgbackrest", path="/etc/pgbackrest", mode="755")
-    if config.pg_archive_repository.startswith("/"):
-        system.directory(name=f"Create the archive {config.pg_archive_repository}",
-                         path=config.pg_archive_repository, user="postgres",
+    for path in writable_paths(config):
+        what = "the archive " if path == config.pg_archive_repository else ""
+        system.directory(name=f"Create {what}{path}", path=path, user="postgres",
                          group="postgres", mode="750")
+
+
+@deploy("PostgreSQL archive")
+def configure(config):
+    version = postgres.major_version(config)
+    system.directory(name="Create /etc/pgbackrest", path="/etc/pgbackrest", mode="755")
     render.template(
         name="Configure pgBackRest (repository, passphrase, retention)", dest=CONF,
         src="pgarchive/etc/pgbackrest/pgbackrest.conf.j2", user="postgres", group="postgres",

@@ -112,12 +112,17 @@ def configure(config):
     etc = f"/etc/postgresql/{version}/main"
     unit = f"postgresql@{version}-main"
 
+    pgarchive.prepare(config)
     restart_policy = system.restart_always_dropin(
         "postgresql@", name="Restart PostgreSQL when it dies",
         why="a killed or crashed cluster comes back. RestartSec keeps\n"
             "restarts under systemd's start limit (5 in 10 s), so a crash loop never ends in\n"
             "start-limit-hit with the database down for good.",
         sandbox=sandbox(config),
+        # A repository on a mounted file system (the Lambda persistent filesystem): mounted
+        # before PostgreSQL starts, so its archive_command finds it.
+        unit_settings=[f"RequiresMountsFor={config.pg_archive_repository}"]
+        if config.pg_archive_repository.startswith("/") else [],
     )
     settings = render.template(
         name="Configure PostgreSQL (listen, auth, memory)",
