@@ -112,9 +112,9 @@ def test_a_point_in_time_restore_brings_deleted_rows_back(host_a):
     time.sleep(2)
     _psql(host_a, "DELETE FROM notes WHERE title LIKE 'pitr %'")  # the mistake
     assert _request(host_a, f"/api/notes/{notes[0]['id']}")[0] == 404
-    # The WAL up to the mistake reaches the archive within pg_archive_timeout.
-    _wait_for("the WAL after the DELETE archived", lambda: _archived_after(host_a, before),
-              120)
+    deleted = on(host_a, "date -u +%Y-%m-%dT%H:%M:%S.%6NZ").strip()
+    # The WAL of the mistake reaches the archive within pg_archive_timeout.
+    _wait_for("the WAL of the DELETE archived", lambda: _archived_after(host_a, deleted), 120)
 
     refused = _cli("restore", "sandbox", "--to", before, "--only", "postgres", "-y",
                    host=host_a.name)
