@@ -90,56 +90,24 @@ def host_a():
         yield host
     finally:
         if not os.environ.get("ORCHESTRA_KEEP_SANDBOX"):
-            sandbox.down([HOST_A])
+            sandbox.down([HOST_A, HOST_B])
+            shutil.rmtree(SHARED, ignore_errors=True)
+
+
+# The replacement host the drill brings up: the point-in-time restore runs on it.
+REPLACEMENT: list = []
+
+
+@pytest.fixture
+def host_b():
+    if not REPLACEMENT:
+        pytest.skip("the drill did not bring up the replacement host")
+    return REPLACEMENT[0]
 
 
 def _archived_after(host, moment: str) -> bool:
     return _psql(host, "SELECT last_archived_time > '" + moment + "'::timestamptz "
                        "FROM pg_stat_archiver") == "t"
-
-
-def test_a_point_in_time_restore_brings_deleted_rows_back(host_a):
-    notes = []
-    for i in range(5):
-        status, _, note = _request(host_a, "/api/notes", "POST",
-                                   {"title": f"pitr {i}", "body": f"kept {i}"})
-        assert status == 201, note
-        notes.append(note)
-    status, _, keeper = _request(host_a, "/api/notes", "POST", {"title": "keeper", "body": "k"})
-    assert status == 201, keeper
-    time.sleep(2)
-    before = on(host_a, "date -u +%Y-%m-%dT%H:%M:%S.%6NZ").strip()
-    time.sleep(2)
-    _psql(host_a, "DELETE FROM notes WHERE title LIKE 'pitr %'")  # the mistake
-    # (The API may still answer from its Redis cache: PostgreSQL is what was hit.)
-    assert _psql(host_a, "SELECT count(*) FROM notes WHERE title LIKE 'pitr %'") == "0"
-    deleted = on(host_a, "date -u +%Y-%m-%dT%H:%M:%S.%6NZ").strip()
-    # The WAL of the mistake reaches the archive within pg_archive_timeout.
-    _wait_for("the WAL of the DELETE archived", lambda: _archived_after(host_a, deleted), 120)
-
-    refused = _cli("restore", "sandbox", "--to", before, "--only", "postgres", "-y",
-                   host=host_a.name)
-    assert refused.returncode != 0
-    assert "holds data a restore would replace" in refused.stdout + refused.stderr
-    future = _cli("restore", "sandbox", "--to", "2099-01-01T00:00:00Z", "--only", "postgres",
-                  "--force", "-y", host=host_a.name)
-    assert future.returncode != 0 and "in the future" in future.stdout + future.stderr
-
-    started = time.monotonic()
-    run = _cli("restore", "sandbox", "--to", before, "--only", "postgres", "--force", "-y",
-               host=host_a.name)
-    seconds = time.monotonic() - started
-    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
-    assert _psql(host_a, "SELECT count(*) FROM notes WHERE title LIKE 'pitr %'") == "5"
-    for note in notes:
-        status, _, body = _request(host_a, f"/api/notes/{note['id']}")
-        assert (status, body["body"]) == (200, note["body"])
-    # Archiving goes on, on the new timeline.
-    after = on(host_a, "date -u +%Y-%m-%dT%H:%M:%S.%6NZ").strip()
-    _psql(host_a, "SELECT pg_switch_wal()")
-    _wait_for("archiving after the restore", lambda: _archived_after(host_a, after), 120)
-    _record("pitr", f"point-in-time restore (PostgreSQL only, delta): {seconds:.0f} s")
-    print(f"point-in-time restore: {seconds:.0f} s")
 
 
 def _record(name: str, text: str) -> None:
@@ -242,6 +210,64 @@ def test_an_instance_killed_mid_write_loses_at_most_a_minute(host_a):
             _psql(new, "SELECT pg_switch_wal()")
             _wait_for("archiving on the new host", lambda: _archived_after(new, after), 120)
         finally:
-            if not os.environ.get("ORCHESTRA_KEEP_SANDBOX"):
-                sandbox.down([HOST_B])
-                shutil.rmtree(SHARED, ignore_errors=True)
+            REPLACEMENT.extend(booted)
+
+
+def test_a_point_in_time_restore_brings_deleted_rows_back(host_b):
+    notes = []
+    for i in range(5):
+        status, _, note = _request(host_b, "/api/notes", "POST",
+                                   {"title": f"pitr {i}", "body": f"kept {i}"})
+        assert status == 201, note
+        notes.append(note)
+    status, _, keeper = _request(host_b, "/api/notes", "POST", {"title": "keeper", "body": "k"})
+    assert status == 201, keeper
+    time.sleep(2)
+    before = on(host_b, "date -u +%Y-%m-%dT%H:%M:%S.%6NZ").strip()
+    time.sleep(2)
+    _psql(host_b, "DELETE FROM notes WHERE title LIKE 'pitr %'")  # the mistake
+    # (The API may still answer from its Redis cache: PostgreSQL is what was hit.)
+    assert _psql(host_b, "SELECT count(*) FROM notes WHERE title LIKE 'pitr %'") == "0"
+    deleted = on(host_b, "date -u +%Y-%m-%dT%H:%M:%S.%6NZ").strip()
+    # The WAL of the mistake reaches the archive within pg_archive_timeout.
+    _wait_for("the WAL of the DELETE archived", lambda: _archived_after(host_b, deleted), 120)
+
+    refused = _cli("restore", "sandbox", "--to", before, "--only", "postgres", "-y",
+                   host=host_b.name)
+    assert refused.returncode != 0
+    assert "holds data a restore would replace" in refused.stdout + refused.stderr
+    future = _cli("restore", "sandbox", "--to", "2099-01-01T00:00:00Z", "--only", "postgres",
+                  "--force", "-y", host=host_b.name)
+    assert future.returncode != 0 and "in the future" in future.stdout + future.stderr
+
+    started = time.monotonic()
+    run = _cli("restore", "sandbox", "--to", before, "--only", "postgres", "--force", "-y",
+               host=host_b.name)
+    seconds = time.monotonic() - started
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    assert _psql(host_b, "SELECT count(*) FROM notes WHERE title LIKE 'pitr %'") == "5"
+    for note in notes:
+        status, _, body = _request(host_b, f"/api/notes/{note['id']}")
+        assert (status, body["body"]) == (200, note["body"])
+    # Archiving goes on, on the new timeline.
+    after = on(host_b, "date -u +%Y-%m-%dT%H:%M:%S.%6NZ").strip()
+    _psql(host_b, "SELECT pg_switch_wal()")
+    _wait_for("archiving after the restore", lambda: _archived_after(host_b, after), 120)
+    _record("pitr", f"point-in-time restore (PostgreSQL only, delta): {seconds:.0f} s")
+    print(f"point-in-time restore: {seconds:.0f} s")
+
+
+@pytest.mark.xfail(reason="after the timeline switch of a point-in-time restore the drill "
+                          "once saw no further WAL archived (issue 13: under investigation)",
+                   strict=False)
+def test_archiving_goes_on_after_a_point_in_time_restore(host_b):
+    before = _archive_size()
+    deadline = time.monotonic() + 75
+    i = 0
+    while time.monotonic() < deadline:
+        i += 1
+        _psql(host_b, f"INSERT INTO notes (id, title, body) VALUES (gen_random_uuid(), "
+                      f"'after {i}', 'x')")
+        time.sleep(1)
+    _wait_for("WAL written after the restore archived",
+              lambda: _archive_size()[1] >= before[1] + 2, 90)
