@@ -257,8 +257,6 @@ def test_a_point_in_time_restore_brings_deleted_rows_back(host_b):
     print(f"point-in-time restore: {seconds:.0f} s")
 
 
-@pytest.mark.xfail(reason="the restart after promotion that fixes this was verified on a local "
-                          "PostgreSQL 15, not yet by this test on Ubuntu 22.04's 14", strict=False)
 def test_archiving_goes_on_after_a_point_in_time_restore(host_b):
     # PostgreSQL stops honouring archive_timeout after a promotion until it restarts: the
     # restore restarts it (orchestra-pg-archive restore). Without that, nothing written here
