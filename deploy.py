@@ -14,6 +14,7 @@ from operations import (
     base,
     monit,
     nginx,
+    pgarchive,
     pm2,
     ports,
     postgres,
@@ -74,6 +75,7 @@ if data_host:
     redis.configure(config)
     weaviate.configure(config)
     backup.configure(config)
+    pgarchive.configure(config)
 # Several hosts: the app hosts start their releases once the data host is ready...
 wireguard.wait_for_all("data services")
 

@@ -1,7 +1,8 @@
 """Put a backup snapshot back on provisioned hosts: PostgreSQL databases, Redis data,
 Weaviate objects; the programs healthy again afterwards.
 
-    orchestra-infra restore ENV [--snapshot ID] [--from-host NAME] [--force] [-y]
+    orchestra-infra restore ENV [--snapshot ID] [--from-host NAME] [--to latest|TIME]
+        [--only postgres|redis|weaviate ...] [--force] [-y]
     ORCHESTRA_RESTORE_SNAPSHOT=ID ORCHESTRA_RESTORE_FROM_HOST=NAME ORCHESTRA_RESTORE_FORCE=1 \\
         pyinfra -y inventories/ENV.py restore.py
 
@@ -27,15 +28,19 @@ base.check_environment(config)  # never another environment's snapshot onto this
 wanted = os.environ.get("ORCHESTRA_RESTORE_SNAPSHOT") or "latest"
 force = os.environ.get("ORCHESTRA_RESTORE_FORCE", "") not in ("", "0")
 from_host = os.environ.get("ORCHESTRA_RESTORE_FROM_HOST") or None
+# PostgreSQL from its archive: "latest" or a time (orchestra-infra restore --to).
+to = os.environ.get("ORCHESTRA_RESTORE_TO") or None
+only = os.environ.get("ORCHESTRA_RESTORE_ONLY") or ""
+stores = tuple(s for s in restore.STORES if s in only.split(",")) if only else restore.STORES
 
 data_host = "data" in host.groups
 app_host = "app" in host.groups
 
 if data_host:
-    chosen = restore.check_restore(config, wanted, force, from_host)
+    plan = restore.check_restore(config, wanted, force, from_host, stores, to)
 if app_host:
     restore.stop_writers(config)
 if data_host:
-    restore.restore_data(config, chosen, force)
+    restore.restore_data(config, plan, force)
 if app_host:
     restore.start_writers(config)

@@ -405,6 +405,49 @@ backup_check_read_subset = "5%"
 backup_work_dir = "/var/backups/orchestra/work"
 # Seconds to wait for Redis's BGSAVE and for Weaviate's backup or restore to finish.
 backup_wait_timeout = 1800
+# Between the daily backups, a copy of Redis (its RDB) and of Weaviate (a backup through its
+# API) alone, this often (systemd time spans), as restic snapshots tagged orchestra-redis and
+# orchestra-weaviate; a restore takes the newest copy of each. Those copies are kept this
+# long (restic --keep-within), and always the last 3.
+backup_redis_interval = "15min"
+backup_weaviate_interval = "1h"
+backup_store_keep_within = "2d"
+
+# --- PostgreSQL continuous archiving (pgBackRest: WAL + base backups; point-in-time restore) ----
+
+# Ship every WAL segment to a pgBackRest repository as it fills, and at least every
+# pg_archive_timeout seconds while anything is written: losing the instance loses at most that
+# much of PostgreSQL (restic's daily pg_dump stays as a second, independent copy). Off:
+# archive_mode stays on (changing it restarts PostgreSQL) but nothing is shipped.
+pg_archive_enabled = True
+# The pgBackRest repository: an absolute path (a Lambda persistent filesystem, like
+# restic_repository; a path on the instance's own disk dies with it) or
+# "s3:https://endpoint/bucket/prefix" (region pg_archive_s3_region; keys: the secrets
+# restic_s3_access_key_id, restic_s3_secret_access_key). No sftp: pgBackRest reads SFTP from
+# 2.46; Ubuntu 22.04 ships 2.38 and Debian 12 2.45. Encrypted (aes-256-cbc) with the secret
+# pg_archive_cipher_pass: without it nothing in the repository can be read.
+pg_archive_repository = "/var/backups/orchestra/pgbackrest"
+# Like restic_repository_mount: the deploy, the archive and the backups refuse to write when
+# this file system is not mounted. None: no check.
+pg_archive_repository_mount = None
+pg_archive_s3_region = "us-east-1"
+# Seconds after which PostgreSQL switches to a new WAL segment (and so ships it) when
+# anything was written: the recovery point objective of an instance loss. At most 60.
+pg_archive_timeout = 30
+# Base backups (systemd OnCalendar): a full one weekly, a differential one the other days;
+# each applies the retention after it. Keep this many full backups (with their WAL: the
+# window a point-in-time restore can reach) and this many differential ones.
+pg_archive_full_on_calendar = "Sun *-*-* 02:30:00"
+pg_archive_diff_on_calendar = "Mon..Sat *-*-* 02:30:00"
+pg_archive_keep_full = 2
+pg_archive_keep_diff = 6
+# When `pgbackrest check` proves the archive works end to end (a WAL switch, pushed, found
+# in the repository); its result is in `orchestra-infra status` and the metrics.
+pg_archive_check_on_calendar = "hourly"
+# The most WAL waiting to be shipped that pg_wal may hold while the repository is unreachable
+# or full: beyond it pgBackRest drops WAL (the archive gets a gap until the next full
+# backup) instead of filling the instance's disk. PgWalGrowing alerts at half of it.
+pg_archive_queue_max = "4G"
 
 # --- monit (health checks that restart what fails, and alerts) ----------------------------------
 

@@ -35,13 +35,22 @@ LIB = f"{SCRIPT_DIR}/orchestra-backup-lib.sh"
 BACKUP_SCRIPT = f"{SCRIPT_DIR}/orchestra-backup"
 RESTORE_SCRIPT = f"{SCRIPT_DIR}/orchestra-restore"
 RESTIC = "/usr/local/sbin/orchestra-restic"
+# Installed by operations/pgarchive.py; a host that becomes ready starts it too.
+PG_ARCHIVE_SCRIPT = f"{SCRIPT_DIR}/orchestra-pg-archive"
 CACHE_DIR = "/var/cache/orchestra-backup"
 # Read by prometheus-node-exporter's textfile collector (Debian's default directory).
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 SSH_KEY = "/root/.ssh/orchestra-backup"
 SSH_ALIAS = "orchestra-backup-repository"
 UNITS = ("orchestra-backup.service", "orchestra-backup.timer",
-         "orchestra-backup-check.service", "orchestra-backup-check.timer")
+         "orchestra-backup-check.service", "orchestra-backup-check.timer",
+         "orchestra-backup-store@.service", "orchestra-backup-store-redis.timer",
+         "orchestra-backup-store-weaviate.timer")
+TIMERS = (("orchestra-backup.timer", "Back up on schedule"),
+          ("orchestra-backup-check.timer", "Check the backups weekly"),
+          ("orchestra-backup-store-redis.timer", "Copy Redis every backup_redis_interval"),
+          ("orchestra-backup-store-weaviate.timer",
+           "Copy Weaviate every backup_weaviate_interval"))
 
 
 def packages(config, groups) -> list[str]:
@@ -198,6 +207,7 @@ def _scripts(config):
         context={"config": config, "restic": RESTIC, "backup_etc": etc_dir(config),
                  "state_dir": state_dir(config), "textfile_dir": TEXTFILE_DIR,
                  "host_name": host_name(config),
+                 "pg_archive_script": PG_ARCHIVE_SCRIPT,
                  "databases": [db.name for db in config.postgres_databases]},
     )
     for script in (BACKUP_SCRIPT, RESTORE_SCRIPT):
@@ -227,8 +237,7 @@ def _timers(config):
     }
     ready = backups_ready(config) if config.backup_enabled else None
     on = config.backup_enabled and ready is not None
-    for timer, what in (("orchestra-backup.timer", "Back up on schedule"),
-                        ("orchestra-backup-check.timer", "Check the backups weekly")):
+    for timer, what in TIMERS:
         if on:
             name = f"{what} ({timer})"
         elif config.backup_enabled:

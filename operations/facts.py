@@ -452,6 +452,35 @@ class ResticSnapshots(FactBase):
         return json.loads("".join(output)) or []
 
 
+class PgArchiveInfo(FactBase):
+    """
+    The pgBackRest repository's backups of this host's stanza, as ``orchestra-pg-archive
+    info`` (``script``) reads them; ``None`` when it cannot (the error text instead).
+
+    .. code:: python
+
+        {"backups": [{"label": "20260102-023000F", "type": "full", "start": 1767321000,
+                      "stop": 1767321012}], "archive_max": "000000010000000000000042"}
+    """
+
+    def command(self, script: str) -> str:
+        return f"{script} info 2>&1 || echo 'orchestra-pg-archive info failed'"
+
+    def process(self, output):
+        text = "\n".join(output)
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return {"error": text.strip()[-500:]}
+        stanza = data[0] if data else {}
+        backups = [{"label": b["label"], "type": b["type"],
+                    "start": b["timestamp"]["start"], "stop": b["timestamp"]["stop"]}
+                   for b in stanza.get("backup", [])]
+        archives = [a.get("max") for a in stanza.get("archive", []) if a.get("max")]
+        return {"backups": backups, "archive_max": archives[-1] if archives else None,
+                "status": (stanza.get("status") or {}).get("message", "")}
+
+
 class DataPresence(FactBase):
     """
     The data a restore would replace, as ``orchestra-restore presence`` (``script``)

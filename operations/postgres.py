@@ -8,7 +8,7 @@ from pyinfra.facts.hardware import Memory
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import postgres, server
 
-from operations import render, system
+from operations import pgarchive, render, system
 from operations.facts import (
     PSQL,
     AptCandidate,
@@ -97,23 +97,39 @@ def add_repository(config):
     )
 
 
+def sandbox(config) -> list[str]:
+    """The unit's sandboxing, with what its archive_command (pgBackRest) writes: its spool,
+    its log and a path repository."""
+    extra = pgarchive.writable_paths(config)
+    return [f"{line} {' '.join(f'-{path}' for path in extra)}"
+            if line.startswith("ReadWritePaths=") else line
+            for line in system.SANDBOX["postgresql@"]]
+
+
 @deploy("PostgreSQL")
 def configure(config):
     version = major_version(config)
     etc = f"/etc/postgresql/{version}/main"
     unit = f"postgresql@{version}-main"
 
+    pgarchive.prepare(config)
     restart_policy = system.restart_always_dropin(
         "postgresql@", name="Restart PostgreSQL when it dies",
         why="a killed or crashed cluster comes back. RestartSec keeps\n"
             "restarts under systemd's start limit (5 in 10 s), so a crash loop never ends in\n"
             "start-limit-hit with the database down for good.",
+        sandbox=sandbox(config),
+        # A repository on a mounted file system (the Lambda persistent filesystem): mounted
+        # before PostgreSQL starts, so its archive_command finds it.
+        unit_settings=[f"RequiresMountsFor={config.pg_archive_repository}"]
+        if config.pg_archive_repository.startswith("/") else [],
     )
     settings = render.template(
         name="Configure PostgreSQL (listen, auth, memory)",
         src="postgres/etc/postgresql/main/conf.d/orchestra.conf.j2",
         dest=f"{etc}/conf.d/orchestra.conf",
-        context={"config": config, "tuning": tuning(config, host.get_fact(Memory))},
+        context={"config": config, "tuning": tuning(config, host.get_fact(Memory)),
+                 "archive_command": pgarchive.archive_command(config)},
         user="postgres", group="postgres",
     )
     hba = render.template(

@@ -11,6 +11,7 @@ from operations import (
     backup,
     monit,
     nginx,
+    pgarchive,
     pm2,
     postgres,
     prometheus,
@@ -22,7 +23,7 @@ from operations import (
 from orchestra_infra import catalog
 
 MODULES = {module.__name__.rsplit(".", 1)[1]: module for module in (
-    postgres, redis, weaviate, backup, supervisor, app, pm2, nginx, monit, prometheus)}
+    postgres, redis, weaviate, backup, pgarchive, supervisor, app, pm2, nginx, monit, prometheus)}
 
 
 def packages(config, groups, postgres_packages: list[str] | None = None) -> list[str]:

@@ -80,21 +80,38 @@ def backup(env: str, start_empty: bool, allow_empty: bool, dry: bool, limits: tu
 @click.option("--from-host", default=None, callback=_host_name,
               help="Restore a snapshot another host recorded (its backup host name); by "
                    "default only the restored host's own snapshots are taken.")
+@click.option("--to", "to", default=None, metavar="latest|TIMESTAMP",
+              help="PostgreSQL from its continuous archive (pgBackRest): to the last archived "
+                   "WAL (latest) or to a point in time (2026-01-02T03:04:05Z, UTC unless an "
+                   "offset is given). Without it: the snapshot's pg_dump.")
+@click.option("--only", "only", multiple=True,
+              type=click.Choice(["postgres", "redis", "weaviate"]),
+              help="Restore only these stores (repeat); default all three.")
 @click.option("--force", is_flag=True, help="Replace the data the hosts hold.")
 @preview.options
-def restore(env: str, snapshot: str, from_host: str | None, force: bool, dry: bool,
-            limits: tuple[str, ...], verbose: int, as_json: bool, yes: bool,
-            force_unlock: bool):
+def restore(env: str, snapshot: str, from_host: str | None, to: str | None,
+            only: tuple[str, ...], force: bool, dry: bool, limits: tuple[str, ...],
+            verbose: int, as_json: bool, yes: bool, force_unlock: bool):
     """Restore a backup snapshot onto ENV's data hosts (PostgreSQL, Redis, Weaviate).
 
     Refuses to replace data that is there unless --force is given. The API instances and
     MCP servers stop until it is done, then must report healthy. Shows the plan first (the
     snapshot's id and date, the data it replaces) and asks; -y does not ask.
     """
+    if to is not None and to != "latest":
+        from operations.restore import parse_target
+
+        try:
+            parse_target(to)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--to") from None
     started = time.monotonic()
     code = preview.run(
         env, ["restore.py"],
-        f"Restore snapshot {snapshot} onto {env}'s data hosts"
+        f"Restore snapshot {snapshot}"
+        + (f" (PostgreSQL: archive to {to})" if to else "")
+        + (f" (only {', '.join(only)})" if only else "")
+        + f" onto {env}'s data hosts"
         + (f" from host {from_host}" if from_host else "")
         + (", replacing the data there" if force else "")
         + "? The API and MCP servers stop meanwhile.",
@@ -102,7 +119,9 @@ def restore(env: str, snapshot: str, from_host: str | None, force: bool, dry: bo
         as_json=as_json, yes=yes, force_unlock=force_unlock,
         extra_env={"ORCHESTRA_RESTORE_SNAPSHOT": snapshot,
                    "ORCHESTRA_RESTORE_FORCE": "1" if force else "",
-                   "ORCHESTRA_RESTORE_FROM_HOST": from_host or ""})
+                   "ORCHESTRA_RESTORE_FROM_HOST": from_host or "",
+                   "ORCHESTRA_RESTORE_TO": to or "",
+                   "ORCHESTRA_RESTORE_ONLY": ",".join(only)})
     if not dry:
         click.echo(f"{env}: restore {'done' if code == 0 else 'FAILED'} in "
                    f"{time.monotonic() - started:.0f} s", err=as_json)

@@ -30,7 +30,7 @@ WEAVIATE_CURRENT = f"{WEAVIATE_ROOT}/current"  # the installed release (a symlin
 # Monit waits this long for a systemd service it (re)started to appear.
 SYSTEMD_TIMEOUT = 60
 # Components that run no service of their own, and the group whose hosts get them.
-JOBS = {"backup": "data"}
+JOBS = {"backup": "data", "pgarchive": "data"}
 # Port table keys held by something that is not a service of the catalogue.
 OTHER_PORT_OWNERS = {
     "sshd_port": (("sshd", None),),

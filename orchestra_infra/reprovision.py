@@ -8,7 +8,8 @@ The stages an operator would otherwise type one by one (docs/runbook.md), each t
    environment: a host that records another environment is refused; ENV's hosts file then
    names only it;
 3. deploy: ``pyinfra -y inventories/ENV.py deploy.py``, the same deploy as always;
-4. restore: ``restore.py`` with the latest (or a named) backup snapshot; the new host's
+4. restore: ``restore.py`` with the latest (or a named) backup snapshot, PostgreSQL from its
+   continuous archive to the last archived WAL when that holds a base backup; the new host's
    backup timers start only once it succeeded (the deploy leaves them off on a host that was
    neither restored nor declared empty, so a failed restore never backs up an empty host);
 5. status: ``orchestra-infra status ENV``, which must be all healthy.
@@ -192,7 +193,9 @@ def run(env: str, address: str | None = None, launch: Launch | None = None,
                                           flags))
     stages.run("restore", lambda: _pyinfra(env, "restore.py", list(data), {
         **command, **only_new, "ORCHESTRA_RESTORE_SNAPSHOT": snapshot,
-        "ORCHESTRA_RESTORE_FORCE": ""}, flags))
+        "ORCHESTRA_RESTORE_FORCE": "",
+        # PostgreSQL to its last archived WAL when the archive holds a base backup.
+        "ORCHESTRA_RESTORE_TO": "auto"}, flags))
 
     from . import status
 

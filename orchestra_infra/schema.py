@@ -674,6 +674,9 @@ class BackupData(_Block):
     backup_check_read_subset: Annotated[str, AfterValidator(_read_subset)]
     backup_work_dir: DedicatedDirectory
     backup_wait_timeout: Annotated[int, Field(ge=10, le=86400)]
+    backup_redis_interval: Annotated[str, AfterValidator(_timespan)]
+    backup_weaviate_interval: Annotated[str, AfterValidator(_timespan)]
+    backup_store_keep_within: Annotated[str, Field(pattern=r"^(?:[1-9][0-9]{0,3}[ymdh]){1,4}$")]
 
 
 def _backup_problems(config: Config) -> list[str]:
@@ -693,6 +696,72 @@ def _backup_problems(config: Config) -> list[str]:
     if mount and not (repository.startswith(mount + "/")):
         problems.append(f"restic_repository_mount: the repository {repository} is not below "
                         f"{mount} (an absolute restic_repository inside the mount point)")
+    return problems
+
+
+# pgBackRest's repository types on both distros' packages (2.38, 2.45): posix and s3. SFTP
+# arrived in 2.46; a repository host over SSH needs pgBackRest on that host.
+_PG_ARCHIVE_S3 = re.compile(r"^s3:https://(?P<endpoint>[A-Za-z0-9.-]+(?::\d{1,5})?)/"
+                            r"(?P<bucket>[a-z0-9][a-z0-9.-]{1,62})(?P<path>(?:/[A-Za-z0-9._-]+)*)$")
+
+
+def pg_archive_s3(repository: str) -> dict[str, str] | None:
+    """``s3:https://endpoint/bucket/prefix`` -> endpoint, bucket, path; None for a path."""
+    match = _PG_ARCHIVE_S3.fullmatch(repository)
+    if not match:
+        return None
+    return {"endpoint": match["endpoint"], "bucket": match["bucket"],
+            "path": match["path"] or "/"}
+
+
+def _pg_archive_repository(value: str) -> str:
+    if value.startswith("/"):
+        return _dedicated_directory(value)
+    if pg_archive_s3(value):
+        return value
+    if value.startswith("sftp:"):
+        raise ValueError(f"{value!r}: pgBackRest reads SFTP repositories from 2.46 on, and "
+                         "Ubuntu 22.04 ships 2.38, Debian 12 2.45: use a path on a persistent "
+                         "file system (pg_archive_repository_mount) or s3:")
+    raise ValueError(f"{value!r} is not a pgBackRest repository this deploy supports: an "
+                     "absolute path or s3:https://endpoint/bucket[/prefix]")
+
+
+class PgArchiveData(_Block):
+    pg_archive_enabled: bool
+    pg_archive_repository: Annotated[str, AfterValidator(_pg_archive_repository)]
+    pg_archive_repository_mount: AbsolutePath | None
+    pg_archive_s3_region: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
+    # The recovery point of an instance loss: 60 s at most (issue 13).
+    pg_archive_timeout: Annotated[int, Field(ge=1, le=60)]
+    pg_archive_full_on_calendar: Annotated[str, AfterValidator(_calendar)]
+    pg_archive_diff_on_calendar: Annotated[str, AfterValidator(_calendar)]
+    pg_archive_keep_full: Annotated[int, Field(ge=1, le=100)]
+    pg_archive_keep_diff: Annotated[int, Field(ge=1, le=1000)]
+    pg_archive_check_on_calendar: Annotated[str, AfterValidator(_calendar)]
+    pg_archive_queue_max: Size
+
+    @field_validator("pg_archive_queue_max")
+    @classmethod
+    def _queue_max(cls, value: str) -> str:
+        if parse_size(value) < 256 * 1024 * 1024:
+            raise ValueError(f"{value!r} is below 256M (16 WAL segments)")
+        return value
+
+
+def _pg_archive_problems(config: Config) -> list[str]:
+    problems = []
+    repository = config.pg_archive_repository
+    mount = (config.pg_archive_repository_mount or "").rstrip("/")
+    if mount and not repository.startswith(mount + "/"):
+        problems.append(f"pg_archive_repository_mount: the repository {repository} is not below "
+                        f"{mount} (an absolute pg_archive_repository inside the mount point)")
+    for key in ("restic_repository", "backup_work_dir"):
+        other = getattr(config, key).rstrip("/")
+        if repository.startswith("/") and (repository == other
+                                           or repository.startswith(other + "/")
+                                           or other.startswith(repository + "/")):
+            problems.append(f"pg_archive_repository: {repository} overlaps {key} {other}")
     return problems
 
 
@@ -768,8 +837,8 @@ class WireguardData(_Block):
 
 
 class Config(BaseData, SecurityData, HardeningData, PortsData, PostgresData, RedisData,
-             WeaviateData, NginxData, EdgeData, AppData, BackupData, MonitData, PrometheusData,
-             WireguardData):
+             WeaviateData, NginxData, EdgeData, AppData, BackupData, PgArchiveData, MonitData,
+             PrometheusData, WireguardData):
     """Everything a deploy reads. Field order follows ``group_data/all.py``."""
 
     def port_table(self) -> dict[str, int]:
@@ -987,7 +1056,8 @@ def validate(data: dict[str, Any], secret_names: Collection[str]) -> Config:
         problems = [_describe(error, known) for error in e.errors()]
         raise ConfigError(_unique(problems)) from None
     problems = port_conflicts(config) + _data_service_problems(config, secret_names)
-    problems += _backup_problems(config) + _monit_problems(config) + _edge_problems(config)
+    problems += _backup_problems(config) + _pg_archive_problems(config)
+    problems += _monit_problems(config) + _edge_problems(config)
     if problems:
         raise ConfigError(problems)
     return config

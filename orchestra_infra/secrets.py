@@ -57,6 +57,8 @@ SPECS = (
     SecretSpec("weaviate_api_key", "API key the app presents to Weaviate"),
     SecretSpec("monit_password", "basic-auth password of Monit's web interface"),
     SecretSpec("restic_password", "encryption password of the restic backup repository"),
+    SecretSpec("pg_archive_cipher_pass", "encryption passphrase of the pgBackRest (PostgreSQL "
+               "archive) repository"),
     SecretSpec("postgres_exporter_password", "password of the metrics exporter's PostgreSQL "
                "role (pg_monitor)"),
     SecretSpec("redis_exporter_password", "password of the metrics exporter's Redis ACL user"),

@@ -111,6 +111,9 @@ def host_spec(config, groups) -> HostSpec:
         backup_start_empty=getattr(config, "backup_start_empty", False),
         backup_stale_hours=getattr(config, "prometheus_backup_max_age_hours",
                                    BACKUP_STALE_HOURS),
+        pg_archive_enabled=getattr(config, "pg_archive_enabled", False),
+        copy_intervals={store: getattr(config, f"backup_{store}_interval", "1h")
+                        for store in ("redis", "weaviate")},
     )
 
 

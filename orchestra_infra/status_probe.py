@@ -122,6 +122,7 @@ class Probe:
     disks: list[dict] = field(default_factory=list)
     backup: int | None = None                    # epoch of the last successful backup
     backup_ready: str | None = None              # why backups may run (restored, start-empty)
+    archive: dict[str, str] = field(default_factory=dict)  # PostgreSQL archive state files
     http: dict[str, tuple[int, int]] = field(default_factory=dict)  # url -> code, curl exit
     postgres: int | None = None                  # pg_isready's exit status
     redis: tuple[int, str] | None = None         # exit status, first line of the answer
@@ -189,6 +190,7 @@ def parse(output: str) -> Probe:
     backup = "".join(found.get("backup", [])).strip()
     probe.backup = int(backup) if backup.isdigit() else None
     probe.backup_ready = "".join(found.get("backup-ready", [])).strip() or None
+    probe.archive = dict(line.split(" ", 1) for line in found.get("archive", []) if " " in line)
     probe.http = parse_http(found.get("http", []))
     if "postgres" in found:
         probe.postgres = _exit_status(found["postgres"])

@@ -84,6 +84,8 @@ class HostSpec:
     backup_start_empty: bool
     backup_stale_hours: int
     monit_names: dict[str, str] = field(default_factory=dict)  # service -> Monit's name
+    pg_archive_enabled: bool = False   # a pg-archive row (PostgreSQL's continuous archive)
+    copy_intervals: dict[str, str] = field(default_factory=dict)  # store -> its copies' interval
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -113,6 +115,10 @@ def host_rows(spec: HostSpec, host: str, probe: Probe) -> list[Row]:
     rows.extend(_disk_rows(spec, host, probe))
     if spec.backup_file is not None:
         rows.append(_backup_row(spec, host, probe))
+        if spec.pg_archive_enabled:
+            rows.append(_archive_row(host, probe))
+        if spec.backup_enabled and probe.backup is not None:
+            rows.append(_copies_row(spec, host, probe))
     _cross_check_monit(rows, probe, spec.monit_names)
     for row in rows:
         row.note = "; ".join(row.notes)
@@ -324,6 +330,73 @@ def _backup_row(spec: HostSpec, host: str, probe: Probe) -> Row:
     stale_hours = spec.backup_stale_hours
     if age > stale_hours * 3600:
         row.fail(f"stale: older than {stale_hours}h")
+    return row
+
+
+# A WAL segment waiting longer than this to be shipped: the archive is failing.
+ARCHIVE_PENDING_LIMIT = 180
+
+
+def _epoch(text: str | None) -> int | None:
+    word = (text or "").split(" ", 1)[0]
+    return int(word) if word.isdigit() and int(word) > 0 else None
+
+
+def _archive_row(host: str, probe: Probe) -> Row:
+    """PostgreSQL's continuous archive: the age of the last archived WAL (the newest copy of
+    PostgreSQL), the last base backup and the last `pgbackrest check`."""
+    row = Row(host, "pg-archive", "-", "ops")
+    found = probe.archive
+    now = probe.now or 0
+    if "archive-ready" not in found:
+        row.state = "waiting"
+        row.warn("WAL is not kept until the host is restored (orchestra-infra restore ENV) or "
+                 "declared empty (orchestra-infra backup ENV --start-empty)")
+        return row
+    last = (found.get("pg-archive-last") or "").split()
+    archived = _epoch(last[0] if last else None)
+    row.state = f"WAL {format_duration(max(0, now - archived))} ago" if archived else "no WAL yet"
+    if len(last) == 4 and last[3].isdigit() and int(last[3]) > ARCHIVE_PENDING_LIMIT:
+        row.fail(f"failing: {last[2]} WAL segment(s) waiting, the oldest for "
+                 f"{format_duration(int(last[3]))} (docs/runbook.md: the archive is failing)")
+    base = _epoch(found.get("pg-backup-last-success"))
+    row.notes.append(f"base backup {format_duration(max(0, now - base))} ago" if base
+                     else "no base backup yet")
+    check = (found.get("pg-archive-check") or "").split(" ", 2)
+    if check[0] == "failed":
+        row.fail(f"pgbackrest check failed: {check[2] if len(check) > 2 else ''}".strip())
+    elif check[0] == "ok" and _epoch(check[1] if len(check) > 1 else None):
+        row.notes.append(f"checked {format_duration(max(0, now - int(check[1])))} ago")
+    return row
+
+
+_SPAN_SECONDS = {"s": 1, "min": 60, "h": 3600, "day": 86400, "week": 604800,
+                 "month": 2629800, "year": 31557600}
+
+
+def _span(text: str) -> int:
+    """A systemd time span of the schema's form (15min, 1h) in seconds."""
+    digits = "".join(c for c in text if c.isdigit())
+    return int(digits) * _SPAN_SECONDS[text[len(digits):]]
+
+
+def _copies_row(spec: HostSpec, host: str, probe: Probe) -> Row:
+    """The newest copy of Redis and of Weaviate in the repository (the daily run's or a copy
+    of the store alone, every backup_redis_interval / backup_weaviate_interval)."""
+    row = Row(host, "store-copies", "-", "ops")
+    now = probe.now or 0
+    ages = []
+    for store in ("redis", "weaviate"):
+        copied = _epoch(probe.archive.get(f"store-{store}-last-success")) or probe.backup
+        age = max(0, now - copied) if copied else None
+        ages.append(f"{store} {format_duration(age)} ago" if age is not None
+                    else f"{store} never")
+        interval = _span(spec.copy_intervals.get(store, "1h"))
+        if age is not None and age > 3 * interval:
+            row.warn(f"{store}: no copy for {format_duration(age)} (every "
+                     f"{spec.copy_intervals.get(store, '?')}: "
+                     f"journalctl -u orchestra-backup-store@{store})")
+    row.state = ", ".join(ages)
     return row
 
 

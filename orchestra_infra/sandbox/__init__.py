@@ -15,6 +15,7 @@ state.py records the hosts, paths.py says where everything lives.
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 from collections.abc import Mapping
@@ -26,7 +27,7 @@ from typing import Any
 from standins import nodesource as nodesource_standin
 from standins import weaviate_release
 
-from .container import is_running, nspawn_command, stop_container
+from .container import is_running, kill_container, nspawn_command, stop_container
 from .errors import SandboxError
 from .image import (
     DEFAULT_IMAGE,
@@ -71,6 +72,7 @@ __all__ = [
     "check_tools",
     "down",
     "inventory_hosts",
+    "kill",
     "missing_tools",
     "reboot",
     "require_root",
@@ -97,6 +99,7 @@ __all__ = [
     "slot_addresses",
     "slot_of",
     "ubuntu_sources_list",
+    "validate_bind",
     "validate_name",
     "veth_name",
     "write_state",
@@ -113,17 +116,21 @@ class SandboxHost:
 
 
 def up(
-    count: int = 1, names: list[str] | None = None, image: str = DEFAULT_IMAGE
+    count: int = 1, names: list[str] | None = None, image: str = DEFAULT_IMAGE,
+    binds: list[str] | None = None,
 ) -> list[SandboxHost]:
     """Make the named hosts (default orch-1..orch-COUNT) run; running ones are left alone.
 
     A host whose process died (crash, machine restart) boots again from its disk if it has one.
+    ``binds`` ("/dir/here:/path/there"): directories of this machine a new host mounts, kept
+    for its life (a persistent filesystem several hosts share, surviving each of them).
     """
     require_root()
     check_tools()
     names = default_names(count) if names is None else list(dict.fromkeys(names))
     for name in names:
         validate_name(name)
+    binds = [validate_bind(b) for b in binds or []]
     image_tarball(image)  # rejects an unknown image up front
     with locked_state() as state:
         for name in names:
@@ -147,6 +154,8 @@ def up(
             else:
                 others = (h["address"] for h in state.hosts.values())
                 entry = new_entry(name, image, allocate_slot(others))
+                if binds:
+                    entry["binds"] = binds
                 stop_container(entry)
                 state.put(entry)  # recorded before anything exists, so `down` can find it
                 jobs.append((entry, ensure_image(image)))
@@ -226,6 +235,26 @@ def stop(name: str) -> None:
     require_root()
     with locked_state() as state:
         stop_container(known_host(state.hosts, name))
+
+
+def validate_bind(bind: str) -> str:
+    """``/source:/destination``, both absolute and plain; the source must exist."""
+    source, _, destination = bind.partition(":")
+    for path in (source, destination):
+        if not re.fullmatch(r"/[A-Za-z0-9._/-]*", path) or "/../" in f"{path}/":
+            raise SandboxError(f"bind {bind!r}: expected /source:/destination, plain paths")
+    if not Path(source).is_dir():
+        raise SandboxError(f"bind {bind!r}: {source} is not a directory")
+    return bind
+
+
+def kill(names: list[str]) -> None:
+    """The hosts' machines die at once (SIGKILL, no shutdown); their disks and entries stay
+    until `down`, which then has nothing left to stop."""
+    require_root()
+    with locked_state() as state:
+        for name in names:
+            kill_container(known_host(state.hosts, name))
 
 
 def down(names: list[str] | None = None) -> None:

@@ -47,6 +47,9 @@ def nspawn_command(entry: Mapping[str, Any]) -> list[str]:
         # rewrites both at every boot, which a deploy would then see as drift.
         "--timezone=off",
         "--resolv-conf=off",
+        # A directory of this machine shared by hosts (a Lambda persistent filesystem's
+        # stand-in: it outlives any one host).
+        *(f"--bind={bind}" for bind in entry.get("binds", ())),
     ]
 
 
@@ -166,6 +169,18 @@ def stop_container(entry: Mapping[str, Any]) -> None:
     for leftover in namespace_pids(ns):
         _signal(leftover, signal.SIGKILL)
     if not wait_until(lambda: not namespace_pids(ns), KILL_TIMEOUT):
+        raise SandboxError(f"processes in {ns} survived SIGKILL: {namespace_pids(ns)}")
+
+
+def kill_container(entry: Mapping[str, Any]) -> None:
+    """The machine dies at once: every process of the host gets SIGKILL, nspawn first, so
+    nothing shuts down cleanly, nothing is flushed (a lost instance)."""
+    if is_running(entry):
+        _signal(entry["pid"], signal.SIGKILL)
+    ns = entry["namespace"]
+    for leftover in namespace_pids(ns):
+        _signal(leftover, signal.SIGKILL)
+    if not wait_until(lambda: not namespace_pids(ns) and not is_running(entry), KILL_TIMEOUT):
         raise SandboxError(f"processes in {ns} survived SIGKILL: {namespace_pids(ns)}")
 
 

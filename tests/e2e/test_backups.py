@@ -32,6 +32,8 @@ LIB = "/usr/local/lib/orchestra/orchestra-backup-lib.sh"
 RESTIC = "/usr/local/sbin/orchestra-restic"
 NAME = "orchestra-sandbox"  # the target is the sandbox environment's only data host
 TIMERS = "orchestra-backup.timer orchestra-backup-check.timer"
+PG_TIMERS = ("orchestra-pg-backup-full.timer orchestra-pg-backup-diff.timer "
+             "orchestra-pg-archive-check.timer")
 # Retention that alone would keep one snapshot a day.
 ONE_A_DAY = ("--data", "backup_keep_daily=1", "--data", "backup_keep_weekly=0",
              "--data", "backup_keep_monthly=0")
@@ -61,7 +63,8 @@ def _zero_changes(target, *args: str) -> None:
 
 def test_a_new_host_backs_up_only_once_restored_or_declared_empty(target, provisioned):
     # As the first deploy leaves it (also when the session's hosts were kept from a run).
-    on(target, f"systemctl disable --now {TIMERS}; rm -f {STATE}/ready {STATE}/last-success")
+    on(target, f"systemctl disable --now {TIMERS} {PG_TIMERS}; "
+              f"rm -f {STATE}/ready {STATE}/last-success {STATE}/archive-ready")
     _zero_changes(target)
     assert _timers(target) == ["disabled", "disabled"]
     before = [s["id"] for s in _snapshots(target)]

@@ -188,6 +188,13 @@ PATHS = [case for group in PATHS for case in group] + [
                                           "sftp:u@h:/p;id", "rclone:x", "/var/backups",
                                           "/srv/x/../y"],
             "/srv/restic"),
+    # pgBackRest: a path or s3 (no sftp before 2.46), never overlapping the restic repository.
+    *_cases("path", "pg_archive_repository", [NEWLINE, "/srv/pg ar", "sftp:u@h:/srv/pg",
+                                              "s3:https://x/B;id", "/var/backups",
+                                              "/var/backups/orchestra/restic/pg",
+                                              "/srv/pgbackrest"], "/srv/pg-archive"),
+    *_cases("path", "pg_archive_repository_mount", [NEWLINE, "/srv/m;id", "var/backups",
+                                                    "/srv/elsewhere"], "/var/backups/orchestra"),
     *_cases("path", "extra_ca_certificates[0]", [NEWLINE, "/nonexistent/ca.crt"],
             "/nonexistent/benign.crt", _listed("extra_ca_certificates")),
     *_cases("path", "app_source", [OPTION, "-x.git", "http://git.example.com/app.git",
@@ -242,6 +249,7 @@ SIZES = [
     *_cases("size", "admin_max_memory_restart", ["300M;", "1T", "512M"], "300M"),
     *_cases("size", "nginx_client_max_body_size", ["10m; include x", "10 m", "20m"], "10m"),
     *_cases("size", "prometheus_retention_size", ["10GB\n", "10 GB", "20GB"], "10GB"),
+    *_cases("size", "pg_archive_queue_max", ["4G;id", "4 G", "1M", "8G"], "6G"),
 ]
 
 PORTS = [
@@ -259,6 +267,17 @@ TIMES = [
                                                "*-*-* 01,13:00:00"], "daily"),
     *_cases("calendar", "backup_check_on_calendar", ["weekly'", "Sun *-*-* 05:30:00"],
             "weekly"),
+    *_cases("calendar", "pg_archive_full_on_calendar", ["Sun 02:30;id", NEWLINE],
+            "Sat *-*-* 01:00:00"),
+    *_cases("calendar", "pg_archive_diff_on_calendar", ["$(id)", "daily;"], "Mon..Fri 01:00"),
+    *_cases("calendar", "pg_archive_check_on_calendar", ["hourly\nExecStart=/bin/sh",
+                                                         "*:0/30"], "hourly"),
+    *_cases("number", "pg_archive_timeout", [0, 61, "30;", 10], 30),
+    *_cases("timespan", "backup_redis_interval", ["15 min", "15min\nExecStart=/bin/sh", "0"],
+            "30min"),
+    *_cases("timespan", "backup_weaviate_interval", ["1h;id", "$(id)"], "2h"),
+    *_cases("duration", "backup_store_keep_within", ["2d;id", "2 d", "-2d", "0d", "3d12h"],
+            "2d"),
     *_cases("timespan", "backup_randomized_delay", ["15 min", "15min;", "1h"], "30min"),
     *_cases("timespan", "journald_max_retention", ["1month\n", "forever", "2week"], "1month"),
     *_cases("timespan", "prometheus_retention_time", ["15d;", "15 d", "30d"], "15d"),
@@ -323,6 +342,8 @@ OTHERS = [
                                             "averyveryverylongname", "-wg0"], "wg1"),
     *_cases("address", "alert_smtp_host", ["smtp.example.com;id", "smtp example"],
             "smtp.example.com"),
+    *_cases("region", "pg_archive_s3_region", ["us-east-1;id", NEWLINE, "US EAST"],
+            "us-east-2"),
     *_cases("rate", "nginx_api_rate", ["20r/s; include x", "20r/s"], "10r/s"),
     *_cases("rate", "nginx_mcp_rate", ["30r/s;", "30r/s limit_conn x 1"], "20r/s"),
     # The edge (issue 11, section 4).
@@ -344,7 +365,7 @@ SECRETS = [
         PASSWORD + "@host:1/db", PASSWORD + "#frag", PASSWORD + "\\", PASSWORD + "~._-"],
         PASSWORD + "benign", secret=name)
     for name in ("postgres_app_password", "redis_app_password", "monit_password",
-                 "weaviate_api_key", "restic_password")
+                 "weaviate_api_key", "restic_password", "pg_archive_cipher_pass")
 ]
 SECRETS = [case for group in SECRETS for case in group] + [
     *_cases("secret", "secrets.redis_admin_password", [PASSWORD + "';id;'", "short"],

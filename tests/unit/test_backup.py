@@ -59,6 +59,7 @@ def _context(config):
         "config": config, "restic": backup.RESTIC, "backup_etc": etc,
         "state_dir": backup.state_dir(config), "textfile_dir": backup.TEXTFILE_DIR,
         "host_name": backup.host_name(config, 0), "lib": backup.LIB,
+        "pg_archive_script": backup.PG_ARCHIVE_SCRIPT,
         "databases": [db.name for db in config.postgres_databases],
         "script": backup.BACKUP_SCRIPT, "cache_dir": backup.CACHE_DIR,
         "read_write_paths": backup._read_write_paths(config),

@@ -65,6 +65,7 @@ case $1 in
     *) exec "$@" ;;
 esac
 """,
+    "orchestra-pg-archive": "#!/bin/sh\necho \"orchestra-pg-archive $*\" >> \"$STUB_LOG\"\n",
 }
 
 FULL = [{"id": "f" * 64, "short_id": "ffffffff", "time": "2026-01-02T03:15:00Z",
@@ -94,7 +95,8 @@ def host(tmp_path):
     lib.write_text(render.render("backup/usr/local/lib/orchestra/orchestra-backup-lib.sh.j2", {
         "config": config, "restic": str(stubs / "restic"), "backup_etc": str(dirs["etc"]),
         "state_dir": str(dirs["state"]), "textfile_dir": str(dirs["textfile"]),
-        "host_name": "orchestra-prod", "databases": ["orchestra"]}))
+        "host_name": "orchestra-prod", "databases": ["orchestra"],
+        "pg_archive_script": str(stubs / "orchestra-pg-archive")}))
     for name in ("orchestra-backup", "orchestra-restore"):
         (tmp_path / name).write_text(render.render(
             f"backup/usr/local/lib/orchestra/{name}.j2", {"config": config, "lib": str(lib)}))

@@ -190,7 +190,8 @@ def test_rules_cover_every_alert_of_the_issue(config):
     alerts = _alerts(_rules(config))
     names = {name for name, _, _ in alerts}
     assert names == {"ServiceDown", "HealthProbeFailing", "Nginx5xxRatioHigh", "DiskAlmostFull",
-                     "MemoryAlmostFull", "BackupTooOld", "BackupMissing"}
+                     "MemoryAlmostFull", "BackupTooOld", "BackupMissing",
+                     *ARCHIVE_ALERTS}
     exprs = {expr for _, expr, _ in alerts}
     assert any("> 85" in e and "node_filesystem_avail_bytes" in e for e in exprs)
     assert any("> 90" in e and "MemAvailable" in e for e in exprs)
@@ -201,6 +202,24 @@ def test_rules_cover_every_alert_of_the_issue(config):
         # Absent right after the first deploy: an alert only after 26 h without a success.
         ("absent(orchestra_backup_last_success_timestamp_seconds)", "26h"),
     ]
+
+
+ARCHIVE_ALERTS = {"PostgresArchiveFailing", "PostgresArchiveErrors", "PostgresArchiveTooOld",
+                  "PostgresArchiveCheckFailed", "PostgresBaseBackupTooOld", "PostgresWalGrowing",
+                  "PostgresArchiveMetricsStale"}
+
+
+def test_the_archive_alerts_before_the_wal_bound_and_within_minutes(config):
+    alerts = {name: (expr, duration) for name, expr, duration in _alerts(_rules(config))}
+    assert alerts["PostgresWalGrowing"] == (
+        "orchestra_pg_wal_bytes > 0.5 * orchestra_pg_wal_bound_bytes", "2m")
+    expr, duration = alerts["PostgresArchiveFailing"]
+    assert "orchestra_pg_archive_oldest_pending_seconds > 180" in expr and duration == "1m"
+    assert "> 3 * 3600" in alerts["PostgresArchiveTooOld"][0]
+    no_archive = {n for n, _, _ in _alerts(_rules(_with(config, pg_archive_enabled=False)))}
+    assert not ARCHIVE_ALERTS & no_archive
+    app_only = {name for name, _, _ in _alerts(_rules(config, data=False, edge=False))}
+    assert not ARCHIVE_ALERTS & app_only
 
 
 def test_backup_and_5xx_rules_only_where_they_apply(config):

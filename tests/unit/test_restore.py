@@ -89,5 +89,5 @@ def test_restore_refuses_to_replace_data_unless_forced():
     assert str(e.value).endswith(" holds data a restore would replace (--force replaces it):\n"
                                  "  postgres: table public.notes of database orchestra has rows\n"
                             "  weaviate: class Note has objects")
-    assert _check_restore(present, force=True)["id"] == "bbbb2222"
-    assert _check_restore([], force=False)["id"] == "bbbb2222"
+    assert _check_restore(present, force=True)["snapshot"]["id"] == "bbbb2222"
+    assert _check_restore([], force=False)["snapshot"]["id"] == "bbbb2222"

@@ -223,6 +223,22 @@ def test_nspawn_boots_in_the_hosts_namespace_with_network_privileges():
     assert "--machine=orch-1" in argv
 
 
+def test_a_shared_directory_is_bound_into_the_host(tmp_path):
+    entry = sandbox.new_entry("orch-1", "debian12", 0)
+    # /dev/net/tun always (wireguard-go's device); no directory of this machine by default.
+    assert [a for a in sandbox.nspawn_command(entry) if a.startswith("--bind")] == [
+        "--bind=/dev/net/tun"]
+    entry["binds"] = [sandbox.validate_bind(f"{tmp_path}:/lambda/nfs/data")]
+    assert f"--bind={tmp_path}:/lambda/nfs/data" in sandbox.nspawn_command(entry)
+
+
+@pytest.mark.parametrize("bind", ["relative:/x", "/x:relative", "/a b:/x", "/x:/y/../z",
+                                  "/nonexistent-dir-xyz:/x", "/tmp"])
+def test_binds_are_plain_absolute_existing_directories(bind):
+    with pytest.raises(sandbox.SandboxError, match="bind"):
+        sandbox.validate_bind(bind)
+
+
 def test_missing_tools_name_their_debian_packages(monkeypatch):
     present = {"ip", "ssh", "ssh-keygen", "tar"}
     monkeypatch.setattr(

@@ -142,7 +142,8 @@ def test_backup_and_restore_with_their_library(config, tmp_path):
         "config": config, "restic": "/usr/local/sbin/orchestra-restic",
         "backup_etc": "/etc/orchestra/backup", "state_dir": "/var/lib/orchestra-infra/backup",
         "textfile_dir": "/var/lib/prometheus/node-exporter", "host_name": "orchestra-sandbox",
-        "databases": [db.name for db in config.postgres_databases]}))
+        "databases": [db.name for db in config.postgres_databases],
+        "pg_archive_script": "/usr/local/lib/orchestra/orchestra-pg-archive"}))
     # Sourced: its settings are for the scripts (SC2034), and redis.env is a secret the
     # deploy writes (SC1091).
     shellcheck(lib.read_text(), "SC2034", "SC1091")
@@ -153,6 +154,12 @@ def test_backup_and_restore_with_their_library(config, tmp_path):
                             {"config": config, "lib": str(lib)})
     # `$(echo $wanted)` splits on purpose: the class names, one line.
     shellcheck(restore, "SC2086", "SC2116", cwd=tmp_path)
+    archive = render.render("pgarchive/usr/local/lib/orchestra/orchestra-pg-archive.j2", {
+        "config": config, "lib": str(lib), "stanza": "orchestra-sandbox",
+        "archive_ready": "/var/lib/orchestra-infra/backup/archive-ready", "version": 14,
+        "data_dir": "/var/lib/postgresql/14/main", "queue_max": 4 << 30})
+    # `set -- $row` and `$TIMERS` split on purpose: three numbers, three timers.
+    shellcheck(archive, "SC2086", cwd=tmp_path)
 
 
 @pytest.mark.parametrize("sftp", [False, True])

@@ -168,7 +168,7 @@ def test_healthy_host(sandbox_config):
     assert list(rows) == [
         "nginx", "supervisor", "api-0", "api-1", "mcp-memory", "mcp-task", "mcp-agent",
         "mcp-data", "mcp-monitor", "pm2-orchestra", "orchestra-admin", "postgresql@15-main",
-        "redis-server", "weaviate", "monit", "disk /", "backup",
+        "redis-server", "weaviate", "monit", "disk /", "backup", "pg-archive",
     ]
     assert {name for name, r in rows.items() if r.health != "ok"} == {"backup"}
     api = rows["api-0"]
@@ -394,7 +394,7 @@ def test_exit_status_and_table(monkeypatch):
                                 "ok", "8000", "51M"]
     health = lines[0].index("HEALTH")
     assert all(line[health:].split()[0] in ("HEALTH", "ok", "WARN", "FAIL") for line in lines)
-    assert printed[2].startswith("18 rows on 2 host(s): 16 ok, 1 warn, 1 failing")
+    assert printed[2].startswith("19 rows on 2 host(s): 17 ok, 1 warn, 1 failing")
 
 
 def test_all_healthy_exits_zero_and_json_lists_objects(monkeypatch):
@@ -441,3 +441,31 @@ def test_ssh_config_fills_what_the_data_leaves_out(tmp_path):
     target = status_hosts.Target("gpu-1", ALL, {"ssh_config_file": str(ssh_config)})
     hostname, kwargs = status_hosts._connect_kwargs(target)
     assert (hostname, kwargs["username"], kwargs["port"]) == ("203.0.113.20", "ubuntu", 2200)
+
+
+def test_the_archive_row_shows_the_last_wal_and_fails_when_wal_waits(sandbox_config):
+    def row(text: str):
+        return rows_of(text, sandbox_config)["pg-archive"]
+
+    ok = row(HEALTHY)
+    assert (ok.state, ok.health) == ("WAL 19s ago", "ok")
+    assert "base backup 22h57m ago" in ok.note and "checked 44m29s ago" in ok.note
+    failing = row(HEALTHY.replace("pg-archive-last 1795882650 0 0 0",
+                                  f"pg-archive-last {NOW - 900} {NOW - 10} 12 600"))
+    assert failing.health == "fail" and "12 WAL segment(s) waiting" in failing.note
+    checked = row(HEALTHY.replace("pg-archive-check ok 1795880000",
+                                  f"pg-archive-check failed {NOW - 60} repository unreachable"))
+    assert checked.health == "fail" and "repository unreachable" in checked.note
+    waiting = row(HEALTHY.replace("archive-ready start-empty", "x-archive-ready start-empty"))
+    assert waiting.state == "waiting" and waiting.health == "warn"
+
+
+def test_the_newest_copy_of_each_store_is_shown_and_old_ones_warn(sandbox_config):
+    copies = (f"store-redis-last-success {NOW - 300} abcd\n"
+              f"store-weaviate-last-success {NOW - 4 * 3600} abcd\n")
+    text = HEALTHY.replace("@@ backup\n", f"@@ backup\n{NOW - 7200}\n", 1).replace(
+        "@@ archive\n", f"@@ archive\n{copies}", 1)
+    row = rows_of(text, sandbox_config)["store-copies"]
+    assert row.state == "redis 5m00s ago, weaviate 4h00m ago"
+    assert row.health == "warn" and "weaviate: no copy for 4h00m" in row.note
+    assert "store-copies" not in rows_of(HEALTHY, sandbox_config)  # no backup yet
