@@ -69,8 +69,16 @@ def test_a_history_line_holds_what_the_issue_asks():
 
 def test_the_repository_state_is_read_from_git(tmp_path):
     assert runlock.repository_state(tmp_path) == ("unknown", None)
-    commit, dirty = runlock.repository_state()
-    assert len(commit) == 40 and dirty in (True, False)
+    repo = tmp_path / "checkout"
+    repo.mkdir()
+    (repo / "deploy.py").write_text("first\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "first"]):
+        subprocess.run(git + args, check=True, capture_output=True)
+    commit, dirty = runlock.repository_state(repo)
+    assert len(commit) == 40 and dirty is False
+    (repo / "deploy.py").write_text("changed\n")
+    assert runlock.repository_state(repo) == (commit, True)
 
 
 # --- the programs ----------------------------------------------------------------------------
