@@ -70,8 +70,8 @@ def test_a_host_of_another_environment_is_refused_before_any_change(target, prov
         # reprovision reads the record before it touches hosts/ENV or the host.
         started = time.monotonic()
         chain = subprocess.run(
-            [sys.executable, "-m", "orchestra_infra", "reprovision", "sandbox", "--address",
-             target.address], cwd=REPO, capture_output=True, text=True, timeout=300,
+            [sys.executable, "-m", "orchestra_infra", "reprovision", "sandbox", "-y",
+             "--address", target.address], cwd=REPO, capture_output=True, text=True, timeout=300,
             stdin=subprocess.DEVNULL, env={**os.environ, "ORCHESTRA_SANDBOX_HOSTS": target.name})
         print(f"reprovision onto a host of another environment: refused after "
               f"{time.monotonic() - started:.1f} s")

@@ -180,7 +180,7 @@ def test_an_instance_killed_mid_write_loses_at_most_a_minute(host_a):
     with LambdaStandin(api_key=LAMBDA_KEY, boot_delay=0.5,
                        address_source=boot_new_host) as standin:
         try:
-            run = _cli("reprovision", "sandbox", "--launch", "gpu_1x_a10",
+            run = _cli("reprovision", "sandbox", "-y", "--launch", "gpu_1x_a10",
                        "--region", "us-east-1", "--ssh-key", "orchestra",
                        "--filesystem", "orchestra-data", *DATA, host=None,
                        env={"ORCHESTRA_LAMBDA_API_URL": f"{standin.url}/api/v1",
