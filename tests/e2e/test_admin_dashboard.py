@@ -36,6 +36,10 @@ def browser_ready():
 
 def test_the_status_file_holds_the_rows_status_computes(target, provisioned):
     assert provisioned[1].changed == [], provisioned[1].changed  # the second run: no change
+    # The timer's first run comes OnActiveSec after the deploy started it: wait up to three
+    # intervals for the file (bounded).
+    on(target, f"for _ in $(seq {3 * admin_status.INTERVAL}); do "
+               f"test -s {admin_status.OUTPUT} && exit 0; sleep 1; done; exit 1")
     document = json.loads(on(target, f"cat {admin_status.OUTPUT}"))
     assert document["interval"] == admin_status.INTERVAL
     services = {row["service"]: row for row in document["rows"]}

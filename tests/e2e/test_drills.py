@@ -221,7 +221,13 @@ def test_an_interrupted_deploy_converges_on_the_next_run(target, provisioned, tm
             break
     process.wait(timeout=60)
     assert any("Build release" in line for line in seen), "".join(seen)[-3000:]
-    finished = converge(target, "--data", f"app_source={source}")
+    # The killed run left its lock: the next run names it as stale and stops, never
+    # silently; the operator breaks it (--force-unlock, here through the environment).
+    refused = pyinfra(target, "-y", "--data", f"app_source={source}")
+    assert refused.returncode != 0 and "The lock looks stale" in refused.stderr, \
+        refused.stderr[-3000:]
+    finished = converge(target, "--data", f"app_source={source}",
+                        env={"ORCHESTRA_FORCE_UNLOCK": "1"})
     assert "App | Make release" in " ".join(finished.changed)
     assert converge(target, "--data", f"app_source={source}").changed == []
     converge(target)  # the repository's app again (still built: a switch, no build)
