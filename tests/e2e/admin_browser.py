@@ -46,7 +46,9 @@ def main() -> None:
         page = context.new_page()
         page.goto(request["url"], wait_until="networkidle", timeout=60_000)
         page.wait_for_selector("tr[data-service]", timeout=60_000)
-        page.wait_for_selector("[data-graph] path", timeout=60_000)
+        # Attached, not visible: on a host provisioned a minute ago a graph has one point,
+        # a path of no extent, which Playwright never counts as visible.
+        page.wait_for_selector("[data-graph] path", state="attached", timeout=60_000)
         page.screenshot(path=request["screenshot"], full_page=True)
         print("ready", flush=True)
         print(json.dumps(shown(page)), flush=True)
