@@ -5,10 +5,12 @@ run and one page refresh. Screenshots go to build/e2e-figures/."""
 
 from __future__ import annotations
 
+import base64
 import json
 import ssl
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -67,8 +69,34 @@ def test_the_overview_needs_the_edge_password(target, provisioned):
     assert refused.value.code == 401
 
 
+def _overview(target) -> dict:
+    tls = ssl.create_default_context()
+    tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+    request = urllib.request.Request(f"https://{target.address}/_admin/overview")
+    password = secrets.load("sandbox")["edge_password"]
+    request.add_header("Authorization", "Basic " + base64.b64encode(
+        f"orchestra:{password}".encode()).decode())
+    with urllib.request.urlopen(request, timeout=10, context=tls) as response:
+        return json.load(response)
+
+
+def _wait_for_graph_points(target, graphs: tuple[str, ...], limit_s: float = 240) -> None:
+    """A host provisioned a minute ago has no hour of graphs: wait (bounded) until
+    Prometheus holds a point of each graph, as the overview reports it."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        empty = [g["id"] for g in _overview(target)["graphs"]
+                 if g["id"] in graphs and not any(s["points"] for s in g["series"])]
+        if not empty or time.monotonic() > deadline:
+            assert not empty, f"no point in {limit_s} s for the graphs {empty}"
+            return
+        time.sleep(5)
+
+
 def test_the_dashboard_in_chromium(target, provisioned, browser_ready):
     FIGURES.mkdir(parents=True, exist_ok=True)
+    graphs_drawn = ("requests", "cpu", "memory", "latency")
+    _wait_for_graph_points(target, graphs_drawn)
     request = {"url": f"https://{target.address}/", "user": "orchestra",
                "password": secrets.load("sandbox")["edge_password"],
                "screenshot": str(FIGURES / "admin-dashboard.png"),
@@ -90,7 +118,7 @@ def test_the_dashboard_in_chromium(target, provisioned, browser_ready):
         assert "disk /" in health and "backup" in health
         graphs = {graph["id"]: graph for graph in page["graphs"]}
         assert set(graphs) == {"requests", "errors", "latency", "cpu", "memory"}
-        for graph in ("requests", "cpu", "memory", "latency"):
+        for graph in graphs_drawn:
             assert graphs[graph]["paths"] >= 1, graphs[graph]
         assert page["alerts"].startswith("Alerts firing")
         assert "Every service healthy" in page["summary"] or "failing" in page["summary"]

@@ -351,6 +351,11 @@ def test_mcp_sessions_through_a_release(target, provisioned, edge_auth, tmp_path
 # --- several instances: the affinity nginx keeps --------------------------------------------
 
 SECOND = 8193  # a second memory instance, for this test only (ports_reassign_range)
+# The edge limits one address to nginx_mcp_rate (30 r/s) after a burst of 60 and answers
+# 429 above it: these tests pace their calls well below it and let the burst refill between
+# phases, so what they measure is the affinity, not the limit.
+PACE_S = 0.1
+REFILL_S = 2.5
 UPSTREAMS = "/etc/nginx/conf.d/orchestra.conf"
 
 
@@ -365,6 +370,7 @@ def _sessions(target, auth, count: int, calls: int = 3) -> list[str]:
                         for _ in range(calls):
                             result = await client.call_tool("recall", {"key": "e2e.kill"})
                             assert not result.is_error, result.content
+                            await anyio.sleep(PACE_S)
             except Exception as exc:  # noqa: BLE001
                 errors.append(_error(exc))
         return errors
@@ -376,6 +382,7 @@ def _modern_calls(target, auth, count: int) -> int:
         async with Edge(auth) as http, _client(target, "memory", http, mode="auto") as client:
             for _ in range(count):
                 assert not (await client.call_tool("recall", {"key": "e2e.kill"})).is_error
+                await anyio.sleep(PACE_S)
         return count
     return anyio.run(body)
 
@@ -405,13 +412,14 @@ def test_with_two_instances_a_session_stays_on_its_own_and_2026_requests_spread(
         assert f"127.0.0.1:{SECOND}" in on(target, f"cat {UPSTREAMS}")
         time.sleep(1)
         errors = _sessions(target, edge_auth, 8)
+        time.sleep(REFILL_S)
         before = _second_instance_requests(target)
         modern = _modern_calls(target, edge_auth, 30)
         spread = _second_instance_requests(target) - before
         # The control: the same two instances, round robin.
         on(target, f"sed -i '/hash $orchestra_mcp_affinity consistent;/d' {UPSTREAMS}"
                    " && nginx -t -q && systemctl reload nginx")
-        time.sleep(1)
+        time.sleep(REFILL_S)
         control = _sessions(target, edge_auth, 4)
     finally:
         on(target, f"cp -p /root/orchestra.conf.e2e {UPSTREAMS} && rm /root/orchestra.conf.e2e"
