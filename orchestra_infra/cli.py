@@ -108,26 +108,30 @@ def secrets_list(env: str, as_json: bool):
 
 
 @click.command()
-@click.option("--keep", is_flag=True, help="Leave the two benchmark hosts running.")
-@click.option("--image", type=click.Choice(["ubuntu2204", "debian12"]), default="ubuntu2204",
-              show_default=True, help="The sandbox hosts' system (Lambda: Ubuntu 22.04).")
+@click.option("--keep", is_flag=True, help="Leave the benchmark hosts running.")
+@click.option("--image", "images", type=click.Choice(["ubuntu2204", "debian12"]),
+              multiple=True, default=("ubuntu2204", "debian12"), show_default=True,
+              help="The sandbox hosts' system, one after the other (Lambda: Ubuntu 22.04).")
 @click.option("--layout", is_flag=True,
               help="One host against a multi-host layout (edge,app; app...; data): first and "
                    "no-op runs (Ubuntu 22.04).")
 @click.option("--hosts", "count", default=4, show_default=True,
               help="Hosts of the --layout (never more run at a time).")
-def bench(keep: bool, image: str, layout: bool, count: int):
-    """Time a bare-host first run against a plain install script, then a no-op run."""
+def bench(keep: bool, images: tuple[str, ...], layout: bool, count: int):
+    """Time a bare-host first run against a plain script doing the same installs and builds,
+    then no-op runs and previews of the converged host, on each --image in turn."""
     # The benchmark is not shipped with the package: it lives beside it, in the checkout.
     from benchmarks import layout as layout_bench
     from benchmarks import provision
 
     try:
-        figures = layout_bench.run(keep=keep, count=count) if layout else provision.run(keep=keep,
-                                                                          image=image)
+        if layout:
+            click.echo(layout_bench.run(keep=keep, count=count).report())
+            return
+        for image in dict.fromkeys(images):
+            click.echo(provision.run(keep=keep, image=image).report())
     except (RuntimeError, ConfigError) as e:
         raise click.ClickException(str(e)) from None
-    click.echo(figures.report())
 
 
 @click.command()

@@ -12,6 +12,9 @@ from click.testing import CliRunner
 
 from benchmarks import provision
 from orchestra_infra import cli, config, pyinfra_run, reprovision, sandbox
+from orchestra_infra.paths import project_root
+
+REPO = project_root()
 
 
 @pytest.fixture
@@ -64,5 +67,24 @@ def test_bench_floor_installs_every_components_packages():
     packages = provision.floor_packages("debian12")
     assert {"postgresql-15", "redis-server", "nginx", "monit", "restic"} <= set(packages)
     assert "postgresql-14" in provision.floor_packages("ubuntu2204")
-    script = provision.floor_script(["a", "b c"])
-    assert script.endswith("apt-get install -y -qq a 'b c' >/dev/null")
+    config = provision.sandbox_config().model_copy(
+        update={"extra_ca_certificates": [], "pm2_version": "6.0.8"})
+    script = provision.floor_script(["a", "b c"], config, "https://mirror.test/node_22.x",
+                                    "https://mirror.test/key.asc")
+    assert "apt-get install -y -qq a 'b c' >/dev/null" in script.splitlines()
+    assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0
+    assert ("deb [signed-by=/etc/apt/keyrings/nodesource.asc] https://mirror.test/node_22.x "
+            "nodistro main") in script
+    assert "pm2@6.0.8" in script
+
+
+def test_bench_floor_builds_the_release_as_the_deploy_does():
+    """A fair floor: every build command of the deploy's release build, the same words."""
+    build = (REPO / "templates/app/scripts/release-build.sh.j2").read_text()
+    commands = [line for line in build.splitlines()
+                if line.startswith(("python3 -m venv", "venv/bin/pip", "npm "))]
+    assert len(commands) == 4
+    script = provision.floor_script([], provision.sandbox_config(), "https://r.test",
+                                    "https://k.test")
+    for command in commands:
+        assert any(line.startswith(command) for line in script.splitlines()), command
