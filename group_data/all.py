@@ -269,6 +269,12 @@ nginx_letsencrypt_email = None
 # Requests per second (or minute) each client may send to /api/, and the burst allowed.
 nginx_api_rate = "20r/s"
 nginx_api_burst = 40
+# Seconds nginx waits for an API instance's answer: for POST and the other non-idempotent
+# methods (never retried), and for GET and HEAD, which then go to the next instance. A hung
+# instance (it accepts connections and never answers) costs a GET that many seconds, not a
+# failure. Raise the second for an API whose GETs take longer (long polls, big exports).
+nginx_api_read_timeout = 60
+nginx_api_idempotent_read_timeout = 5
 # Largest request body (uploads).
 nginx_client_max_body_size = "10m"
 # stub_status for the metrics exporter, on loopback.

@@ -531,6 +531,8 @@ class NginxData(_Block):
     nginx_letsencrypt_email: Email | None
     nginx_api_rate: Annotated[str, Field(pattern=r"^\d+r/[sm]$")]
     nginx_api_burst: Annotated[int, Field(ge=0)]
+    nginx_api_read_timeout: Annotated[int, Field(strict=True, ge=1, le=86400)]
+    nginx_api_idempotent_read_timeout: Annotated[int, Field(strict=True, ge=1, le=86400)]
     nginx_client_max_body_size: Annotated[str, Field(pattern=r"^\d+[kmg]?$")]
     nginx_stub_status_port: InternalPort
 

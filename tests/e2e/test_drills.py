@@ -85,6 +85,12 @@ def test_a_hung_api_instance_is_restarted_by_monit_with_an_alert(target, receive
     on(target, f"kill -STOP {pid}")
     stopped = time.monotonic()
     try:
+        # Through the edge meanwhile: a GET nginx hands the hung instance waits
+        # nginx_api_idempotent_read_timeout (5 s), then api-1 answers it. Without that
+        # twin it waited proxy_read_timeout (60 s), past this client's 9 s.
+        gets = [on(target, "curl -sk -o /dev/null -w '%{http_code} %{time_total}' -m 9 "
+                           "https://127.0.0.1/api/health/ || true", sudo=False).split()
+                for _ in range(6)]
         hung = _status(target)["api-0"]
         assert hung["health"] == "fail", hung
 
@@ -99,7 +105,9 @@ def test_a_hung_api_instance_is_restarted_by_monit_with_an_alert(target, receive
         on(target, f"kill -CONT {pid} 2>/dev/null || true")
     _wait_for_alert(target, "api-0")
     print(f"hang drill: api-0 restarted by Monit {recovered:.0f} s after SIGSTOP; alert "
-          f"{time.monotonic() - stopped:.0f} s after it")
+          f"{time.monotonic() - stopped:.0f} s after it; GETs through the edge while it hung "
+          f"(status, seconds): {gets}")
+    assert all(code == "200" for code, _ in gets), gets
     assert recovered < 60
     # Supervisor calls it RUNNING once it has stayed up supervisor_startsecs.
     _wait(lambda: _status(target)["api-0"]["health"] != "fail", timeout=30, step=2)

@@ -345,6 +345,8 @@ OTHERS = [
     *_cases("region", "pg_archive_s3_region", ["us-east-1;id", NEWLINE, "US EAST"],
             "us-east-2"),
     *_cases("rate", "nginx_api_rate", ["20r/s; include x", "20r/s"], "10r/s"),
+    *_cases("number", "nginx_api_read_timeout", ["60s", "60; proxy_pass x", 0, "60"], 90),
+    *_cases("number", "nginx_api_idempotent_read_timeout", ["5s;", 0, True], 4),
     *_cases("rate", "nginx_mcp_rate", ["30r/s;", "30r/s limit_conn x 1"], "20r/s"),
     # The edge (issue 11, section 4).
     *_cases("name", "edge_auth_user", [NEWLINE, "x:y", SPACE, "x;y"], "operator"),

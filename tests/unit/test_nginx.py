@@ -48,23 +48,46 @@ def _has_basic_auth(directives: list[str]) -> bool:
 
 def test_by_default_the_admin_and_every_mcp_server_need_the_password_and_the_api_does_not():
     locations = _locations(_site(_config()))
-    assert list(locations) == ["/api/", "/mcp/memory/", "/mcp/task/", "/"]
+    assert list(locations) == ["/api/", "@api_idempotent", "/mcp/memory/", "/mcp/task/", "/"]
     assert {path: _has_basic_auth(d) for path, d in locations.items()} == {
-        "/api/": False, "/mcp/memory/": True, "/mcp/task/": True, "/": True}
+        "/api/": False, "@api_idempotent": False, "/mcp/memory/": True, "/mcp/task/": True,
+        "/": True}
 
 
 def test_an_authenticated_api_keeps_its_health_public():
     cfg = _config(edge_auth={"admin": ["basic"], "mcp": ["basic"], "api": ["basic"]},
                   edge_public_api_paths=["/api/health/", "/api/version/"])
     locations = _locations(_site(cfg))
-    assert list(locations)[:3] == ["/api/health/", "/api/version/", "/api/"]
-    assert not _has_basic_auth(locations["/api/health/"])
-    assert not _has_basic_auth(locations["/api/version/"])
-    assert _has_basic_auth(locations["/api/"])
+    assert list(locations)[:5] == ["/api/health/", "/api/version/", "@api_idempotent_public",
+                                   "/api/", "@api_idempotent"]
+    for public in ("/api/health/", "/api/version/", "@api_idempotent_public"):
+        assert not _has_basic_auth(locations[public]), public
+    assert _has_basic_auth(locations["/api/"]) and _has_basic_auth(locations["@api_idempotent"])
     # The public paths are proxied exactly like the rest of the API.
     strip = {'auth_basic "Orchestra";', "auth_basic_user_file /etc/nginx/orchestra.htpasswd;",
              'proxy_set_header Authorization "";'}
-    assert [d for d in locations["/api/"] if d not in strip] == locations["/api/health/"]
+    assert [d.replace("@api_idempotent;", "@api_idempotent_public;")
+            for d in locations["/api/"] if d not in strip] == locations["/api/health/"]
+    assert [d for d in locations["@api_idempotent"] if d not in strip] == \
+        locations["@api_idempotent_public"]
+
+
+@pytest.mark.parametrize("path, twin", [("/api/", "@api_idempotent"),
+                                        ("/api/health/", "@api_idempotent_public")])
+def test_a_get_waits_the_short_timeout_and_then_asks_the_next_instance(path, twin):
+    """A hung API instance (it accepts, never answers) costs a GET or HEAD
+    nginx_api_idempotent_read_timeout, then the next instance answers; other methods wait
+    nginx_api_read_timeout and are never retried (nginx's rule for non-idempotent ones)."""
+    cfg = _config(edge_auth={"admin": ["basic"], "mcp": ["basic"], "api": ["basic"]},
+                  edge_public_api_paths=["/api/health/"],
+                  nginx_api_read_timeout=90, nginx_api_idempotent_read_timeout=4)
+    locations = _locations(_site(cfg))
+    assert locations[path][:2] == [f"error_page 418 = {twin};",
+                                   "if ($request_method ~ ^(GET|HEAD)$) { return 418; }"]
+    assert "proxy_read_timeout 90s;" in locations[path]
+    assert "proxy_read_timeout 4s;" in locations[twin]
+    assert "proxy_next_upstream error timeout http_502 http_503;" in locations[twin]
+    assert not any("non_idempotent" in d for d in locations[path] + locations[twin])
 
 
 @pytest.mark.parametrize("edge_auth", [
@@ -131,7 +154,8 @@ def test_allowlist_and_client_certificates(tmp_path):
     memory = locations["/mcp/memory/"]
     assert "if ($ssl_client_verify != SUCCESS) { return 403; }" in memory
     assert _has_basic_auth(memory)
-    assert not any(d.startswith(("allow", "deny", "if ")) for d in locations["/api/"])
+    for api in ("/api/", "@api_idempotent"):
+        assert not any(d.startswith(("allow", "deny", "if ($ssl")) for d in locations[api])
 
 
 def test_no_client_certificate_is_asked_for_without_mtls():
