@@ -23,11 +23,11 @@ const GRAPHS = [
     query: '100 * sum(rate(orchestra_nginx_responses_total{status=~"5.."}[5m]) or vector(0))' +
       " / sum(rate(orchestra_nginx_responses_total[5m]))",
     label: () => "5xx" },
-  // nginx's access log carries no upstream time yet: the blackbox probes' durations (one
-  // health request per upstream every scrape) stand in for latency per upstream.
-  { id: "latency", title: "Health-probe latency per upstream (p95 over 5 min)", unit: "ms",
-    query: "1000 * quantile_over_time(0.95, probe_duration_seconds[5m])",
-    label: (m) => m.instance || m.target || "probe" },
+  // Each upstream's response time, from nginx's access log (mtail's histogram).
+  { id: "latency", title: "Latency per upstream (p95 over 5 min, nginx)", unit: "ms",
+    query: "1000 * histogram_quantile(0.95, sum by (le, upstream) " +
+      "(rate(orchestra_nginx_upstream_seconds_bucket[5m])))",
+    label: (m) => m.upstream || "upstream" },
   { id: "cpu", title: "CPU per host", unit: "%",
     query: '100 * (1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[2m])))',
     label: (m) => m.instance || "host" },

@@ -2,6 +2,7 @@
 pg_monitor grant. promtool and amtool check the rendered files when they are installed."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -444,3 +445,52 @@ def test_amtool_accepts_both_alertmanager_configs(tmp_path):
         result = subprocess.run([amtool, "check-config", str(path)], capture_output=True,
                                 text=True)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mtail_counts_statuses_and_each_upstreams_time_from_the_sites_log_format(tmp_path):
+    """The rendered mtail program over lines in the format the site's nginx writes (the
+    log_format rendered, filled in as nginx would): statuses, and the time of the upstream
+    that answered, the last one after a retry."""
+    mtail = _tool("mtail")
+    progs = tmp_path / "progs"
+    progs.mkdir()
+    (progs / "orchestra-nginx.mtail").write_text(
+        render.render("prometheus/etc/mtail/orchestra-nginx.mtail.j2", {}))
+    http_level = render.render("nginx/etc/nginx/conf.d/orchestra.conf.j2", {
+        "config": validate(config_module.environment_data("sandbox"), NAMES),
+        "api_servers": ["127.0.0.1:8000"], "admin_servers": ["127.0.0.1:3000"],
+        "mcp_servers": {}})
+    log_format = "".join(re.findall(r"'([^']*)'", http_level.split("log_format orchestra", 1)[1]
+                                    .split(";", 1)[0]))
+    fields = {"remote_addr": "192.0.2.1", "remote_user": "-", "time_local":
+              "30/Nov/2026:09:00:00 +0000", "request": "GET /api/health/ HTTP/2.0",
+              "body_bytes_sent": "15", "http_referer": "-", "http_user_agent": "curl/7.81.0"}
+
+    def line(status, upstream, seconds):
+        values = {**fields, "status": status, "upstream_addr": upstream,
+                  "upstream_response_time": seconds}
+        return re.sub(r"\$(\w+)", lambda m: values[m.group(1)], log_format)
+
+    log = tmp_path / "access.log"
+    log.write_text("\n".join([line("200", "127.0.0.1:8000", "0.004"),
+                              line("200", "127.0.0.1:8001, 127.0.0.1:8000", "5.001, 0.020"),
+                              line("301", "-", "-"), line("502", "127.0.0.1:8001", "0.300")])
+                   + "\n")
+    result = subprocess.run([mtail, "--progs", str(progs), "--logs", str(log), "--one_shot",
+                             "--one_shot_format", "prometheus", "--logtostderr"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = {}
+    for printed in result.stdout.splitlines():
+        if printed and not printed.startswith("#"):
+            key, value = printed.rsplit(" ", 1)
+            metrics[re.sub(r'prog="[^"]*",?', "", key)] = float(value)
+    assert metrics['orchestra_nginx_responses_total{status="200"}'] == 2
+    assert metrics['orchestra_nginx_responses_total{status="301"}'] == 1
+    count = 'orchestra_nginx_upstream_seconds_count{upstream="%s"}'
+    assert metrics[count % "127.0.0.1:8000"] == 2
+    assert metrics[count % "127.0.0.1:8001"] == 1
+    assert metrics['orchestra_nginx_upstream_seconds_sum{upstream="127.0.0.1:8000"}'] == \
+        pytest.approx(0.024)
+    assert metrics['orchestra_nginx_upstream_seconds_bucket{upstream="127.0.0.1:8001",'
+                   'le="0.25"}'] == 0
