@@ -13,7 +13,15 @@ import pytest
 
 from .conftest import converge, on
 from .test_apps import MCP_SERVERS, _request
-from .test_pitr import ARCHIVE, _archived_after, _backups, _cli, _psql, _wait_for
+from .test_pitr import (
+    ARCHIVE,
+    _archived_after,
+    _backups,
+    _cli,
+    _psql,
+    _wait_for,
+    copies_reach_the_repository,
+)
 from .test_reboot import reboot_until_healthy
 
 pytestmark = pytest.mark.e2e
@@ -70,6 +78,7 @@ def test_the_archive_and_a_point_in_time_restore_with_debians_pgbackrest(debian,
     assert _psql(debian, "SELECT count(*) FROM notes WHERE title LIKE 'debian pitr %'") == "3"
     assert "pgBackRest 2." in on(debian, "pgbackrest version")
     assert on(debian, f"{ARCHIVE} check >/dev/null && echo ok").strip() == "ok"
+    copies_reach_the_repository(debian)
 
 
 def test_a_reboot_brings_everything_back_and_changes_nothing(debian, debian_provisioned):

@@ -9,6 +9,7 @@ pgBackRest archive live. A dies by SIGKILL to its machine (no shutdown, nothing 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -145,6 +146,32 @@ class Writer(threading.Thread):
             if status == 201:
                 self.written.append((str(note["id"]), time.time()))
             self.stop.wait(1.0)
+
+
+def copies_reach_the_repository(host) -> dict[str, str]:
+    """Redis's and Weaviate's copies (what their timers start every backup_redis_interval and
+    backup_weaviate_interval) of a store holding a note: a restic snapshot each, their age in
+    `status`. Returns the status row's state."""
+    status, _, note = _request(host, "/api/notes", "POST", {"title": "copied", "body": "c"})
+    assert status == 201, note
+    for store in ("redis", "weaviate"):
+        assert on(host, f"systemctl is-active orchestra-backup-store-{store}.timer").strip() \
+            == "active"
+        on(host, f"systemctl start orchestra-backup-store@{store}.service")
+        line = on(host, f"cat /var/lib/orchestra-infra/backup/store-{store}-last-success").split()
+        assert len(line) == 2 and line[1] != "empty", (store, line)
+        snapshots = on(host, "/usr/local/sbin/orchestra-restic snapshots --json "
+                             f"--tag orchestra-{store}")
+        assert line[1] in snapshots, (store, snapshots[-500:])
+    result = _cli("status", "sandbox", "--json", host=host.name, timeout=120)
+    rows = {row["service"]: row for row in json.loads(result.stdout)}
+    state = rows["store-copies"]["state"]
+    assert re.fullmatch(r"redis \S+ ago, weaviate \S+ ago", state), rows["store-copies"]
+    return state
+
+
+def test_redis_and_weaviate_copies_reach_the_repository(host_a):
+    print(f"store copies on {host_a.name}: {copies_reach_the_repository(host_a)}")
 
 
 def test_an_instance_killed_mid_write_loses_at_most_a_minute(host_a):
