@@ -23,7 +23,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from api.settings import MCP_DEFAULT_PORTS, Settings
 from api.stores import Stores
 from api.web import configure_logging, handle_store_errors, listen_parser, serve
-from mcp_servers import agent, data, memory, monitor, tasks
+from mcp_servers import agent, data, events, memory, monitor, tasks
 from mcp_servers.feature import Context, Feature
 
 log = logging.getLogger("orchestra.mcp")
@@ -84,11 +84,14 @@ def create_server(name: str, settings: Settings | None = None, stores: Stores | 
     # bare message (logging.basicConfig does nothing once a handler is there).
     configure_logging()
     mcp_server = create_mcp(name, ctx, feature)
-    # Stateful sessions for the initialize handshake (Mcp-Session-Id, the GET stream, DELETE);
-    # 2026-07-28 clients send self-contained requests that need no session at all.
+    # Stateful sessions for the initialize handshake (Mcp-Session-Id, the GET stream, DELETE),
+    # resumable: a client whose stream dropped reconnects with Last-Event-ID and receives
+    # what it missed (events.py); 2026-07-28 clients send self-contained requests that need
+    # no session at all.
     mcp_app = mcp_server.streamable_http_app(
         streamable_http_path=MCP_PATH, transport_security=TRANSPORT_SECURITY,
-        session_idle_timeout=SESSION_IDLE_SECONDS)
+        session_idle_timeout=SESSION_IDLE_SECONDS, event_store=events.BoundedEventStore())
+    events.per_session(mcp_server.session_manager)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

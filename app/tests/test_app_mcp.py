@@ -27,13 +27,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import anyio  # noqa: E402
 import httpx  # noqa: E402
 import httpx2  # noqa: E402
+import mcp_resume  # noqa: E402
 import uvicorn  # noqa: E402
 from mcp import Client  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 from mcp.shared.exceptions import MCPError  # noqa: E402
+from mcp.types import JSONRPCNotification  # noqa: E402
 from test_app import SETTINGS, FakeCache, FakeDatabase, FakeVectors  # noqa: E402
 
 from api.stores import Stores  # noqa: E402
+from mcp_servers import events  # noqa: E402
 from mcp_servers.server import MCP_PATH, SERVERS, create_server  # noqa: E402
 
 TOOLS = {
@@ -332,3 +335,43 @@ def test_an_unknown_tool_is_a_protocol_or_tool_error(served_memory):
             return result.is_error
 
     assert run(body)
+
+
+def test_a_dropped_stream_resumes_with_last_event_id_and_only_in_its_own_session(served_memory):
+    """events.py: the server keeps each session's events; a GET with Last-Event-ID brings
+    what came after that event, in that session only (the SDK alone would share one store,
+    and stream ids, among sessions)."""
+    base, _ = served_memory
+    with httpx2.Client(timeout=httpx2.Timeout(10)) as http:
+        found = mcp_resume.resume(http, base + MCP_PATH)
+    sent = [message for _, message in found["sent"]]
+    assert [m.get("method") for m in sent] == ["notifications/progress"] * 2 + [None]
+    assert sent[-1]["id"] == 2 and not sent[-1]["result"]["isError"]
+    assert [message for _, message in found["replayed"]] == sent[1:]
+    assert [event_id for event_id, _ in found["replayed"]] == \
+        [event_id for event_id, _ in found["sent"][1:]]
+    assert found["foreign"] == []
+
+
+def test_the_event_store_drops_the_oldest_events_past_its_bounds():
+    store = events.BoundedEventStore(max_events=3, max_bytes=10_000)
+    message = JSONRPCNotification(jsonrpc="2.0", method="notifications/progress")
+
+    async def body():
+        ids = [await store.store_event("s", message) for _ in range(5)]
+        replayed = []
+
+        async def send(event):
+            replayed.append(event.event_id)
+
+        gone = await store.replay_events_after(ids[0], send)
+        kept = await store.replay_events_after(ids[2], send)
+        return ids, gone, kept, replayed
+
+    ids, gone, kept, replayed = run(body)
+    assert store.count == 3 and gone is None and kept == "s" and replayed == ids[3:]
+    small = events.BoundedEventStore(max_events=100, max_bytes=len(message.model_dump_json(
+        by_alias=True)) * 2)
+    for _ in range(4):
+        run(lambda: small.store_event("s", message))
+    assert small.count == 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 import threading
 import time
 
@@ -24,6 +25,9 @@ from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 from orchestra_infra import secrets  # noqa: E402
 
 from .conftest import REPO, converge, on  # noqa: E402
+
+sys.path.insert(0, str(REPO / "app" / "tests"))
+import mcp_resume  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -159,6 +163,19 @@ def test_a_2026_client_through_the_edge_needs_no_session(target, provisioned, ed
                                                  listed.structured_content["tasks"]]
     assert {m for m, *_ in exchanges} == {"POST"}
     assert all(sent is None and got is None for *_, sent, got in exchanges)
+
+
+def test_a_dropped_stream_resumes_through_the_edge_with_last_event_id(target, provisioned,
+                                                                      edge_auth):
+    """nginx passes Last-Event-ID and the events' ids: a GET resuming after the first event
+    of a tool call's stream brings the rest again, in that session only
+    (app/tests/mcp_resume.py)."""
+    with httpx2.Client(auth=edge_auth, verify=False, timeout=httpx2.Timeout(10)) as http:
+        found = mcp_resume.resume(http, _url(target, "memory"), key="e2e.resume")
+    sent = [message for _, message in found["sent"]]
+    assert len(sent) == 3 and sent[-1]["id"] == 2, sent
+    assert found["replayed"] == found["sent"][1:]
+    assert found["foreign"] == []
 
 
 @pytest.mark.parametrize("password", [None, "wrong"])
