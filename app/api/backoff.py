@@ -15,7 +15,11 @@ class Backoff:
 
     base: float = 0.25
     factor: float = 2.0
-    cap: float = 10.0
+    # A store that came back waits at most this long for the next attempt of an instance
+    # that saw it down (requests meanwhile fail fast): 2 s, not more. One attempt per store,
+    # instance and 1-2 s is nothing for a store; a 10 s cap kept writes failing for up to
+    # 10 s after Weaviate was back (the chaos run of issue 16).
+    cap: float = 2.0
     jitter: float = 0.5
 
     def __post_init__(self) -> None:

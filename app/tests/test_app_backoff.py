@@ -53,6 +53,11 @@ def test_a_very_long_outage_neither_overflows_nor_exceeds_the_cap():
     assert Backoff(cap=10).delay(10_000, rand=lambda: 0.0) == 10
 
 
+def test_a_store_back_after_a_long_outage_is_tried_again_within_two_seconds():
+    # Requests fail fast until the next attempt: the default keeps that tail short.
+    assert Backoff().delay(10_000, rand=lambda: 0.0) == 2
+
+
 @pytest.mark.parametrize("kwargs", [{"base": 0}, {"base": 5, "cap": 1}, {"factor": 0.5},
                                     {"jitter": 1}, {"jitter": -0.1}])
 def test_invalid_backoffs_are_refused(kwargs):
