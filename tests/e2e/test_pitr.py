@@ -116,7 +116,7 @@ def _record(name: str, text: str) -> None:
     (FIGURES / f"{name}.txt").write_text(text + "\n")
 
 
-IDLE_SECONDS = 120
+BUSY_SECONDS = 75  # the writer's run before the kill: more than a minute of notes
 
 
 def _archive_size() -> tuple[int, int]:
@@ -177,19 +177,16 @@ def test_redis_and_weaviate_copies_reach_the_repository(host_a):
 def test_an_instance_killed_mid_write_loses_at_most_a_minute(host_a):
     backup = _cli("backup", "sandbox", host=host_a.name, timeout=900)
     assert backup.returncode == 0, backup.stdout[-3000:] + backup.stderr[-3000:]
-    # The archive's cost, idle then busy (a note a second): bytes the repository grew by
-    # (what crosses the network to it, compressed and encrypted) and WAL segments shipped.
-    idle_start = _archive_size()
-    time.sleep(IDLE_SECONDS)
-    idle_bytes, idle_segments = (a - b for a, b in zip(_archive_size(), idle_start, strict=True))
+    # The archive's cost while the writer runs (a note a second): bytes the repository grew
+    # by (what crosses the network to it, compressed and encrypted) and WAL segments shipped.
+    # (The idle figure in docs/benchmarks.md was measured once; CI does not wait for it.)
     writer = Writer(host_a)
     writer.start()
     busy_start = _archive_size()
-    time.sleep(95)
+    time.sleep(BUSY_SECONDS)
     busy_bytes, busy_segments = (a - b for a, b in zip(_archive_size(), busy_start, strict=True))
-    _record("pitr-cost", f"archive cost: idle {IDLE_SECONDS} s: {idle_bytes} bytes, "
-            f"{idle_segments} WAL segments; busy 95 s (a note a second): {busy_bytes} bytes, "
-            f"{busy_segments} WAL segments")
+    _record("pitr-cost", f"archive cost: busy {BUSY_SECONDS} s (a note a second): "
+            f"{busy_bytes} bytes, {busy_segments} WAL segments")
     sandbox.kill([HOST_A])  # the instance is gone: no shutdown, no final archive
     lost_at = time.time()
     writer.stop.set()
@@ -289,7 +286,8 @@ def test_archiving_goes_on_after_a_point_in_time_restore(host_b):
     # restore restarts it (orchestra-pg-archive restore). Without that, nothing written here
     # reached the archive within minutes.
     before = _archive_size()
-    deadline = time.monotonic() + 75
+    # Longer than pg_archive_timeout (30 s): at least one segment is shipped for the time.
+    deadline = time.monotonic() + 40
     i = 0
     while time.monotonic() < deadline:
         i += 1
@@ -297,4 +295,4 @@ def test_archiving_goes_on_after_a_point_in_time_restore(host_b):
                       f"'after {i}', 'x')")
         time.sleep(1)
     _wait_for("WAL written after the restore archived",
-              lambda: _archive_size()[1] >= before[1] + 2, 90)
+              lambda: _archive_size()[1] >= before[1] + 1, 90)
