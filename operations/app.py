@@ -104,17 +104,22 @@ def configure(config) -> tuple:
 
 
 def previous_release(config) -> str:
-    """The newest built release older than the live one."""
+    """The release live before the live one: the first of the built releases, ordered by when
+    each was last made live (or built), after the live one."""
     releases = host.get_fact(AppReleases, root=config.install_root)
-    built = releases["built"]
-    if releases["live"] in built:
-        older = built[built.index(releases["live"]) + 1:]
-    else:
-        older = [r for r in built if r != releases["live"]]
-    if not older:
+    before = release_before(releases)
+    if before is None:
         raise DeployError(f"{host.name}: no earlier release to roll back to "
-                          f"(live: {releases['live']}, built: {', '.join(built) or 'none'})")
-    return older[0]
+                          f"(live: {releases['live']}, built: "
+                          f"{', '.join(releases['built']) or 'none'})")
+    return before
+
+
+def release_before(releases: dict) -> str | None:
+    """From the AppReleases fact: the release after the live one in its order, or None."""
+    built, live = releases["built"], releases["live"]
+    older = built[built.index(live) + 1:] if live in built else [r for r in built if r != live]
+    return older[0] if older else None
 
 
 @snapshot.registers("files", "ready_file")
@@ -179,6 +184,11 @@ def switch(release_id: str, config=None):
         host.noop(f"release {release_id} is live")
         return
     yield StringCommand("sh", "-c", QuoteString(_preflight_script(config, release_id)))
+    # Releases are ordered by when they were last made live (or built): a rollback goes to
+    # the release that was live before this one, not to a newer build that was rolled back
+    # (operations.facts.AppReleases, previous_release), and pruning keeps those.
+    yield StringCommand("touch", QuoteString(f"{releases}/{release_id}"),
+                        QuoteString(f"{releases}/{release_id}/.ready"))
     yield StringCommand("ln", "-sfn", QuoteString(f"{releases}/{release_id}"),
                         QuoteString(f"{current}.new"))
     yield StringCommand("mv", "-T", QuoteString(f"{current}.new"), QuoteString(current))

@@ -240,7 +240,8 @@ class SupervisorStatus(FactBase):
 
 class AppReleases(FactBase):
     """
-    Built application releases, newest first, and the live one.
+    Built application releases, the most recently made live (or built) first, and the live
+    one (``app.switch`` touches a release as it makes it live).
 
     .. code:: python
 
