@@ -25,6 +25,21 @@ KEYRING = "/etc/apt/keyrings/postgresql.asc"
 SOURCES = "/etc/apt/sources.list.d/pgdg.list"
 
 
+def _archive_timeout_wakeup(config) -> list[str]:
+    # PostgreSQL's checkpointer computes its first sleep while the server is still starting
+    # (recovery, even after a clean shutdown), when archive_timeout does not count: it then
+    # sleeps checkpoint_timeout (5 min) and no WAL is shipped for that long after every
+    # start, reboot or promotion (measured on Debian 12 after a reboot: nothing archived
+    # 60 s after a write, with archive_timeout 30 s). A CHECKPOINT right after the start
+    # wakes it with recovery done; on an idle server it costs nothing. Never fails the start.
+    # (pg_ctlcluster runs as root: psql as postgres, by peer authentication on the socket.)
+    if not config.pg_archive_enabled:
+        return []
+    return ["# Wake the checkpointer once started, so archive_timeout counts at once.",
+            "ExecStartPost=-/usr/sbin/runuser -u postgres -- /usr/bin/psql -X -q "
+            f"-p {config.postgres_port} -d postgres -c CHECKPOINT"]
+
+
 def major_version(config) -> int:
     if config.postgres_version:
         return config.postgres_version
@@ -123,6 +138,7 @@ def configure(config):
         # before PostgreSQL starts, so its archive_command finds it.
         unit_settings=[f"RequiresMountsFor={config.pg_archive_repository}"]
         if config.pg_archive_repository.startswith("/") else [],
+        service_settings=_archive_timeout_wakeup(config),
     )
     settings = render.template(
         name="Configure PostgreSQL (listen, auth, memory)",
