@@ -264,13 +264,15 @@ class _Sessions:
         async with Edge(self.auth) as http:
             try:
                 async with _client(self.target, "memory", http) as client:
-                    ready.append(index)
                     calls = 0
                     while not self.stop.is_set():
                         with anyio.fail_after(30):
                             result = await client.call_tool(
                                 "remember", {"key": f"e2e.held.{index}", "value": str(calls)})
                         assert not result.is_error
+                        if not calls:
+                            # Ready once its key exists: the new sessions recall held.0.
+                            ready.append(index)
                         calls += 1
                         await anyio.sleep(0.5)
                     self.held_outcomes.append(f"finished after {calls} calls")
