@@ -10,9 +10,10 @@ Exit 0: nothing would change; 1: something would (drift); 2: the preview failed.
 
 ``--alert`` sends the summary to the webhook (secret ``alert_webhook_url``, Slack-compatible
 ``{"text": ...}``) and the e-mail addresses (``alert_email_to`` through ``alert_smtp_host``)
-Monit's alerts use, from the control machine, once per new drift: the last reported drift's
-fingerprint is kept in ``$XDG_STATE_HOME/orchestra-infra/drift-ENV.json`` (default
-``~/.local/state``); a run without drift forgets it, so the next drift is reported again.
+Monit's alerts use, from the control machine, once per new drift or new failure of the check
+(exit 2: a host out of reach, a failed preview): the last one reported is fingerprinted in
+``$XDG_STATE_HOME/orchestra-infra/drift-ENV.json`` (default ``~/.local/state``); a clean run
+forgets it, so the next drift or failure is reported again.
 """
 
 from __future__ import annotations
@@ -69,9 +70,10 @@ class Report:
         return EXIT_DRIFT if self.drifted else EXIT_CLEAN
 
     def fingerprint(self) -> str:
-        """The same drift gives the same value, whenever it is seen."""
-        canonical = {name: {"operations": sorted(h.operations), "diffs": h.diffs}
-                     for name, h in sorted(self.hosts.items()) if h.drifted}
+        """The same drift (or the same failure) gives the same value, whenever it is seen."""
+        canonical = {"error": self.error} if self.error else {
+            name: {"operations": sorted(h.operations), "diffs": h.diffs}
+            for name, h in sorted(self.hosts.items()) if h.drifted}
         return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
     def as_json(self) -> dict:
@@ -182,10 +184,9 @@ def state_file(env: str) -> Path:
 
 
 def should_alert(report: Report, path: Path) -> bool:
-    """True once per new drift; remembers it (and forgets it when there is none)."""
-    if report.error:
-        return False
-    if not report.drifted:
+    """True once per new drift or new failure of the check (a host out of reach must not
+    silence a scheduled check); remembers it, and forgets it when there is neither."""
+    if not report.error and not report.drifted:
         path.unlink(missing_ok=True)
         return False
     fingerprint = report.fingerprint()

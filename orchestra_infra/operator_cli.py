@@ -19,7 +19,8 @@ EXIT_INVALID = 2
 @click.argument("env")
 @click.option("--json", "as_json", is_flag=True, help="One object, for scripts.")
 @click.option("--alert", is_flag=True,
-              help="Send the summary to Monit's webhook and e-mail, once per new drift.")
+              help="Send the summary to Monit's webhook and e-mail, once per new drift or "
+                   "failure of the check.")
 @click.option("--data", "pairs", multiple=True, metavar="KEY=VALUE",
               help="Override a data value, as the deploy was given it.")
 def drift(env: str, as_json: bool, alert: bool, pairs: tuple[str, ...]):

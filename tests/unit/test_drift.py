@@ -86,8 +86,10 @@ def test_an_alert_goes_once_per_new_drift(tmp_path):
     assert drift.should_alert(report, path) is True  # it came back: new again
     report.hosts["10.0.0.6"].operations.append("Base | Something else")
     assert drift.should_alert(report, path) is True
-    failed = drift.Report("prod", {}, error="boom")
-    assert drift.should_alert(failed, path) is False and path.exists()
+    failed = drift.Report("prod", {}, error="10.0.0.6: could not connect")
+    assert drift.should_alert(failed, path) is True  # a check that cannot run is news too
+    assert drift.should_alert(failed, path) is False  # once
+    assert drift.should_alert(clean, path) is False and not path.exists()
 
 
 def test_the_state_file_follows_xdg(monkeypatch, tmp_path):
