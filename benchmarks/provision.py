@@ -115,6 +115,9 @@ def floor_script(packages: list[str], config: Config, node_repository: str,
         f" > {q(pm2.SOURCES)}",
         "apt-get update -qq",
         f"apt-get install -y -qq {' '.join(q(p) for p in packages)} >/dev/null",
+        # NodeSource's npm reads /etc/npmrc only when told to (operations/pm2.py's step).
+        *(["printf 'globalconfig=/etc/npmrc\\n' > /usr/lib/node_modules/npm/npmrc"]
+          if config.node_source == "nodesource" else []),
         "npm install --global --no-audit --no-fund --loglevel=error "
         f"{q('pm2@' + config.pm2_version)} >/dev/null",
         # The release, built as templates/app/scripts/release-build.sh.j2 builds it.
