@@ -84,7 +84,6 @@ if app_host:
     supervisor.configure(config, restart_when=restart_when,
                          after_units=catalog.store_units(config, host.groups))
     pm2.configure(config, restart_when=[switched])
-    admin_status.configure(config, host.groups, host.name)
 # ...and the edge sends requests to them once they are healthy.
 wireguard.wait_for_all("app releases")
 
@@ -93,4 +92,6 @@ if edge_host:
 
 # ops: metrics, then the health checks (they expect every service in place)
 prometheus.configure(config, host.groups)
+# The status rows the admin shows: its own host's, and in a multi-host layout every host's.
+admin_status.configure(config, host.groups, host.name)
 monit.run(monit_plan)

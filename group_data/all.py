@@ -574,6 +574,9 @@ nginx_exporter_port = 9113
 blackbox_exporter_port = 9115
 # mtail: nginx's responses by status, read from its access log.
 mtail_port = 3903
+# Multi-host layouts only: each host hands its status rows (and its alerts firing) to the
+# admin hosts on this port of its private address (systemd socket, peers only).
+status_share_port = 9198
 # One entry per MCP server; adding a server is one entry here.
 mcp_servers = {
     "memory": {"port": 8003},

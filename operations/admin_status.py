@@ -1,10 +1,16 @@
-"""The admin page's view of its host: the rows of ``orchestra-infra status``, every 10 s.
+"""The admin page's view of the hosts: the rows of ``orchestra-infra status``, every 10 s.
 
-The admin (app/modern-admin/server.js) reads only loopback sources: Prometheus's and
-Alertmanager's HTTP APIs, and ``/run/orchestra-status/status.json``, which a sandboxed timer
-writes from the same probe script ``status`` runs over SSH and the same code that turns its
-answer into rows (``status_rows.py`` and ``status_probe.py``, copied here as they are, with
-the host's ``HostSpec`` computed from the data at deploy time). Nothing here listens.
+Every host that runs the admin, and every host of a multi-host layout, gets
+``/run/orchestra-status/status.json``, which a sandboxed timer writes from the same probe
+script ``status`` runs over SSH and the same code that turns its answer into rows
+(``status_rows.py`` and ``status_probe.py``, copied here as they are, with the host's
+``HostSpec`` computed from the data at deploy time), with the alerts its Alertmanager fires.
+
+The admin (app/modern-admin/server.js) reads its own host's document from the file and its
+Prometheus and Alertmanager on loopback. In a multi-host layout it reads every other host's
+document from ``orchestra-status-share.socket`` on that host's private address: a systemd
+socket that hands the file, read-only, to whoever connects (the firewall and the socket let
+in only the peers' private addresses). With one host nothing here listens.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from operations import render, system
+from operations import render, system, wireguard
 from orchestra_infra import status, status_probe, status_rows
 
 LIB = "/usr/local/lib/orchestra/status"
@@ -20,6 +26,7 @@ RUNNER = f"{LIB}/orchestra-status"
 OUTPUT_DIR = "/run/orchestra-status"
 OUTPUT = f"{OUTPUT_DIR}/status.json"
 UNIT = "orchestra-status"
+SHARE = "orchestra-status-share"
 # Seconds between two status runs: a stopped service turns red on the page within this
 # and the page's own refresh (5 s). A run costs about a second of one core's time.
 INTERVAL = 10
@@ -32,8 +39,18 @@ def spec_document(config, groups, label: str) -> str:
                       indent=1, sort_keys=True) + "\n"
 
 
+def peers(config) -> str:
+    """The admin's ``STATUS_PEERS``: every other host as ``label=address:port``, comma
+    separated (empty with one host)."""
+    if not wireguard.enabled():
+        return ""
+    return ",".join(f"{other.name}={wireguard.private_address(config, other)}:"
+                    f"{config.status_share_port}" for other in wireguard.others())
+
+
 def configure(config, groups, label: str) -> None:
-    """Install the status runner, its inputs and its timer on a host that runs the admin."""
+    """Install the status runner, its inputs and its timer; in a multi-host layout, the
+    socket the admin hosts read it from."""
     system.directory(name=f"Create {LIB}", path=LIB, mode="755")
     system.directory(name=f"Create {LIB}/orchestra_infra", path=f"{LIB}/orchestra_infra",
                      mode="755")
@@ -50,7 +67,8 @@ def configure(config, groups, label: str) -> None:
                     src="status/usr/local/lib/orchestra/status/orchestra-status.j2",
                     dest=RUNNER, mode="755",
                     context={"lib": LIB, "output": OUTPUT, "group": config.service_user,
-                             "interval": INTERVAL})
+                             "interval": INTERVAL,
+                             "alertmanager": f"http://127.0.0.1:{config.alertmanager_port}"})
     context = {"runner": RUNNER, "output": OUTPUT, "output_dir": OUTPUT_DIR,
                "interval": INTERVAL}
     units = [render.template(name=f"Install {UNIT}.{kind}",
@@ -59,3 +77,18 @@ def configure(config, groups, label: str) -> None:
              for kind in ("service", "timer")]
     system.service(name=f"Write the admin's status every {INTERVAL} s ({UNIT}.timer)",
                    unit=f"{UNIT}.timer", daemon_reload_when=units, restart_when=units)
+    _share(config)
+
+
+def _share(config) -> None:
+    """The document, to the peers, on the private address (multi-host layouts only)."""
+    if not wireguard.enabled():
+        return
+    context = {"output": OUTPUT, "group": config.service_user, "port": config.status_share_port,
+               "address": wireguard.private_address(config), "network": config.mesh_network}
+    units = [render.template(name=f"Install {SHARE}{kind}",
+                             src=f"status/etc/systemd/system/{SHARE}{kind}.j2",
+                             dest=f"/etc/systemd/system/{SHARE}{kind}", context=context)
+             for kind in (".socket", "@.service")]
+    system.service(name=f"Hand the status to the admin hosts ({SHARE}.socket, peers only)",
+                   unit=f"{SHARE}.socket", daemon_reload_when=units, restart_when=units[:1])

@@ -130,6 +130,7 @@ def configure(config, restart_when: list):
         dest=ecosystem_file(config),
         context={"config": config, "current": app.current_link(config),
                  "status_file": admin_status.OUTPUT,
+                 "status_peers": admin_status.peers(config),
                  "listen_also": wireguard.listen_also(config)},
         group=user, mode="640",
     )

@@ -52,12 +52,17 @@ def data_address(config) -> str:
     return reach(config, found[0]) if found else LOOPBACK
 
 
+def others() -> list:
+    """Every other host of the inventory."""
+    return [other for other in inventory if other.name != host.name]
+
+
 def peers(config) -> list[dict]:
     """Every other host of the inventory, as a WireGuard peer."""
     return [{"name": other.name, "endpoint": endpoint(other),
              "address": private_address(config, other),
              "public_key": mesh.public_key(mesh.private_key(_seed(), other.name))}
-            for other in inventory if other.name != host.name]
+            for other in others()]
 
 
 def _seed() -> str:
@@ -121,7 +126,8 @@ def firewall(config, groups) -> dict | None:
     return {"interface": config.wireguard_interface, "port": config.wireguard_port,
             "endpoints": sorted({p["endpoint"] for p in found}),
             "addresses": sorted(p["address"] for p in found),
-            "ports": catalog.private_ports(config, groups)}
+            "ports": sorted({*catalog.private_ports(config, groups),
+                             config.status_share_port})}
 
 
 # Where each distro's wireguard-go package puts its program, when not on wg-quick's name for

@@ -36,6 +36,8 @@ OTHER_PORT_OWNERS = {
     "sshd_port": (("sshd", None),),
     # A new release answers its health check there before it replaces the old one.
     "app_preflight_port": (("python", "{service_user}"),),
+    # systemd holds the status share's socket (operations/admin_status.py).
+    "status_share_port": (("systemd", "root"),),
 }
 
 

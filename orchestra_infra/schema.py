@@ -437,6 +437,7 @@ class PortsData(_Block):
     nginx_exporter_port: InternalPort
     blackbox_exporter_port: InternalPort
     mtail_port: InternalPort
+    status_share_port: InternalPort
     mcp_servers: dict[Annotated[str, Field(pattern=MCP_NAME.pattern)], McpServer]
     ports_auto_reassign: bool
     ports_reassign_range: tuple[InternalPort, InternalPort]
@@ -856,7 +857,8 @@ class Config(BaseData, SecurityData, HardeningData, PortsData, PostgresData, Red
                     "weaviate_grpc_port", "monit_port", "nginx_stub_status_port",
                     "app_preflight_port", "prometheus_port", "alertmanager_port",
                     "node_exporter_port", "postgres_exporter_port", "redis_exporter_port",
-                    "nginx_exporter_port", "blackbox_exporter_port", "mtail_port"):
+                    "nginx_exporter_port", "blackbox_exporter_port", "mtail_port",
+                    "status_share_port"):
             ports[key] = getattr(self, key)
         for name, server in self.mcp_servers.items():
             ports[f"mcp_servers.{name}"] = server.port

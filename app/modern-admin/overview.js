@@ -1,14 +1,23 @@
 // GET /_admin/overview: everything the page shows but the health checks, in one answer.
-// Its sources are on the host's loopback and only the server asks them, with fixed
-// questions: the status rows (STATUS_FILE, written every few seconds by orchestra-status.timer,
-// the rows `orchestra-infra status` computes), Prometheus's HTTP API (graphs of the last
-// hour) and Alertmanager's (alerts firing now). Nothing of the browser's request reaches them.
-// CommonJS and Node's built-ins only, like server.js.
+// Only the server asks its sources, with fixed questions: the status rows (STATUS_FILE,
+// written every few seconds by orchestra-status.timer, the rows `orchestra-infra status`
+// computes), Prometheus's HTTP API (graphs of the last hour) and Alertmanager's (alerts
+// firing now), all on loopback; in a multi-host layout, every other host's status document
+// (its rows and its alerts) from STATUS_PEERS, `label=address:port` on the private network,
+// where a systemd socket writes the document and closes. Nothing of the browser's request
+// reaches them. CommonJS and Node's built-ins only, like server.js.
 "use strict";
 
 const fs = require("node:fs");
+const net = require("node:net");
 
 const STATUS_FILE = process.env.STATUS_FILE || "/run/orchestra-status/status.json";
+const STATUS_PEERS = (process.env.STATUS_PEERS || "").split(",").filter(Boolean).map((peer) => {
+  const [label, where] = peer.split("=");
+  const colon = where.lastIndexOf(":");
+  return { label, host: where.slice(0, colon), port: Number(where.slice(colon + 1)) };
+});
+const PEER_MAX_BYTES = 4 * 1024 * 1024;
 const PROMETHEUS_URL = process.env.PROMETHEUS_URL || "http://127.0.0.1:9090";
 const ALERTMANAGER_URL = process.env.ALERTMANAGER_URL || "http://127.0.0.1:9093";
 const SOURCE_TIMEOUT_MS = 3000;
@@ -46,13 +55,41 @@ function why(error) {
   return error.name === "TimeoutError" ? "no answer" : String(error.message || error);
 }
 
+function aged(document, now) {
+  return { ...document, age_seconds: Math.max(0, Math.round(now - document.generated)) };
+}
+
 function readStatus(now) {
   try {
-    const document = JSON.parse(fs.readFileSync(STATUS_FILE, "utf8"));
-    return { ...document, age_seconds: Math.max(0, Math.round(now - document.generated)) };
+    return aged(JSON.parse(fs.readFileSync(STATUS_FILE, "utf8")), now);
   } catch (error) {
     return { error: error.code === "ENOENT" ? "no status yet" : `unreadable: ${why(error)}` };
   }
+}
+
+// A peer's document: connect, read to the end (bounded in size and time), parse.
+function readPeer(peer, now) {
+  return new Promise((resolve) => {
+    const chunks = [];
+    let size = 0;
+    const done = (result) => { socket.destroy(); resolve({ host: peer.label, ...result }); };
+    const socket = net.connect({ host: peer.host, port: peer.port });
+    socket.setTimeout(SOURCE_TIMEOUT_MS, () => done({ error: "no answer" }));
+    socket.on("error", (error) => done({ error: `unreachable: ${error.code || error.message}` }));
+    socket.on("data", (chunk) => {
+      size += chunk.length;
+      if (size > PEER_MAX_BYTES) return done({ error: "answer too large" });
+      chunks.push(chunk);
+    });
+    socket.on("end", () => {
+      try {
+        const document = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+        done(aged({ ...document, host: peer.label }, now));
+      } catch {
+        done({ error: size ? "unreadable answer" : "no status yet" });
+      }
+    });
+  });
 }
 
 async function graph(spec, now) {
@@ -90,11 +127,28 @@ async function alerts() {
   }
 }
 
+// This host's alerts (asked now), then each peer's (from its document), each with its host.
+function everyAlert(status, own, peers) {
+  const tagged = (host, list) => list.map((alert) => ({ host, ...alert }));
+  const errors = [own.error && `${status.host || "this host"}: ${own.error}`,
+    ...peers.map((p) => p.alerts?.error && `${p.host}: ${p.alerts.error}`)];
+  const found = {
+    firing: [...tagged(status.host || "this host", own.firing),
+      ...peers.flatMap((p) => tagged(p.host, p.alerts?.firing || []))],
+  };
+  if (errors.some(Boolean)) found.error = errors.filter(Boolean).join("; ");
+  return found;
+}
+
 async function overview() {
   const now = Date.now() / 1000;
-  const [graphs, alerting] = await Promise.all([
-    Promise.all(GRAPHS.map((spec) => graph(spec, now))), alerts()]);
-  return { generated: Math.round(now), status: readStatus(now), alerts: alerting, graphs };
+  const [graphs, own, peers] = await Promise.all([
+    Promise.all(GRAPHS.map((spec) => graph(spec, now))), alerts(),
+    Promise.all(STATUS_PEERS.map((peer) => readPeer(peer, now)))]);
+  const status = readStatus(now);
+  return {
+    generated: Math.round(now), status, peers, alerts: everyAlert(status, own, peers), graphs,
+  };
 }
 
 module.exports = { overview, GRAPHS };

@@ -4,8 +4,8 @@ Run by tests/e2e/test_admin_dashboard.py in a process of its own (pyinfra's CLI,
 the e2e session, patches the interpreter with gevent; Playwright must not meet it). The
 request arrives on stdin as one JSON line (the edge password included: never on a command
 line); the script prints ``ready`` and a JSON line of what the page shows, then waits for a
-line naming a service that was just stopped, and prints a JSON line with how long the page
-took to turn that service's row red.
+line naming a service that was just stopped (``SERVICE``, or ``HOST SERVICE`` on a page of
+several hosts), and prints a JSON line with how long the page took to turn its row red.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 def shown(page) -> dict:
     return page.evaluate("""() => ({
         rows: [...document.querySelectorAll("tr[data-service]")].map((tr) => ({
+            host: tr.closest("[data-host]")?.dataset.host || null,
             service: tr.dataset.service, health: tr.dataset.health,
             cells: [...tr.cells].map((td) => td.innerText)})),
         graphs: [...document.querySelectorAll("[data-graph]")].map((f) => ({
@@ -52,9 +53,10 @@ def main() -> None:
         page.screenshot(path=request["screenshot"], full_page=True)
         print("ready", flush=True)
         print(json.dumps(shown(page)), flush=True)
-        service = sys.stdin.readline().strip()
+        *host, service = sys.stdin.readline().split()
+        scope = f'[data-host="{host[0]}"] ' if host else ""
         started = time.monotonic()
-        page.wait_for_selector(f'tr[data-service="{service}"][data-health="fail"]',
+        page.wait_for_selector(f'{scope}tr[data-service="{service}"][data-health="fail"]',
                                timeout=request["red_within_ms"])
         seconds = time.monotonic() - started
         page.screenshot(path=request["screenshot_stopped"], full_page=True)

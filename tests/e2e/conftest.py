@@ -72,6 +72,14 @@ def on(host: sandbox.SandboxHost, command: str, sudo: bool = True) -> str:
     return result.stdout
 
 
+@pytest.fixture(scope="session")
+def browser_ready():
+    """The distro's Chromium and Playwright, for the admin page (admin_browser.py)."""
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("chromium is not installed (scripts/setup installs it)")
+    pytest.importorskip("playwright.sync_api")
+
+
 def pytest_collection_modifyitems(items):
     """The reprovision drill destroys the shared target: it runs last."""
     items.sort(key=lambda item: item.module.__name__.endswith("test_reprovision"))

@@ -29,13 +29,6 @@ PAGE_REFRESH_S = 5  # app/modern-admin/src/health.js REFRESH_MS
 STOPPED = "prometheus-redis-exporter"  # nothing else depends on it
 
 
-@pytest.fixture(scope="module")
-def browser_ready():
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("chromium is not installed (scripts/setup installs it)")
-    pytest.importorskip("playwright.sync_api")
-
-
 def test_the_status_file_holds_the_rows_status_computes(target, provisioned):
     assert provisioned[1].changed == [], provisioned[1].changed  # the second run: no change
     # The timer's first run comes OnActiveSec after the deploy started it: wait up to three

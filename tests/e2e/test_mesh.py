@@ -25,17 +25,20 @@ from email.message import Message
 
 import pytest
 
-from orchestra_infra import mesh, sandbox
+from operations import admin_status
+from orchestra_infra import mesh, sandbox, secrets
 
 from .conftest import PREFIX, REPO, PyinfraRun, on, require_sandbox
+from .test_admin_dashboard import DRIVER, PAGE_REFRESH_S
 
 pytestmark = pytest.mark.e2e
 
 A, B, C = f"{PREFIX}-a", f"{PREFIX}-b", f"{PREFIX}-c"
 LAYOUT = f"{A} edge,app;{B} app;{C} data"
 NETWORK = "10.210.0.0/16"  # group_data/all.py's mesh_network
-DATA_PORTS = (5432, 6379, 8080, 50051)
-APP_PORTS = (8000, 8001, 8003, 8006, 8007, 8008, 8009, 3000)
+# The stores and the status share (9198, every host: operations/admin_status.py).
+DATA_PORTS = (5432, 6379, 8080, 50051, 9198)
+APP_PORTS = (8000, 8001, 8003, 8006, 8007, 8008, 8009, 3000, 9198)
 FIGURES = REPO / "build" / "e2e-figures"
 
 
@@ -145,13 +148,60 @@ def test_private_services_answer_over_the_mesh_only(hosts, converged):
         assert open_ports == [], f"{name} exposes {open_ports} to a neighbour"
     # A peer reaches them on the private address, and not on the public one.
     for source, target, port in ((B, C, 5432), (A, C, 6379), (B, C, 8080), (A, B, 8000),
-                                 (A, B, 8003), (A, B, 3000)):
+                                 (A, B, 8003), (A, B, 3000), (A, C, 9198), (C, B, 9198)):
         assert _connects_from(source, private(hosts, target), port), (source, target, port)
         assert not _connects_from(source, hosts[target].address, port), (source, target, port)
     # WireGuard's port: open to the environment's peers, by address, and to nobody else.
     rules = on(hosts[C], "nft list table inet orchestra")
     peers = sorted(hosts[n].address for n in (A, B))
     assert f"udp dport 51820 ip saddr {{ {', '.join(peers)} }} accept" in rules
+
+
+def test_the_admin_page_shows_every_host_and_turns_a_remote_row_red(hosts, converged,
+                                                                    browser_ready):
+    """The dashboard on the edge (issue 15) in Chromium: every host's rows, which the admin
+    reads over the mesh from each host's status socket; a service stopped on the data host
+    turns its row red there within a status interval and a page refresh."""
+    # What a peer reads from the data host's socket: its document, nothing asked.
+    document = json.loads(on(hosts[A], "timeout 5 bash -c "
+                                       f"'cat < /dev/tcp/{private(hosts, C)}/9198'"))
+    assert document["host"] == hosts[C].address and document["rows"]
+    assert "firing" in document["alerts"]
+    request = {"url": f"https://{hosts[A].address}/", "user": "orchestra",
+               "password": secrets.load("sandbox")["edge_password"],
+               "screenshot": str(FIGURES / "admin-dashboard-mesh.png"),
+               "screenshot_stopped": str(FIGURES / "admin-dashboard-mesh-stopped-service.png"),
+               "red_within_ms": (admin_status.INTERVAL + PAGE_REFRESH_S + 5) * 1000}
+    stopped = "prometheus-redis-exporter"  # on the data host; nothing depends on it
+    driver = subprocess.Popen([sys.executable, str(DRIVER)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        driver.stdin.write(json.dumps(request) + "\n")
+        driver.stdin.flush()
+        assert driver.stdout.readline().strip() == "ready", driver.stderr.read()[-3000:]
+        page = json.loads(driver.stdout.readline())
+        shown: dict[str, dict[str, str]] = {}
+        for row in page["rows"]:
+            shown.setdefault(row["host"], {})[row["service"]] = row["health"]
+        a, b, c = (shown.get(hosts[n].address, {}) for n in (A, B, C))
+        assert set(shown) == {hosts[n].address for n in (A, B, C)}, sorted(shown)
+        assert "nginx" in a and "api-0" in a and "api-0" in b and "nginx" not in b
+        assert "redis-server" in c and "api-0" not in c
+        assert any(name.startswith("postgresql@") for name in c)
+        for service in ("redis-server", "weaviate", stopped):
+            assert c[service] in ("ok", "warn"), (service, c)
+        on(hosts[C], f"monit unmonitor {stopped} || true; systemctl stop {stopped}")
+        driver.stdin.write(f"{hosts[C].address} {stopped}\n")
+        driver.stdin.flush()
+        line = driver.stdout.readline()
+        assert line, driver.stderr.read()[-3000:]
+        after = json.loads(line)
+        _figure("admin-dashboard-mesh", {"hosts": len(shown), "rows": len(page["rows"]),
+                                         "red_after_seconds": after["red_after_seconds"]})
+        assert f"{hosts[C].address}: {stopped}" in after["summary"]
+    finally:
+        driver.kill()
+        on(hosts[C], f"systemctl start {stopped}; monit monitor {stopped} || true")
 
 
 class Load:

@@ -4,10 +4,12 @@ overview, which asks only loopback sources with fixed questions."""
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -35,7 +37,8 @@ def sandbox_config():
     return validate(config.environment_data("sandbox"), NAMES)
 
 
-def _install_like_the_deploy(tmp_path, cfg, probe_output: str) -> tuple[Path, Path]:
+def _install_like_the_deploy(tmp_path, cfg, probe_output: str,
+                             alertmanager: str = "http://127.0.0.1:9") -> tuple[Path, Path]:
     """What operations/admin_status.py puts on a host, under tmp_path, with a probe.sh that
     prints a recorded answer; returns the runner and the output file."""
     lib, out = tmp_path / "lib", tmp_path / "run" / "status.json"
@@ -53,13 +56,14 @@ def _install_like_the_deploy(tmp_path, cfg, probe_output: str) -> tuple[Path, Pa
     runner.write_text(templates.get_template(
         "status/usr/local/lib/orchestra/status/orchestra-status.j2").render(
             lib=str(lib), output=str(out), group=grp.getgrgid(os.getgid()).gr_name,
-            interval=admin_status.INTERVAL))
+            interval=admin_status.INTERVAL, alertmanager=alertmanager))
     return runner, out
 
 
 def test_the_host_computes_the_rows_status_computes_with_the_standard_library(
-        tmp_path, sandbox_config):
-    runner, out = _install_like_the_deploy(tmp_path, sandbox_config, HEALTHY.read_text())
+        tmp_path, sandbox_config, sources):
+    runner, out = _install_like_the_deploy(tmp_path, sandbox_config, HEALTHY.read_text(),
+                                           alertmanager=sources)
     # -I: no site-packages, no PYTHONPATH: what a host's bare python3 has.
     result = subprocess.run([sys.executable, "-I", str(runner)], capture_output=True,
                             text=True, timeout=60)
@@ -72,6 +76,16 @@ def test_the_host_computes_the_rows_status_computes_with_the_standard_library(
     assert out.stat().st_mode & 0o777 == 0o640
     assert out.parent.stat().st_mode & 0o777 == 0o750
     assert {r["service"] for r in document["rows"]} >= {"nginx", "api-0", "backup", "disk /"}
+    # The alerts its Alertmanager fires, as the overview shows them (the admin hosts of a
+    # multi-host layout read them from here).
+    assert document["alerts"] == {"firing": [FIRING]}
+
+
+def test_an_alertmanager_out_of_reach_is_named_not_fatal(tmp_path, sandbox_config):
+    runner, out = _install_like_the_deploy(tmp_path, sandbox_config, HEALTHY.read_text())
+    subprocess.run([sys.executable, "-I", str(runner)], check=True, timeout=60)
+    alerts = json.loads(out.read_text())["alerts"]
+    assert alerts["firing"] == [] and alerts["error"].startswith("Alertmanager: ")
 
 
 def test_a_probe_that_prints_nothing_is_one_failing_row(tmp_path, sandbox_config):
@@ -89,6 +103,10 @@ def test_the_spec_round_trips(sandbox_config):
 
 
 # --- the admin server's overview (app/modern-admin/overview.js) -----------------------------
+
+FIRING = {"name": "ServiceDown", "severity": "critical", "summary": "redis is down",
+          "since": "2026-11-30T05:00:00Z",
+          "labels": {"alertname": "ServiceDown", "severity": "critical"}}
 
 
 class _Sources(BaseHTTPRequestHandler):
@@ -151,10 +169,8 @@ def test_the_overview_reads_the_status_file_alerts_and_graphs(tmp_path, sources)
                        "ALERTMANAGER_URL": sources})
     assert found["status"]["rows"] == [{"service": "nginx", "health": "ok"}]
     assert found["status"]["age_seconds"] > 0
-    assert found["alerts"]["firing"] == [{
-        "name": "ServiceDown", "severity": "critical", "summary": "redis is down",
-        "since": "2026-11-30T05:00:00Z",
-        "labels": {"alertname": "ServiceDown", "severity": "critical"}}]
+    assert found["alerts"]["firing"] == [{"host": "h", **FIRING}]
+    assert found["peers"] == []
     graphs = {g["id"]: g for g in found["graphs"]}
     assert set(graphs) == {"requests", "errors", "latency", "cpu", "memory"}
     assert graphs["cpu"]["series"] == [{"label": "127.0.0.1:9100",
@@ -175,3 +191,53 @@ def test_the_overview_names_what_it_could_not_read(tmp_path):
     assert found["status"] == {"error": "no status yet"}
     assert found["alerts"]["firing"] == [] and found["alerts"]["error"]
     assert all(g["series"] == [] and g["error"] for g in found["graphs"])
+
+
+def _peer(answer: bytes | None) -> tuple[socket.socket, threading.Thread]:
+    """What orchestra-status-share.socket does: write the document to whoever connects and
+    close (None: accept and say nothing, until closed)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = listener.accept()
+                with connection:
+                    if answer is None:
+                        connection.recv(1)  # until the client gives up
+                    else:
+                        connection.sendall(answer)
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+def test_the_overview_reads_every_peer_s_rows_and_alerts(tmp_path, sources):
+    status_file = tmp_path / "status.json"
+    status_file.write_text(json.dumps({"host": "edge", "generated": 1, "interval": 10,
+                                       "rows": []}))
+    data_row = {"service": "postgresql", "health": "fail"}
+    peer_alert = {**FIRING, "name": "BackupTooOld"}
+    good = json.dumps({"host": "10.0.0.12", "generated": 2, "interval": 10,
+                       "rows": [data_row], "alerts": {"firing": [peer_alert]}}).encode()
+    peers = [_peer(good), _peer(b"not json"), _peer(None)]
+    closed = socket.create_server(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    try:
+        listed = ",".join(f"{name}=127.0.0.1:{port}" for name, port in [
+            ("data", peers[0][0].getsockname()[1]), ("garbled", peers[1][0].getsockname()[1]),
+            ("silent", peers[2][0].getsockname()[1]), ("gone", closed_port)])
+        found = _overview({"STATUS_FILE": str(status_file), "PROMETHEUS_URL": sources,
+                           "ALERTMANAGER_URL": sources, "STATUS_PEERS": listed})
+    finally:
+        for listener, _ in peers:
+            listener.close()
+    data, garbled, silent, gone = found["peers"]
+    # The label the edge knows the host by, whatever the document says.
+    assert data["host"] == "data" and data["rows"] == [data_row] and data["age_seconds"] > 0
+    assert garbled == {"host": "garbled", "error": "unreadable answer"}
+    assert silent == {"host": "silent", "error": "no answer"}
+    assert gone == {"host": "gone", "error": "unreachable: ECONNREFUSED"}
+    assert found["alerts"]["firing"] == [{"host": "edge", **FIRING},
+                                         {"host": "data", **peer_alert}]

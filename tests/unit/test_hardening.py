@@ -128,12 +128,16 @@ def test_units_the_deploy_writes_expose_little(tmp_path):
             "status/etc/systemd/system/orchestra-status.service.j2",
             {"runner": admin_status.RUNNER, "output": admin_status.OUTPUT,
              "output_dir": admin_status.OUTPUT_DIR}),
+        f"{admin_status.SHARE}@.service": (
+            f"status/etc/systemd/system/{admin_status.SHARE}@.service.j2",
+            {"output": admin_status.OUTPUT, "group": "orchestra"}),
     }
     unit_dir = tmp_path / "etc/systemd/system"
     unit_dir.mkdir(parents=True)
     for name, (src, context) in units.items():
         (unit_dir / name).write_text(TEMPLATES.get_template(src).render(**context))
     for name in units:
+        name = name.replace("@.", "@1.")  # an instance of a template unit
         result = subprocess.run(
             ["systemd-analyze", "security", "--offline=yes", f"--root={tmp_path}", "--no-pager",
              name], capture_output=True, text=True, timeout=60)

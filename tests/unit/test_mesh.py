@@ -180,12 +180,31 @@ def test_the_firewall_opens_the_mesh_to_the_peers_only():
     rules = {me: plans[me]["/etc/nftables.d/orchestra.nft"] for me in (A, B, C)}
     assert f"udp dport 51820 ip saddr {{ {B}, {C} }} accept" in rules[A]
     data_peers = ", ".join(sorted([_address(A), _address(B)]))
+    # The stores, and the status share (9198) every host hands the admin hosts.
     assert (f'iifname "wg0" ip saddr {{ {data_peers} }} tcp dport {{ 5432, 6379, 8080, '
-            "50051 } accept") in rules[C]
-    app_ports = "3000, 8000, 8001, 8003, 8006, 8007, 8008, 8009"
+            "9198, 50051 } accept") in rules[C]
+    app_ports = "3000, 8000, 8001, 8003, 8006, 8007, 8008, 8009, 9198"
     assert f"tcp dport {{ {app_ports} }} accept" in rules[A]
     assert f"tcp dport {{ {app_ports} }} accept" in rules[B]
     assert "tcp dport { 22, 80, 443 } accept" in rules[C]  # the public ports are unchanged
+
+
+def test_every_host_hands_its_status_to_the_admin_hosts_over_the_mesh():
+    plans = _capture()
+    for me in (A, B, C):
+        socket_unit = plans[me]["/etc/systemd/system/orchestra-status-share.socket"]
+        assert f"ListenStream={_address(me)}:9198\n" in socket_unit
+        assert "IPAddressDeny=any\nIPAddressAllow=10.210.0.0/16\n" in socket_unit
+        service = plans[me]["/etc/systemd/system/orchestra-status-share@.service"]
+        assert "ExecStart=/bin/cat /run/orchestra-status/status.json\n" in service
+        assert "DynamicUser=true\n" in service
+        assert "/usr/local/lib/orchestra/status/orchestra-status" in plans[me]
+    for me in (A, B):  # the admin hosts read the others
+        ecosystem = plans[me]["/etc/orchestra/ecosystem.config.js"]
+        peers = re.search(r'STATUS_PEERS: "(.*)"', ecosystem).group(1).split(",")
+        assert sorted(peers) == sorted(f"@fake/{other}={_address(other)}:9198"
+                                       for other in (A, B, C) if other != me)
+    assert "/etc/orchestra/ecosystem.config.js" not in plans[C]
 
 
 def test_the_app_hosts_use_the_data_host_over_the_mesh():

@@ -52,9 +52,11 @@ function Graph({ graph }) {
 }
 
 function StatusRows({ status }) {
-  if (status.error) return <p className="down">Status: {status.error}</p>;
+  if (status.error) {
+    return <p className="down" data-host={status.host}>{status.host || "Status"}: {status.error}</p>;
+  }
   return (
-    <>
+    <div className="host" data-host={status.host}>
       <p className="muted">
         {status.host}: {status.rows.length} rows, read {formatDuration(status.age_seconds)} ago
         (every {status.interval} s)
@@ -86,7 +88,7 @@ function StatusRows({ status }) {
           ))}
         </tbody>
       </table>
-    </>
+    </div>
   );
 }
 
@@ -97,8 +99,9 @@ function Alerts({ alerts }) {
       {alerts.firing.length === 0 && !alerts.error && <p className="muted">None.</p>}
       <ul>
         {alerts.firing.map((alert) => (
-          <li key={`${alert.name} ${JSON.stringify(alert.labels)}`} className={`alert ${alert.severity}`}>
-            <strong>{alert.name}</strong> {alert.severity && <span className="muted">{alert.severity}</span>}{" "}
+          <li key={`${alert.host} ${alert.name} ${JSON.stringify(alert.labels)}`} className={`alert ${alert.severity}`}>
+            <strong>{alert.name}</strong> <span className="muted">{alert.host}</span>{" "}
+            {alert.severity && <span className="muted">{alert.severity}</span>}{" "}
             {alert.summary}
           </li>
         ))}
@@ -110,21 +113,30 @@ function Alerts({ alerts }) {
 export default function Overview({ data }) {
   if (!data) return <p className="muted">Reading the host's status…</p>;
   if (data.error) return <p className="down">Overview: {data.error}</p>;
-  const rows = data.status.rows || [];
-  const disks = rows.filter((row) => row.service.startsWith("disk "));
-  const backup = rows.find((row) => row.service === "backup");
-  const failing = rows.filter((row) => row.health === "fail");
+  // This host first, then every other host of a multi-host layout.
+  const hosts = [data.status, ...(data.peers || [])];
+  const several = hosts.length > 1;
+  const named = (host, what) => (several ? `${host.host}: ${what}` : what);
+  const failing = hosts.flatMap((host) => (host.error ? [named(host, "no status")]
+    : host.rows.filter((row) => row.health === "fail").map((row) => named(host, row.service))));
   return (
     <>
       <section className="glance">
         <p className={`summary ${failing.length ? "down" : "up"}`} data-failing={failing.length}>
-          {failing.length ? `${failing.length} failing: ${failing.map((r) => r.service).join(", ")}`
-            : "Every service healthy"}
+          {failing.length ? `${failing.length} failing: ${failing.join(", ")}`
+            : several ? `Every service of ${hosts.length} hosts healthy` : "Every service healthy"}
         </p>
-        <p className="muted">
-          {disks.map((d) => `${d.service.slice(5)} ${d.state}`).join(" · ")}
-          {backup && ` · newest backup: ${backup.state}`}
-        </p>
+        {hosts.filter((host) => !host.error).map((host) => {
+          const disks = host.rows.filter((row) => row.service.startsWith("disk "));
+          const backup = host.rows.find((row) => row.service === "backup");
+          return (
+            <p className="muted" key={host.host}>
+              {several && `${host.host}: `}
+              {disks.map((d) => `${d.service.slice(5)} ${d.state}`).join(" · ")}
+              {backup && ` · newest backup: ${backup.state}`}
+            </p>
+          );
+        })}
       </section>
       <Alerts alerts={data.alerts} />
       <section>
@@ -135,7 +147,7 @@ export default function Overview({ data }) {
       </section>
       <section>
         <h2>Services (as <code>orchestra-infra status</code> sees them)</h2>
-        <StatusRows status={data.status} />
+        {hosts.map((host, i) => <StatusRows key={host.host || i} status={host} />)}
       </section>
     </>
   );
