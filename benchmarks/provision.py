@@ -107,10 +107,12 @@ def floor_script(packages: list[str], config: Config, node_repository: str,
         "update-ca-certificates >/dev/null",
         "printf '[global]\\ncert = /etc/ssl/certs/ca-certificates.crt\\n' > /etc/pip.conf",
         "printf 'cafile=/etc/ssl/certs/ca-certificates.crt\\nprefix=/usr/local\\n' > /etc/npmrc",
-        # Node.js from the same repository as the deploy's.
+        # Node.js from the same repository as the deploy's; curl first where the image has
+        # none (base.prepare's step: Debian 12's minimal image).
+        "command -v curl >/dev/null || { apt-get update -qq && "
+        "apt-get install -y -qq ca-certificates curl >/dev/null; }",
         "install -d -m 755 /etc/apt/keyrings",
-        f"if command -v curl >/dev/null; then curl -fsSL -o {q(pm2.KEYRING)} {q(node_key_url)};"
-        f" else wget -q -O {q(pm2.KEYRING)} {q(node_key_url)}; fi",
+        f"curl -fsSL -o {q(pm2.KEYRING)} {q(node_key_url)}",
         f"echo {q(f'deb [signed-by={pm2.KEYRING}] {node_repository} nodistro main')}"
         f" > {q(pm2.SOURCES)}",
         "apt-get update -qq",
