@@ -119,6 +119,12 @@ def watched_units(config, groups, postgres_major: int | None) -> list[str]:
                   if s.manager == "systemd" and s.unit and not s.optional)
 
 
+def units_regex(units: list[str]) -> str:
+    """The units the node exporter reports and the ServiceDown rule watches (anchored by
+    both)."""
+    return "(" + "|".join(units) + ")[.]service"
+
+
 def daemon_args(config, groups, flavour: Flavour, units: list[str]) -> dict[str, str]:
     """The ARGS line of each package's /etc/default file, by package."""
     loopback = "127.0.0.1"
@@ -142,7 +148,7 @@ def daemon_args(config, groups, flavour: Flavour, units: list[str]) -> dict[str,
             "--collector.systemd",
             # A regex, anchored by the exporter; [.] as a backslash would need escaping
             # twice (the env file, then the unit's $ARGS).
-            "--collector.systemd.unit-include=(" + "|".join(units) + ")[.]service",
+            f"--collector.systemd.unit-include={units_regex(units)}",
         ],
         "prometheus-blackbox-exporter": [
             f"--config.file={ETC}/blackbox.yml",
@@ -221,7 +227,8 @@ def configure(config, groups):
         name="Define the alert rules",
         src="prometheus/etc/prometheus/rules/orchestra.yml.j2",
         dest=RULES,
-        context={"config": config, "data": data, "edge": edge},
+        context={"config": config, "data": data, "edge": edge,
+                 "units_regex": units_regex(units)},
         validate=f"promtool check rules {RULES} >/dev/null",
     )
     scrape = render.template(

@@ -162,6 +162,10 @@ def test_the_admin_page_shows_every_host_and_turns_a_remote_row_red(hosts, conve
     """The dashboard on the edge (issue 15) in Chromium: every host's rows, which the admin
     reads over the mesh from each host's status socket; a service stopped on the data host
     turns its row red there within a status interval and a page refresh."""
+    # Each host's first document comes a few seconds after the deploy starts its timer.
+    for name in (A, B, C):
+        on(hosts[name], f"for _ in $(seq {3 * admin_status.INTERVAL}); do "
+                        f"test -s {admin_status.OUTPUT} && exit 0; sleep 1; done; exit 1")
     # What a peer reads from the data host's socket: its document, nothing asked.
     document = json.loads(on(hosts[A], "timeout 5 bash -c "
                                        f"'cat < /dev/tcp/{private(hosts, C)}/9198'"))

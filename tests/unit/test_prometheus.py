@@ -178,8 +178,10 @@ def test_prometheus_yml_scrapes_loopback_and_probes_through_blackbox(config):
 
 
 def _rules(config, data=True, edge=True):
+    units = prometheus.watched_units(config, ("app", "data", "edge"), 15)
     return _render("etc/prometheus/rules/orchestra.yml.j2",
-                   {"config": config, "data": data, "edge": edge})
+                   {"config": config, "data": data, "edge": edge,
+                    "units_regex": prometheus.units_regex(units)})
 
 
 def _alerts(text):
@@ -384,6 +386,12 @@ def test_rules_fire_as_intended(config, tmp_path):
                 values: '100x10'
               - series: 'orchestra_backup_last_success_timestamp_seconds'
                 values: '0x10'
+              # A unit of the stack stopped, and one of the host's own units inactive (a
+              # freshly installed exporter reports every unit): only the first alerts.
+              - series: 'node_systemd_unit_state{name="weaviate.service", state="active"}'
+                values: '1 0 0 0'
+              - series: 'node_systemd_unit_state{name="rescue.service", state="active"}'
+                values: '0x4'
             alert_rule_test:
               - eval_time: 3m
                 alertname: ServiceDown
@@ -391,6 +399,9 @@ def test_rules_fire_as_intended(config, tmp_path):
                   - exp_labels: {severity: critical, service: redis, job: redis,
                                  instance: "127.0.0.1:9121"}
                     exp_annotations: {summary: "redis is down: its exporter cannot reach it"}
+                  - exp_labels: {severity: critical, service: weaviate, name: weaviate.service,
+                                 state: active}
+                    exp_annotations: {summary: "systemd unit weaviate.service is not active"}
               - eval_time: 3m
                 alertname: HealthProbeFailing
                 exp_alerts:
