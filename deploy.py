@@ -23,6 +23,7 @@ from operations import (
     render,
     runlock,
     security,
+    snapshot,
     stack,
     supervisor,
     weaviate,
@@ -95,3 +96,5 @@ prometheus.configure(config, host.groups)
 # The status rows the admin shows: its own host's, and in a multi-host layout every host's.
 admin_status.configure(config, host.groups, host.name)
 monit.run(monit_plan)
+# What this plan asked the host about, for the next preview's one snapshot.
+snapshot.remember()

@@ -152,8 +152,10 @@ def release_tarball(config: Config) -> Path:
 
 def _pyinfra(host: sandbox.SandboxHost, *args: str) -> tuple[float, str]:
     started = time.monotonic()
+    # A preview without -y: with it pyinfra skips the change detection that makes it one.
     result = run_pyinfra("sandbox", "deploy.py", *args,
                          extra_env={"ORCHESTRA_SANDBOX_HOSTS": host.name},
+                         yes="--dry" not in args,
                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
     elapsed = time.monotonic() - started
     if result.returncode != 0:

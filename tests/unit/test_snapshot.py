@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from operations import snapshot
 from operations.snapshot import HostSnapshot
 
 
@@ -69,3 +70,54 @@ def test_units_from_one_systemctl_show():
         "nosuch": {"active": False, "enabled": False, "exists": False},
         "monit": {"active": True, "enabled": False, "exists": True},
     }
+
+
+class _Host:
+    """pyinfra's host as lookup() sees it: a name and get_fact, every call counted."""
+
+    def __init__(self, name):
+        self.name, self.asked = name, []
+
+    def get_fact(self, fact, **keys):
+        self.asked.append({k: set(v) for k, v in keys.items() if v})
+        return {kind: {key: {"asked": True} for key in keys.get(kind, ())}
+                for kind in ("files", "dirs", "units")}
+
+
+def _plan(monkeypatch, keys, executing=False):
+    """Register and look up keys one after the other, as a preview plans operations."""
+    fake = _Host("203.0.113.10")
+    monkeypatch.setattr(snapshot, "host", fake)
+    monkeypatch.setattr(snapshot, "state", type("State", (), {"is_executing": executing}))
+    monkeypatch.setattr(snapshot, "_registered",
+                        snapshot.defaultdict(lambda: [{k: set() for k in snapshot.KINDS}]))
+    monkeypatch.setattr(snapshot, "_snapshots", {})
+    monkeypatch.setattr(snapshot, "_remembered", {})  # a new process: read from the cache
+    for kind, key in keys:
+        snapshot._registered[fake.name][-1][kind].add(key)
+        assert snapshot.lookup(kind, key) == {"asked": True}
+    snapshot.remember()
+    return fake.asked
+
+
+def test_a_second_plan_asks_once_for_what_the_first_registered(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    keys = [("files", "/etc/a.conf"), ("units", "redis-server"), ("dirs", "/opt/b")]
+    assert len(_plan(monkeypatch, keys)) == 3  # the first plan: a snapshot per new key
+    assert _plan(monkeypatch, keys) == [{"files": {"/etc/a.conf"}, "units": {"redis-server"},
+                                         "dirs": {"/opt/b"}}]
+    # A key the last plan did not have costs one more snapshot, then it is remembered too.
+    more = [*keys, ("files", "/etc/new.conf")]
+    assert len(_plan(monkeypatch, more)) == 2
+    assert len(_plan(monkeypatch, more)) == 1
+    # Execution reads only what this run registered, as before.
+    assert _plan(monkeypatch, keys[:1], executing=True) == [{"files": {"/etc/a.conf"}}]
+
+
+def test_an_unreadable_cache_costs_only_the_old_way(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    keys = [("files", "/etc/a.conf"), ("units", "redis-server")]
+    _plan(monkeypatch, keys)
+    (cached,) = (tmp_path / "orchestra-infra" / "snapshot-keys").iterdir()
+    cached.write_text("{not json")
+    assert len(_plan(monkeypatch, keys)) == 2
