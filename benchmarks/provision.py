@@ -55,10 +55,10 @@ class Figures:
             f"  first run on a bare host:        {self.first_run_seconds:7.1f} s  "
             f"({ratio:.2f}x the floor; target <= {FIRST_RUN_TARGET_RATIO}x: "
             f"{verdict(ratio <= FIRST_RUN_TARGET_RATIO)})",
-            f"  no-op run (median of {RUNS}):       {self.noop_seconds:7.1f} s  "
+            f"  no-op run (median of {RUNS}):       {self.noop_seconds:7.2f} s  "
             f"(target <= {NOOP_TARGET_SECONDS:.0f} s: "
             f"{verdict(self.noop_seconds <= NOOP_TARGET_SECONDS)})",
-            f"  preview --dry --diff (median of {RUNS}): {self.preview_seconds:5.1f} s  "
+            f"  preview --dry --diff (median of {RUNS}): {self.preview_seconds:5.2f} s  "
             f"(target <= {PREVIEW_TARGET_SECONDS:.0f} s: "
             f"{verdict(self.preview_seconds <= PREVIEW_TARGET_SECONDS)})",
             f"  operations:                      {self.operations:7d}",
