@@ -86,22 +86,57 @@ def _wait_for_graph_points(target, graphs: tuple[str, ...], limit_s: float = 240
         time.sleep(5)
 
 
+class AdminPage:
+    """The admin page open in the distro's Chromium (admin_browser.py, a process of its own),
+    with the edge's password: ``page`` is what it shows first; ``turns_red`` waits (bounded
+    by a status interval and a page refresh) until a stopped service's row is red."""
+
+    def __init__(self, address: str, figure: str):
+        self.request = {
+            "url": f"https://{address}/", "user": "orchestra",
+            "password": secrets.load("sandbox")["edge_password"],
+            "screenshot": str(FIGURES / f"{figure}.png"),
+            "screenshot_stopped": str(FIGURES / f"{figure}-stopped-service.png"),
+            "red_within_ms": (admin_status.INTERVAL + PAGE_REFRESH_S + 5) * 1000}
+
+    def __enter__(self):
+        FIGURES.mkdir(parents=True, exist_ok=True)
+        self.driver = subprocess.Popen([sys.executable, str(DRIVER)], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True)
+        try:
+            self._send(json.dumps(self.request))
+            assert self.driver.stdout.readline().strip() == "ready", self._stderr()
+            self.page = json.loads(self.driver.stdout.readline())
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def turns_red(self, service: str, host: str | None = None) -> dict:
+        self._send(f"{host} {service}" if host else service)
+        line = self.driver.stdout.readline()
+        assert line, self._stderr()
+        return json.loads(line)
+
+    def _send(self, line: str) -> None:
+        self.driver.stdin.write(line + "\n")
+        self.driver.stdin.flush()
+
+    def _stderr(self) -> str:
+        self.driver.kill()
+        return self.driver.stderr.read()[-3000:]
+
+    def __exit__(self, *exc):
+        self.driver.kill()
+        self.driver.wait(timeout=30)
+
+
 def test_the_dashboard_in_chromium(target, provisioned, browser_ready):
-    FIGURES.mkdir(parents=True, exist_ok=True)
     graphs_drawn = ("requests", "cpu", "memory", "latency")
     _wait_for_graph_points(target, graphs_drawn)
-    request = {"url": f"https://{target.address}/", "user": "orchestra",
-               "password": secrets.load("sandbox")["edge_password"],
-               "screenshot": str(FIGURES / "admin-dashboard.png"),
-               "screenshot_stopped": str(FIGURES / "admin-dashboard-stopped-service.png"),
-               "red_within_ms": (admin_status.INTERVAL + PAGE_REFRESH_S + 5) * 1000}
-    driver = subprocess.Popen([sys.executable, str(DRIVER)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        driver.stdin.write(json.dumps(request) + "\n")
-        driver.stdin.flush()
-        assert driver.stdout.readline().strip() == "ready", driver.stderr.read()[-3000:]
-        page = json.loads(driver.stdout.readline())
+    with AdminPage(target.address, "admin-dashboard") as browser:
+        page = browser.page
         health = {row["service"]: row["health"] for row in page["rows"]}
         for service in ("nginx", "api-0", "supervisor", "pm2-orchestra", "redis-server",
                         "weaviate", "prometheus", "monit", STOPPED):
@@ -118,18 +153,14 @@ def test_the_dashboard_in_chromium(target, provisioned, browser_ready):
 
         # Monit would restart it: it is left alone while the page is watched.
         on(target, f"monit unmonitor {STOPPED} || true; systemctl stop {STOPPED}")
-        driver.stdin.write(STOPPED + "\n")
-        driver.stdin.flush()
-        line = driver.stdout.readline()
-        assert line, driver.stderr.read()[-3000:]
-        after = json.loads(line)
-        (FIGURES / "admin-dashboard-red.txt").write_text(
-            f"{STOPPED} stopped: its row red on the page after {after['red_after_seconds']} s "
-            f"(status every {admin_status.INTERVAL} s, page refresh {PAGE_REFRESH_S} s)\n")
-        row = next(r for r in after["rows"] if r["service"] == STOPPED)
-        assert row["health"] == "fail" and "stopped" in " ".join(row["cells"])
-        assert STOPPED in after["summary"]
-    finally:
-        on(target, f"systemctl start {STOPPED}; monit monitor {STOPPED} || true")
-        driver.kill()
-        driver.wait(timeout=30)
+        try:
+            after = browser.turns_red(STOPPED)
+            (FIGURES / "admin-dashboard-red.txt").write_text(
+                f"{STOPPED} stopped: its row red on the page after "
+                f"{after['red_after_seconds']} s (status every {admin_status.INTERVAL} s, "
+                f"page refresh {PAGE_REFRESH_S} s)\n")
+            row = next(r for r in after["rows"] if r["service"] == STOPPED)
+            assert row["health"] == "fail" and "stopped" in " ".join(row["cells"])
+            assert STOPPED in after["summary"]
+        finally:
+            on(target, f"systemctl start {STOPPED}; monit monitor {STOPPED} || true")

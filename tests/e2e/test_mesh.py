@@ -26,10 +26,10 @@ from email.message import Message
 import pytest
 
 from operations import admin_status
-from orchestra_infra import mesh, sandbox, secrets
+from orchestra_infra import mesh, sandbox
 
 from .conftest import PREFIX, REPO, PyinfraRun, on, require_sandbox
-from .test_admin_dashboard import DRIVER, PAGE_REFRESH_S
+from .test_admin_dashboard import AdminPage
 
 pytestmark = pytest.mark.e2e
 
@@ -171,19 +171,9 @@ def test_the_admin_page_shows_every_host_and_turns_a_remote_row_red(hosts, conve
                                        f"'cat < /dev/tcp/{private(hosts, C)}/9198'"))
     assert document["host"] == hosts[C].address and document["rows"]
     assert "firing" in document["alerts"]
-    request = {"url": f"https://{hosts[A].address}/", "user": "orchestra",
-               "password": secrets.load("sandbox")["edge_password"],
-               "screenshot": str(FIGURES / "admin-dashboard-mesh.png"),
-               "screenshot_stopped": str(FIGURES / "admin-dashboard-mesh-stopped-service.png"),
-               "red_within_ms": (admin_status.INTERVAL + PAGE_REFRESH_S + 5) * 1000}
     stopped = "prometheus-redis-exporter"  # on the data host; nothing depends on it
-    driver = subprocess.Popen([sys.executable, str(DRIVER)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        driver.stdin.write(json.dumps(request) + "\n")
-        driver.stdin.flush()
-        assert driver.stdout.readline().strip() == "ready", driver.stderr.read()[-3000:]
-        page = json.loads(driver.stdout.readline())
+    with AdminPage(hosts[A].address, "admin-dashboard-mesh") as browser:
+        page = browser.page
         shown: dict[str, dict[str, str]] = {}
         for row in page["rows"]:
             shown.setdefault(row["host"], {})[row["service"]] = row["health"]
@@ -195,17 +185,13 @@ def test_the_admin_page_shows_every_host_and_turns_a_remote_row_red(hosts, conve
         for service in ("redis-server", "weaviate", stopped):
             assert c[service] in ("ok", "warn"), (service, c)
         on(hosts[C], f"monit unmonitor {stopped} || true; systemctl stop {stopped}")
-        driver.stdin.write(f"{hosts[C].address} {stopped}\n")
-        driver.stdin.flush()
-        line = driver.stdout.readline()
-        assert line, driver.stderr.read()[-3000:]
-        after = json.loads(line)
-        _figure("admin-dashboard-mesh", {"hosts": len(shown), "rows": len(page["rows"]),
-                                         "red_after_seconds": after["red_after_seconds"]})
-        assert f"{hosts[C].address}: {stopped}" in after["summary"]
-    finally:
-        driver.kill()
-        on(hosts[C], f"systemctl start {stopped}; monit monitor {stopped} || true")
+        try:
+            after = browser.turns_red(stopped, host=hosts[C].address)
+            _figure("admin-dashboard-mesh", {"hosts": len(shown), "rows": len(page["rows"]),
+                                             "red_after_seconds": after["red_after_seconds"]})
+            assert f"{hosts[C].address}: {stopped}" in after["summary"]
+        finally:
+            on(hosts[C], f"systemctl start {stopped}; monit monitor {stopped} || true")
 
 
 class Load:
