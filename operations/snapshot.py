@@ -156,18 +156,27 @@ def lookup(kind: str, key: str):
     if not found:
         return _single(kind, key)  # called through _inner: nothing was registered
     generation = found[-1]
-    wanted = {k: set(v) for k, v in generations[generation].items()}
+    registered = generations[generation]
     executing = bool(getattr(state, "is_executing", False))
-    if not executing:  # planning: what the last plan registered too (see the docstring)
-        for k, keys in _last_plan(generation).items():
-            wanted[k] |= keys
     cache_key = (host.name, executing, generation)
     snapshot = _snapshots.get(cache_key)
     if snapshot is None or key not in snapshot[kind]:
-        snapshot = host.get_fact(HostSnapshot, **{k: tuple(sorted(v)) for k, v in
-                                                  wanted.items()})
+        wanted = {k: set(v) for k, v in registered.items()}
+        if not executing:  # planning: what the last plan registered too (see the docstring)
+            for k, keys in _last_plan(generation).items():
+                wanted[k] |= keys
+        try:
+            snapshot = _read(wanted)
+        except ValueError:  # a remembered file that is no longer one: this plan's keys only
+            if wanted == registered:
+                raise
+            snapshot = _read(registered)
         _snapshots[cache_key] = snapshot
     return snapshot[kind][key]
+
+
+def _read(keys: dict[str, set[str]]) -> dict:
+    return host.get_fact(HostSnapshot, **{k: tuple(sorted(v)) for k, v in keys.items()})
 
 
 def _keys_file() -> Path:

@@ -78,15 +78,20 @@ class _Host:
     def __init__(self, name):
         self.name, self.asked = name, []
 
+    refused: str | None = None  # a path that is no longer a file: HostSnapshot raises
+
     def get_fact(self, fact, **keys):
         self.asked.append({k: set(v) for k, v in keys.items() if v})
+        if self.refused in keys.get("files", ()):
+            raise ValueError("exists and is not a regular file")
         return {kind: {key: {"asked": True} for key in keys.get(kind, ())}
                 for kind in ("files", "dirs", "units")}
 
 
-def _plan(monkeypatch, keys, executing=False):
+def _plan(monkeypatch, keys, executing=False, refused=None):
     """Register and look up keys one after the other, as a preview plans operations."""
     fake = _Host("203.0.113.10")
+    fake.refused = refused
     monkeypatch.setattr(snapshot, "host", fake)
     monkeypatch.setattr(snapshot, "state", type("State", (), {"is_executing": executing}))
     monkeypatch.setattr(snapshot, "_registered",
@@ -121,3 +126,12 @@ def test_an_unreadable_cache_costs_only_the_old_way(monkeypatch, tmp_path):
     (cached,) = (tmp_path / "orchestra-infra" / "snapshot-keys").iterdir()
     cached.write_text("{not json")
     assert len(_plan(monkeypatch, keys)) == 2
+
+
+def test_a_remembered_file_that_became_a_directory_falls_back_to_this_plan(monkeypatch,
+                                                                          tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    _plan(monkeypatch, [("files", "/etc/a.conf"), ("files", "/etc/gone.conf")])
+    asked = _plan(monkeypatch, [("files", "/etc/a.conf")], refused="/etc/gone.conf")
+    assert asked == [{"files": {"/etc/a.conf", "/etc/gone.conf"}}, {"files": {"/etc/a.conf"}}]
+
