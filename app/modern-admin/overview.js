@@ -18,6 +18,7 @@ const STATUS_PEERS = (process.env.STATUS_PEERS || "").split(",").filter(Boolean)
   return { label, host: where.slice(0, colon), port: Number(where.slice(colon + 1)) };
 });
 const PEER_MAX_BYTES = 4 * 1024 * 1024;
+const PEER_RETRY_MS = 500;
 const PROMETHEUS_URL = process.env.PROMETHEUS_URL || "http://127.0.0.1:9090";
 const ALERTMANAGER_URL = process.env.ALERTMANAGER_URL || "http://127.0.0.1:9093";
 const SOURCE_TIMEOUT_MS = 3000;
@@ -67,8 +68,16 @@ function readStatus(now) {
   }
 }
 
-// A peer's document: connect, read to the end (bounded in size and time), parse.
-function readPeer(peer, now) {
+// A peer's document: connect, read to the end (bounded in size and time), parse; once more
+// after an empty answer (the peer's socket refused this one, or its first document is due).
+async function readPeer(peer, now) {
+  const found = await readPeerOnce(peer, now);
+  if (found.error !== "no status yet") return found;
+  await new Promise((resolve) => setTimeout(resolve, PEER_RETRY_MS));
+  return readPeerOnce(peer, now);
+}
+
+function readPeerOnce(peer, now) {
   return new Promise((resolve) => {
     const chunks = [];
     let size = 0;

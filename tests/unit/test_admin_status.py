@@ -193,17 +193,22 @@ def test_the_overview_names_what_it_could_not_read(tmp_path):
     assert all(g["series"] == [] and g["error"] for g in found["graphs"])
 
 
-def _peer(answer: bytes | None) -> tuple[socket.socket, threading.Thread]:
+def _peer(answer: bytes | None, drop_first: bool = False
+          ) -> tuple[socket.socket, threading.Thread]:
     """What orchestra-status-share.socket does: write the document to whoever connects and
-    close (None: accept and say nothing, until closed)."""
+    close (None: accept and say nothing, until closed; drop_first: close the first
+    connection at once, as systemd does past MaxConnectionsPerSource)."""
     listener = socket.create_server(("127.0.0.1", 0))
 
     def serve():
+        dropped = not drop_first
         with contextlib.suppress(OSError):
             while True:
                 connection, _ = listener.accept()
                 with connection:
-                    if answer is None:
+                    if not dropped:
+                        dropped = True
+                    elif answer is None:
                         connection.recv(1)  # until the client gives up
                     else:
                         connection.sendall(answer)
@@ -220,7 +225,7 @@ def test_the_overview_reads_every_peer_s_rows_and_alerts(tmp_path, sources):
     peer_alert = {**FIRING, "name": "BackupTooOld"}
     good = json.dumps({"host": "10.0.0.12", "generated": 2, "interval": 10,
                        "rows": [data_row], "alerts": {"firing": [peer_alert]}}).encode()
-    peers = [_peer(good), _peer(b"not json"), _peer(None)]
+    peers = [_peer(good, drop_first=True), _peer(b"not json"), _peer(None)]
     closed = socket.create_server(("127.0.0.1", 0))
     closed_port = closed.getsockname()[1]
     closed.close()
