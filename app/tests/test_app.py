@@ -33,6 +33,9 @@ from api import notes  # noqa: E402
 from api.main import create_app  # noqa: E402
 from api.settings import Settings, parse_server_urls, redact  # noqa: E402
 from api.stores import Stores, StoreUnavailable  # noqa: E402
+from api.stores.postgres import Postgres  # noqa: E402
+from api.stores.redis import Redis  # noqa: E402
+from api.stores.weaviate import Weaviate  # noqa: E402
 from mcp_servers import agent, server  # noqa: E402
 from mcp_servers.server import create_server  # noqa: E402
 
@@ -491,3 +494,28 @@ def test_api_command_line(monkeypatch):
     api_main.main([])
     api_main.main(["--port", "8002"])
     assert calls == [("api.main:app", 8000), ("api.main:app", 8001), ("api.main:app", 8002)]
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("make", [
+    lambda port: Postgres(f"postgresql://u:p@127.0.0.1:{port}/d"),
+    lambda port: Redis(f"redis://127.0.0.1:{port}/0"),
+    lambda port: Weaviate(f"http://127.0.0.1:{port}", classes=[{"class": "Note"}]),
+], ids=["postgresql", "redis", "weaviate"])
+def test_a_real_store_library_refused_at_once_is_tried_again_soon(make):
+    # The real client libraries against a port nobody listens on: each one's own words for
+    # "refused" must be recognised, or the store waits out the backoff after it is back.
+    import asyncio
+
+    store = make(closed_port())
+    with pytest.raises(StoreUnavailable):
+        asyncio.run(store.ping())
+    assert 0 < store.gate.wait_left() <= store.gate.backoff.refused

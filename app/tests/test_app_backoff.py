@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from api.backoff import Backoff, ReconnectGate  # noqa: E402
-from api.stores.base import Store, StoreUnavailable  # noqa: E402
+from api.stores.base import Store, StoreUnavailable, refused  # noqa: E402
 
 
 class FakeClock:
@@ -59,7 +59,8 @@ def test_a_store_back_after_a_long_outage_is_tried_again_within_two_seconds():
 
 
 @pytest.mark.parametrize("kwargs", [{"base": 0}, {"base": 5, "cap": 1}, {"factor": 0.5},
-                                    {"jitter": 1}, {"jitter": -0.1}])
+                                    {"jitter": 1}, {"jitter": -0.1}, {"refused": -1},
+                                    {"refused": 3}])
 def test_invalid_backoffs_are_refused(kwargs):
     with pytest.raises(ValueError):
         Backoff(**kwargs)
@@ -81,6 +82,15 @@ def test_the_gate_spaces_attempts_by_the_backoff_and_opens_on_success():
     gate.record_success()
     assert gate.failures == 0
     assert gate.record_failure() == 1
+
+
+def test_a_refused_connection_is_tried_again_soon_however_long_the_outage():
+    clock = FakeClock()
+    gate = ReconnectGate(Backoff(base=1, factor=2, cap=10, jitter=0, refused=0.1), clock)
+    assert [gate.record_failure(refused=True) for _ in range(20)] == [0.1] * 20
+    assert gate.wait_left() == pytest.approx(0.1)
+    # A store that stops answering at all is back on the backoff.
+    assert gate.record_failure() == 10
 
 
 # --- Store -----------------------------------------------------------------------------------
@@ -109,12 +119,18 @@ class FakeStore(Store[FakeClient]):
         kwargs.setdefault("timeout", 0.5)
         super().__init__(**kwargs)
         self.server_up = True
+        self.refusing = False  # down, and the kernel answers "refused" at once
         self.fail_prepare = False
         self.clients: list[FakeClient] = []
 
     async def _connect(self) -> FakeClient:
+        if self.refusing:
+            try:
+                raise ConnectionRefusedError(111, "Connection refused")
+            except ConnectionRefusedError as exc:
+                raise ConnectionLost("cannot reach fake:1234") from exc
         if not self.server_up:
-            raise ConnectionLost("connection refused by fake:1234 password=hunter2")
+            raise ConnectionLost("fake:1234 did not answer password=hunter2")
         client = FakeClient(len(self.clients) + 1)
         self.clients.append(client)
         return client
@@ -202,6 +218,42 @@ def test_while_down_requests_fail_fast_and_attempts_follow_the_backoff():
     clock.now += store.gate.wait_left()
     assert run(store.run(store.query)) == 1
     assert store.gate.failures == 0
+
+
+def test_a_store_that_refuses_is_tried_again_a_tenth_of_a_second_later():
+    clock = FakeClock()
+    store = FakeStore(clock=clock, backoff=Backoff(base=1, factor=2, cap=8, jitter=0))
+    store.refusing = True
+    for _ in range(5):
+        with pytest.raises(StoreUnavailable):
+            run(store.run(store.query))
+        assert store.gate.wait_left() == pytest.approx(0.1)
+        clock.now += 0.1
+    store.refusing = False
+    assert run(store.run(store.query)) == 1
+
+
+@pytest.mark.parametrize("error", [
+    ConnectionRefusedError(111, "Connection refused"),
+    # psycopg (libpq's words), redis-py, httpx
+    Exception('connection failed: connection to server at "127.0.0.1", port 5432 failed: '
+              'Connection refused\n\tIs the server running on that host?'),
+    Exception("FATAL:  the database system is starting up"),
+    Exception("Error 111 connecting to 127.0.0.1:6379. Connection refused."),
+    Exception("LOADING Redis is loading the dataset in memory"),
+    Exception("[Errno 111] Connect call failed ('127.0.0.1', 8080)"),
+])
+def test_refused_connections_are_recognised_in_each_librarys_words(error):
+    assert refused(error)
+
+
+@pytest.mark.parametrize("error", [
+    TimeoutError(), ConnectionResetError(104, "Connection reset by peer"),
+    Exception("FATAL:  password authentication failed for user \"orchestra\""),
+    Exception("sorry, too many clients already"),
+])
+def test_other_failures_wait_for_the_backoff(error):
+    assert not refused(error)
 
 
 def test_a_failure_on_a_new_connection_is_not_retried_at_once():

@@ -20,6 +20,25 @@ T = TypeVar("T")
 
 MAX_REASON_CHARS = 300
 
+# How each library words "nothing listens there yet" (the kernel's reset: errno 111) or "the
+# store is starting or stopping": answers that came at once and cost the store nothing.
+REFUSED_WORDS = ("connection refused", "errno 111", "the database system is starting up",
+                 "the database system is shutting down", "redis is loading")
+
+
+def refused(exc: BaseException) -> bool:
+    """True when the store, or the kernel for it, refused the connection at once."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the error, what caused it, and so on; libraries wrap a few times
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionRefusedError):
+            return True
+        if any(word in str(seen).lower() for word in REFUSED_WORDS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
 
 class StoreUnavailable(Exception):
     """A store cannot serve right now. The API answers 503; the process keeps running.
@@ -39,8 +58,9 @@ class Store(ABC, Generic[C]):
     """Holds at most one client of one store and hands it to operations.
 
     Connecting happens on first use, not at construction, so a process starts even when its
-    stores are down. After a failed connection attempt the next one waits for the backoff;
-    requests meanwhile fail fast with StoreUnavailable instead of queueing. One request makes
+    stores are down. After a failed connection attempt the next one waits for the backoff
+    (or, when the store refused at once, for the backoff's short `refused` delay); requests
+    meanwhile fail fast with StoreUnavailable instead of queueing. One request makes
     at most two attempts, each bounded by `timeout`.
     """
 
@@ -155,7 +175,7 @@ class Store(ABC, Generic[C]):
             log.debug("%s: error while closing (%s)", self.name, self._describe(exc))
 
     def _failed(self, exc: BaseException, what: str) -> StoreUnavailable:
-        delay = self.gate.record_failure()
+        delay = self.gate.record_failure(refused(exc))
         self._last_failure = type(exc).__name__
         reason = self._describe(exc)
         log.warning("%s: %s (%s); next connection attempt in %.1fs", self.name, what, reason,
