@@ -1,7 +1,9 @@
 """``orchestra-infra chaos ENV``: load through the edge, faults on a seeded schedule, a verdict.
 
-One host of the environment is the victim (the first host that runs the app and the data,
-or ``--host``); the load goes to the first edge host. Faults are injected over SSH with the
+One host of the environment is the victim (``--host``; by default the host that runs the app
+and the data, or in a multi-host layout an app host that is not an edge: the one a lost
+machine costs least to prove); the load goes to the first edge host, and the notes are read
+back on the data host and an app host. Faults are injected over SSH with the
 same connection settings as ``status``; a sandbox host's reboot goes through the sandbox
 tool (a container is restarted from its disk, as a VM reboots).
 """
@@ -52,10 +54,20 @@ def _victim(targets: list[status_hosts.Target], wanted: str | None) -> status_ho
             if wanted in (target.name, target.label):
                 return target
         raise ConfigError([f"--host: {wanted!r} is not a host of this environment"])
-    for target in targets:
-        if {"app", "data"} <= set(target.groups):
-            return target
-    return targets[0]
+    def preference(target):  # the first of the best: max() keeps the first of equals
+        groups = set(target.groups)
+        return {"app", "data"} <= groups, "app" in groups and "edge" not in groups, "app" in groups
+
+    return max(targets, key=preference)
+
+
+def _reader(targets: list[status_hosts.Target], group: str,
+            victim: status_hosts.Target) -> status_hosts.Target:
+    """Where the notes are read back from: the victim when it is of `group` (one host: all
+    of them), else the first host of `group`."""
+    if group in victim.groups:
+        return victim
+    return next(t for t in targets if group in t.groups)
 
 
 def faultable(config, groups) -> dict[str, catalog.Service]:
@@ -98,16 +110,26 @@ def _edge(config, loaded, targets) -> Edge:
                 mcp_servers=tuple(config.mcp_servers), context=context)
 
 
-def verify(load: Load, victim, config) -> tuple[dict[str, list[str]], int]:
-    """Every acknowledged note, read back on the victim (templates/chaos/scripts/verify.sh.j2):
-    {store: lost ids}, and how many recent notes Redis's cache no longer held."""
-    acknowledged = {str(uuid.UUID(o.note)): o for o in load.outcomes if o.note}
-    text = render.script("chaos/scripts/verify.sh.j2", ids=sorted(acknowledged),
-                         database=config.postgres_databases[0].name,
-                         api=f"http://127.0.0.1:{config.api_port}")
-    out, error = status_hosts.run_script(victim, text, timeout=900)
+def _read_back(host, **parts) -> str:
+    text = render.script("chaos/scripts/verify.sh.j2", **{"database": None, "ids": None, **parts})
+    out, error = status_hosts.run_script(host, text, timeout=900)
     if error:
-        raise RuntimeError(f"reading the notes back on {victim.label} failed: {error}")
+        raise RuntimeError(f"reading the notes back on {host.label} failed: {error}")
+    return out
+
+
+def verify(load: Load, targets, victim, config) -> tuple[dict[str, list[str]], int]:
+    """Every acknowledged note, read back (templates/chaos/scripts/verify.sh.j2): PostgreSQL's
+    rows on the data host, the rest through an app host's API: {store: lost ids}, and how
+    many recent notes Redis's cache no longer held."""
+    acknowledged = {str(uuid.UUID(o.note)): o for o in load.outcomes if o.note}
+    data_host, app_host = _reader(targets, "data", victim), _reader(targets, "app", victim)
+    database = config.postgres_databases[0].name
+    api = dict(ids=sorted(acknowledged), api=f"http://127.0.0.1:{config.api_port}")
+    if data_host is app_host:
+        out = _read_back(data_host, database=database, **api)
+    else:
+        out = _read_back(data_host, database=database) + _read_back(app_host, **api)
     stored, notes = out.split("@@notes\n")
     stored_ids = set(stored.split()[1:])
     lost = {"postgresql": sorted(set(acknowledged) - stored_ids), "weaviate": []}
@@ -194,7 +216,7 @@ def run(options: Options, echo=print) -> tuple[Verdict, list[Outcome], list[Inje
         status_hosts.run_script(victim, fault_scripts.cleanup_script())
     for thread in checks:
         thread.join(timeout=120)
-    lost, cache_missing = verify(load, victim, config)
+    lost, cache_missing = verify(load, targets, victim, config)
     if options.alerts_port:
         out, _ = status_hosts.run_script(victim, fault_scripts.alerts_script("read"))
         attribute_alerts(injected, parse_alerts(out or "", started_epoch), services)

@@ -18,6 +18,7 @@ from benchmarks.chaos.load import Edge, Load, Outcome
 from benchmarks.chaos.verdict import Injected, judge
 from orchestra_infra import config as config_module
 from orchestra_infra import secrets
+from orchestra_infra.errors import ConfigError
 from orchestra_infra.schema import validate
 
 SERVICES = {"api-0": "supervisor", "api-1": "supervisor", "nginx": "systemd",
@@ -230,11 +231,42 @@ def test_the_plot_is_a_png(tmp_path):
 def test_the_read_back_script_passes_shellcheck():
     from operations import render
 
-    text = render.script("chaos/scripts/verify.sh.j2", ids=[str(uuid.uuid4())] * 2,
-                         database="orchestra", api="http://127.0.0.1:8000")
-    result = subprocess.run(["shellcheck", "-s", "sh", "-"], input=text, text=True,
-                            capture_output=True)
-    assert result.returncode == 0, result.stdout
+    for parts in ({"database": "orchestra", "ids": [str(uuid.uuid4())] * 2},
+                  {"database": "orchestra", "ids": None}, {"database": None, "ids": []}):
+        text = render.script("chaos/scripts/verify.sh.j2", api="http://127.0.0.1:8000", **parts)
+        assert ("@@postgresql" in text) == bool(parts["database"])
+        assert ("@@notes" in text) == (parts["ids"] is not None)
+        result = subprocess.run(["shellcheck", "-s", "sh", "-"], input=text, text=True,
+                                capture_output=True)
+        assert result.returncode == 0, result.stdout
+
+
+def hosts(*layout: str) -> list:
+    from orchestra_infra.status_hosts import Target
+
+    return [Target(f"10.0.0.{n}", tuple(groups.split(","))) for n, groups in enumerate(layout)]
+
+
+@pytest.mark.parametrize("layout, victim, data, app", [
+    (["edge,app,data"], 0, 0, 0),
+    # A, B, C: losing B (app only) is the drill; the data host reads PostgreSQL back.
+    (["edge,app", "app", "data"], 1, 2, 1),
+    (["edge,app", "data"], 0, 1, 0),
+    (["data", "edge,app,data"], 1, 1, 1),
+])
+def test_the_victim_and_the_read_back_hosts_fit_the_layout(layout, victim, data, app):
+    targets = hosts(*layout)
+    chosen = run._victim(targets, None)
+    assert chosen is targets[victim]
+    assert run._reader(targets, "data", chosen) is targets[data]
+    assert run._reader(targets, "app", chosen) is targets[app]
+
+
+def test_a_named_victim_must_be_a_host_of_the_environment():
+    targets = hosts("edge,app", "app", "data")
+    assert run._victim(targets, "10.0.0.2") is targets[2]
+    with pytest.raises(ConfigError, match="--host: '10.9.9.9'"):
+        run._victim(targets, "10.9.9.9")
 
 
 def test_alerts_are_attributed_to_the_fault_of_their_service(services):
