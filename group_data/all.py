@@ -577,7 +577,8 @@ mtail_port = 3903
 # Multi-host layouts only: each host hands its status rows (and its alerts firing) to the
 # admin hosts on this port of its private address (systemd socket, peers only).
 status_share_port = 9198
-# One entry per MCP server; adding a server is one entry here.
+# One entry per MCP server; adding a server is one entry here. `port` is its first
+# instance's.
 mcp_servers = {
     "memory": {"port": 8003},
     "task": {"port": 8006},
@@ -585,6 +586,13 @@ mcp_servers = {
     "data": {"port": 8008},
     "monitor": {"port": 8009},
 }
+# Instances of each MCP server. Two: while a release (or a crash) restarts one, the other
+# takes new sessions. A handshake session lives in the memory of the instance that made it;
+# its id begins with that instance's route, and nginx sends its requests there alone.
+mcp_instances = 2
+# Instance i of an MCP server listens on its port + i * mcp_instance_port_step (memory: 8003,
+# 8013).
+mcp_instance_port_step = 10
 # When a port of an internal service (an MCP server, the API instances) is held by a process
 # this stack does not run: stop the deploy (False), or move the service to the first free
 # port of ports_reassign_range (True). A moved port is recorded on the host

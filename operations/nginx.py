@@ -12,6 +12,7 @@ from pyinfra.operations import files
 
 from operations import ports, render, snapshot, system, wireguard
 from operations.facts import FileState
+from orchestra_infra import catalog
 from orchestra_infra.preflight import validate_host
 
 
@@ -49,23 +50,26 @@ def _server(address: str, port: int) -> str:
     return f"{address}:{port} max_fails=3 fail_timeout=10s"
 
 
-def _app_hosts(config) -> list[tuple[str, object]]:
-    """(address, effective config) of every host of group `app`: each may have moved
-    ports (operations/ports.py), read from its own facts."""
+def _app_hosts(config) -> list[tuple[str, object, str]]:
+    """(address, effective config, inventory name) of every host of group `app`: each may
+    have moved ports (operations/ports.py), read from its own facts."""
     # A host marked `drain` (hosts/ENV) gets no new requests: the first step of its removal.
     app_hosts = [h for h in inventory.get_group("app", []) if not h.data.get("drain")] or [host]
     return [(_address(config, h), config if h.name == host.name
-             else ports.for_host(validate_host(h)[0], h)) for h in app_hosts]
+             else ports.for_host(validate_host(h)[0], h), h.name) for h in app_hosts]
 
 
 def upstreams(config) -> dict:
-    """Every API instance, admin and MCP server on every host of group `app`."""
+    """Every API instance, admin and MCP server instance on every host of group `app`; each
+    MCP instance with the route its sessions' ids begin with (catalog.session_route)."""
     app_hosts = _app_hosts(config)
     return {
-        "api_servers": [_server(a, c.api_port + i) for a, c in app_hosts
+        "api_servers": [_server(a, c.api_port + i) for a, c, _ in app_hosts
                         for i in range(c.api_instances)],
-        "admin_servers": [_server(a, c.admin_port) for a, c in app_hosts],
-        "mcp_servers": {name: [_server(a, c.mcp_servers[name].port) for a, c in app_hosts]
+        "admin_servers": [_server(a, c.admin_port) for a, c, _ in app_hosts],
+        "mcp_servers": {name: [{"server": _server(a, port), "address": f"{a}:{port}",
+                                "route": catalog.session_route(host_name, port)}
+                               for a, c, host_name in app_hosts for port in c.mcp_ports(name)]
                         for name in config.mcp_servers},
     }
 

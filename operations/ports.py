@@ -46,7 +46,7 @@ def record_problems(config, recorded, path: str) -> list[str]:
         elif isinstance(port, bool) or not isinstance(port, int):
             problems.append(f"{path}: {key}: {port!r} is not a port number")
         else:
-            last = port + (config.api_instances - 1 if key == "api_port" else 0)
+            last = port + max(_offsets(config, key))
             if port < 1024 or last > 65535:
                 problems.append(f"{path}: {key}: {port} is not a port an internal service "
                                 "may use (1024-65535)")
@@ -86,8 +86,14 @@ def foreign_holders(config, listening: dict[int, list[dict]]) -> dict[str, str]:
 
 
 def _base_key(key: str) -> str:
-    """API instances move as one block: ``api_port+1`` moves ``api_port``."""
-    return "api_port" if key.startswith("api_port") else key
+    """Instances move as one block: ``api_port+1`` moves ``api_port``, ``mcp_servers.task+1``
+    moves ``mcp_servers.task``."""
+    return key.partition("+")[0]
+
+
+def _offsets(config, key: str) -> list[int]:
+    """The ports a moved key takes, from its first."""
+    return list(range(config.api_instances)) if key == "api_port" else config.mcp_offsets()
 
 
 def apply(config, assignments: dict[str, int]):
@@ -103,10 +109,10 @@ def apply(config, assignments: dict[str, int]):
     return config.model_copy(update={**update, "mcp_servers": servers})
 
 
-def _free_block(config, taken: set[int], size: int) -> int | None:
+def _free_block(config, taken: set[int], offsets: list[int]) -> int | None:
     low, high = config.ports_reassign_range
-    for start in range(low, high - size + 2):
-        if not taken.intersection(range(start, start + size)):
+    for start in range(low, high - max(offsets) + 1):
+        if not taken.intersection(start + offset for offset in offsets):
             return start
     return None
 
@@ -129,14 +135,14 @@ def plan(config, listening: dict[int, list[dict]],
         if not key.startswith(_MOVABLE):
             lines.append(problems[key])
             continue
-        size = config.api_instances if key == "api_port" else 1
-        port = _free_block(config, taken, size)
+        offsets = _offsets(config, key)
+        port = _free_block(config, taken, offsets)
         if port is None:
             first = next(line for k, line in problems.items() if _base_key(k) == key)
             lines.append(f"{first}; no free port left in ports_reassign_range "
                          f"{config.ports_reassign_range}")
             continue
-        taken.update(range(port, port + size))
+        taken.update(port + offset for offset in offsets)
         assignments[key] = port
     return assignments, lines
 

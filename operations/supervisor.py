@@ -9,6 +9,7 @@ from pyinfra.operations.util import any_changed
 
 from operations import app, render, system, wireguard
 from operations.facts import SupervisorStatus
+from orchestra_infra import catalog
 
 CONF = "/etc/supervisor/conf.d/orchestra.conf"
 
@@ -31,11 +32,15 @@ def configure(config, restart_when: list, after_units: list[str]):
             ["-/var/log/supervisor", "-/run", config.log_root]),
     )
     programs = app.programs(config)
+    # Each MCP instance's sessions' ids begin with its route, the edge's map to it.
+    routes = {p["name"]: catalog.session_route(host.name, p["port"]) for p in programs
+              if "mcp" in p}
     conf = render.template(
         name="Configure the Supervisor programs",
         src="supervisor/etc/supervisor/conf.d/orchestra.conf.j2",
         dest=CONF,
-        context={"config": config, "programs": programs, "launcher": app.launcher(config),
+        context={"config": config, "programs": programs, "routes": routes,
+                 "launcher": app.launcher(config),
                  "current": app.current_link(config)},
     )
     # supervisord's only control interface is its unix socket (0700, root): the distro

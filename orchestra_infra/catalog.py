@@ -15,6 +15,7 @@ PostgreSQL major version of its distro) is an argument.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -115,16 +116,26 @@ def pm2_home(config) -> str:
     return f"/var/lib/{config.service_user}/pm2"
 
 
+def session_route(host_name: str, port: int) -> str:
+    """What the ids of the MCP sessions made by the instance on this host and port begin with
+    (``ROUTE-``): the edge sends each session's requests to that instance alone. The same on
+    both sides (the app host's Supervisor program, the edge's nginx map), stable while the
+    host and the port stay, and it names neither to clients."""
+    return hashlib.sha256(f"{host_name}:{port}".encode()).hexdigest()[:8]
+
+
 def programs(config) -> list[dict]:
-    """Every Supervisor program: the API instances, then one per MCP server."""
+    """Every Supervisor program: the API instances, then each MCP server's instances
+    (``mcp-NAME``, then ``mcp-NAME-1``, ...)."""
     api = [{"name": f"api-{i}", "module": "api", "port": config.api_port + i,
             "env_name": "api", "health": API_HEALTH,
             "port_key": "api_port" if i == 0 else f"api_port+{i}"}
            for i in range(config.api_instances)]
-    mcp = [{"name": f"mcp-{name}", "module": f"mcp_servers.server --name {name}",
-            "port": server.port, "env_name": f"mcp-{name}", "health": MCP_HEALTH,
-            "port_key": f"mcp_servers.{name}"}
-           for name, server in config.mcp_servers.items()]
+    mcp = [{"name": f"mcp-{name}" + (f"-{i}" if i else ""),
+            "module": f"mcp_servers.server --name {name}", "port": port,
+            "env_name": f"mcp-{name}", "health": MCP_HEALTH, "mcp": name,
+            "port_key": f"mcp_servers.{name}" + (f"+{i}" if i else "")}
+           for name in config.mcp_servers for i, port in enumerate(config.mcp_ports(name))]
     return api + mcp
 
 

@@ -439,6 +439,8 @@ class PortsData(_Block):
     mtail_port: InternalPort
     status_share_port: InternalPort
     mcp_servers: dict[Annotated[str, Field(pattern=MCP_NAME.pattern)], McpServer]
+    mcp_instances: Annotated[int, Field(ge=1, le=8)]
+    mcp_instance_port_step: Annotated[int, Field(ge=1, le=1000)]
     ports_auto_reassign: bool
     ports_reassign_range: tuple[InternalPort, InternalPort]
 
@@ -860,9 +862,18 @@ class Config(BaseData, SecurityData, HardeningData, PortsData, PostgresData, Red
                     "nginx_exporter_port", "blackbox_exporter_port", "mtail_port",
                     "status_share_port"):
             ports[key] = getattr(self, key)
-        for name, server in self.mcp_servers.items():
-            ports[f"mcp_servers.{name}"] = server.port
+        for name in self.mcp_servers:
+            for i, port in enumerate(self.mcp_ports(name)):
+                ports[f"mcp_servers.{name}" + (f"+{i}" if i else "")] = port
         return ports
+
+    def mcp_offsets(self) -> list[int]:
+        """How far each instance of an MCP server is from its first one's port."""
+        return [i * self.mcp_instance_port_step for i in range(self.mcp_instances)]
+
+    def mcp_ports(self, name: str) -> list[int]:
+        """The port of each instance of MCP server `name`."""
+        return [self.mcp_servers[name].port + offset for offset in self.mcp_offsets()]
 
     def monit_service_names(self) -> list[str]:
         """What Monit calls the services it may watch, on a host of every group."""
@@ -875,15 +886,31 @@ class Config(BaseData, SecurityData, HardeningData, PortsData, PostgresData, Red
         return sorted(ports)
 
 
+def _port_path(key: str) -> str:
+    """A port table key as the data path to fix: ``mcp_servers.task+1`` is instance 1 of
+    ``mcp_servers.task.port``."""
+    if not key.startswith("mcp_servers."):
+        return key
+    name, _, instance = key.partition("+")
+    return f"{name}.port" + (f" (instance {instance}: + {instance} * mcp_instance_port_step)"
+                             if instance else "")
+
+
 def port_conflicts(config: Config) -> list[str]:
     seen: dict[int, str] = {}
     problems = []
+    pairs = set()  # (key, key) without instances: task on memory's port collides twice
     for key, port in config.port_table().items():
+        if port in seen:
+            pair = (key.partition("+")[0], seen[port].partition("+")[0])
+            if pair in pairs:
+                continue
+            pairs.add(pair)
         if port > 65535:
-            problems.append(f"{key}: {port} is above 65535 (api_port + api_instances overflows)")
+            problems.append(f"{key}: {port} is above 65535 (the first instance's port plus "
+                            "the instances overflows)")
         elif port in seen:
-            path = f"{key}.port" if key.startswith("mcp_servers.") else key
-            problems.append(f"{path}: {port} is already used by {seen[port]}")
+            problems.append(f"{_port_path(key)}: {port} is already used by {seen[port]}")
         else:
             seen[port] = key
     return problems

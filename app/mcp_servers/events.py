@@ -86,3 +86,25 @@ def per_session(manager) -> None:
         return transport
 
     manager._admit_session = admit_with_own_events
+
+
+def routed(manager, route: str) -> None:
+    """Make every handshake session id of ``manager`` begin with ``route-``: the edge sends
+    the requests of a session to the instance whose route its id begins with (nginx's map,
+    orchestra_infra/catalog.py's session_route), so that with several instances of a server
+    a session stays where it lives. Wraps the SDK's session admission, like per_session,
+    and renames the session it admitted before anyone has seen its id."""
+    admit = manager._admit_session
+
+    def admit_routed(requestor):
+        transport = admit(requestor)
+        if transport is not None:
+            old = transport.mcp_session_id
+            new = f"{route}-{old}"
+            transport.mcp_session_id = new
+            manager._server_instances[new] = manager._server_instances.pop(old)
+            if old in manager._session_owners:
+                manager._session_owners[new] = manager._session_owners.pop(old)
+        return transport
+
+    manager._admit_session = admit_routed

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -39,6 +40,8 @@ SERVERS: dict[str, Feature] = {
 # Where the Streamable HTTP endpoint is (the SDK's default): behind the edge,
 # https://HOST/mcp/<name>/mcp.
 MCP_PATH = "/mcp"
+# What an instance's session ids begin with (then "-"): the deploy's catalog.session_route.
+ROUTE = re.compile(r"[0-9a-f]{8}")
 # A session nobody has used for this long is closed; its client then opens a new one.
 SESSION_IDLE_SECONDS = 30 * 60
 
@@ -72,8 +75,10 @@ def create_mcp(name: str, ctx: Context, feature: Feature) -> MCPServer:
 
 
 def create_server(name: str, settings: Settings | None = None, stores: Stores | None = None,
-                  transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
-    """The server called name, with its real stores unless stores is given."""
+                  transport: httpx.AsyncBaseTransport | None = None,
+                  route: str | None = None) -> FastAPI:
+    """The server called name, with its real stores unless stores is given; route (default:
+    $MCP_SESSION_ROUTE, set by the deploy per instance) begins its sessions' ids."""
     if name not in SERVERS:
         raise ValueError(f"unknown MCP server {name!r}; known: {', '.join(SERVERS)}")
     feature = SERVERS[name]
@@ -92,6 +97,11 @@ def create_server(name: str, settings: Settings | None = None, stores: Stores | 
         streamable_http_path=MCP_PATH, transport_security=TRANSPORT_SECURITY,
         session_idle_timeout=SESSION_IDLE_SECONDS, event_store=events.BoundedEventStore())
     events.per_session(mcp_server.session_manager)
+    route = os.environ.get("MCP_SESSION_ROUTE", "") if route is None else route
+    if route:
+        if not ROUTE.fullmatch(route):
+            raise ValueError(f"MCP_SESSION_ROUTE: {route!r} is not 8 lower-case hex digits")
+        events.routed(mcp_server.session_manager, route)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -205,11 +205,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def served_memory():
-    """The memory server under uvicorn on a free loopback port, as Supervisor runs it."""
+def served_memory(request):
+    """The memory server under uvicorn on a free loopback port, as Supervisor runs it (with
+    the session route given as the test's parameter, if any)."""
     stores = fake_stores()
     port = _free_port()
-    config = uvicorn.Config(create_server("memory", SETTINGS, stores), host="127.0.0.1",
+    route = getattr(request, "param", None)
+    config = uvicorn.Config(create_server("memory", SETTINGS, stores, route=route),
+                            host="127.0.0.1",
                             port=port, log_config=None, timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -238,8 +241,14 @@ class Recorder(httpx2.AsyncClient):
         return response
 
 
-def test_a_handshake_session_over_http_initialises_streams_and_ends_with_delete(served_memory):
+# With a route (the deploy sets one per instance), every id begins with it: the edge sends a
+# session's requests to the instance that made it.
+@pytest.mark.parametrize("served_memory", [None, "0a1b2c3d"], indirect=True,
+                         ids=["no-route", "routed"])
+def test_a_handshake_session_over_http_initialises_streams_and_ends_with_delete(served_memory,
+                                                                                request):
     base, stores = served_memory
+    route = request.node.callspec.params["served_memory"]
     progress = []
 
     async def on_progress(done, total, message):
@@ -260,6 +269,7 @@ def test_a_handshake_session_over_http_initialises_streams_and_ends_with_delete(
     assert progress == [0, 1]
     session = exchanges[0][3]
     assert exchanges[0][:2] == ("POST", 200) and session  # initialize: the session's id
+    assert session.startswith(f"{route}-") == bool(route)
     assert all(sent == session for _, _, sent, _ in exchanges[1:])
     assert ("GET", 200, session, session) in exchanges  # the standalone event stream
     assert exchanges[-1][:3] == ("DELETE", 200, session)  # the session ends
@@ -274,6 +284,12 @@ def test_a_handshake_session_over_http_initialises_streams_and_ends_with_delete(
                 json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
 
     assert run(after).status_code == 404  # gone: a client must initialise a new session
+
+
+@pytest.mark.parametrize("route", ["0A1B2C3D", "0a1b2c3", "0a1b2c3d\nx", "../0a1b2c"])
+def test_a_session_route_is_eight_hex_digits_or_the_server_does_not_start(route):
+    with pytest.raises(ValueError, match="MCP_SESSION_ROUTE"):
+        create_server("memory", SETTINGS, fake_stores(), route=route)
 
 
 def test_a_2026_client_needs_no_session(served_memory):

@@ -97,6 +97,8 @@ PROGRAMS = {
     "orchestra:api-1": (8001, "/api/health/"),
     **{f"orchestra:mcp-{name}": (port, "/health") for name, port in
        zip(MCP_SERVERS, (8003, 8006, 8007, 8008, 8009), strict=True)},
+    # A second instance (mcp_instances: 2) is a program like the first; one stands for all.
+    "orchestra:mcp-memory-1": (8013, "/health"),
     "admin": (3000, "/"),
 }
 PM2 = "runuser -u orchestra -- env HOME=/var/lib/orchestra PM2_HOME=/var/lib/orchestra/pm2 pm2"

@@ -38,7 +38,7 @@ LAYOUT = f"{A} edge,app;{B} app;{C} data"
 NETWORK = "10.210.0.0/16"  # group_data/all.py's mesh_network
 # The stores and the status share (9198, every host: operations/admin_status.py).
 DATA_PORTS = (5432, 6379, 8080, 50051, 9198)
-APP_PORTS = (8000, 8001, 8003, 8006, 8007, 8008, 8009, 3000, 9198)
+APP_PORTS = (8000, 8001, 8003, 8006, 8007, 8008, 8009, 8013, 8016, 8017, 8018, 8019, 3000, 9198)
 FIGURES = REPO / "build" / "e2e-figures"
 
 

@@ -18,8 +18,10 @@ pytestmark = pytest.mark.e2e
 def test_monit_watches_every_service_and_only_on_loopback(target, provisioned,
                                                           testinfra_host):
     assert testinfra_host.service("monit").is_enabled
-    names = ["api-0", "api-1", "mcp-memory", "mcp-task", "mcp-agent", "mcp-data",
-             "mcp-monitor", "admin", "nginx", "postgres", "redis", "weaviate"]
+    names = ["api-0", "api-1", *(f"mcp-{name}{instance}"
+                                 for name in ("memory", "task", "agent", "data", "monitor")
+                                 for instance in ("", "-1")),
+             "admin", "nginx", "postgres", "redis", "weaviate"]
 
     def not_ok() -> list[str]:
         summary = on(target, "monit summary").splitlines()

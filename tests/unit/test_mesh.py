@@ -183,7 +183,8 @@ def test_the_firewall_opens_the_mesh_to_the_peers_only():
     # The stores, and the status share (9198) every host hands the admin hosts.
     assert (f'iifname "wg0" ip saddr {{ {data_peers} }} tcp dport {{ 5432, 6379, 8080, '
             "9198, 50051 } accept") in rules[C]
-    app_ports = "3000, 8000, 8001, 8003, 8006, 8007, 8008, 8009, 9198"
+    app_ports = ("3000, 8000, 8001, 8003, 8006, 8007, 8008, 8009, 8013, 8016, 8017, 8018, 8019, "
+                 "9198")
     assert f"tcp dport {{ {app_ports} }} accept" in rules[A]
     assert f"tcp dport {{ {app_ports} }} accept" in rules[B]
     assert "tcp dport { 22, 80, 443 } accept" in rules[C]  # the public ports are unchanged
@@ -241,6 +242,25 @@ def test_the_edge_balances_over_every_app_host_skipping_a_dead_one():
         "127.0.0.1:8000", "127.0.0.1:8001", f"{_address(B)}:8000", f"{_address(B)}:8001"]
     assert f"server {_address(B)}:8000 max_fails=3 fail_timeout=10s;" in api
     assert "/etc/nginx/conf.d/orchestra.conf" not in _capture()[B]
+
+
+def test_each_mcp_session_goes_to_the_app_host_instance_that_made_it():
+    """The route each app host's Supervisor gives an MCP instance (the start of its sessions'
+    ids) is the one the edge's nginx maps to that host's address and port, and no two
+    instances of the environment share one."""
+    conf = _capture()[A]["/etc/nginx/conf.d/orchestra.conf"]
+    mapped = {}
+    for route, upstream in re.findall(r"~\^([0-9a-f]{8})- (orchestra_mcp_\w+);", conf):
+        block = re.search(rf"upstream {upstream} \{{\s*server (\S+);", conf).group(1)
+        mapped[route] = block
+    given = {}
+    for name, address in ((A, "127.0.0.1"), (B, _address(B))):
+        programs = _capture()[name]["/etc/supervisor/conf.d/orchestra.conf"]
+        for port, route in re.findall(r"--port (\d+)\ndirectory=\S+\n"
+                                      r'environment=MCP_SESSION_ROUTE="([0-9a-f]{8})"', programs):
+            given[route] = f"{address}:{port}"
+    assert len(given) == 2 * 5 * 2  # two hosts, five servers, two instances each
+    assert mapped == given
 
 
 def test_a_bad_layout_stops_every_host_before_any_change():

@@ -57,16 +57,19 @@ def test_each_group_gets_its_own_services():
     assert list(_services(config, data=True, app_host=False, edge=False)) == [
         "postgres", "redis", "weaviate"]
     assert list(_services(config, data=False, app_host=True, edge=False)) == [
-        "supervisord", "api-0", "api-1", "mcp-memory", "mcp-task", "mcp-agent", "mcp-data",
-        "mcp-monitor", "admin"]
+        "supervisord", "api-0", "api-1", "mcp-memory", "mcp-memory-1", "mcp-task", "mcp-task-1",
+        "mcp-agent", "mcp-agent-1", "mcp-data", "mcp-data-1", "mcp-monitor", "mcp-monitor-1",
+        "admin"]
     assert list(_services(config, data=False, app_host=False, edge=True)) == ["nginx"]
 
 
 def test_a_new_mcp_server_is_checked_without_more_data():
     config = _config(mcp_servers={"memory": {"port": 8003}, "search": {"port": 8011}})
-    service = _services(config)["mcp-search"]
-    assert service["health"] == [
+    services = _services(config)
+    assert services["mcp-search"]["health"] == [
         'failed host 127.0.0.1 port 8011 protocol http request "/health" status < 600']
+    assert services["mcp-search-1"]["health"] == [
+        'failed host 127.0.0.1 port 8021 protocol http request "/health" status < 600']
 
 
 def test_program_patterns_match_supervisor_command_lines_only():

@@ -48,10 +48,12 @@ def _has_basic_auth(directives: list[str]) -> bool:
 
 def test_by_default_the_admin_and_every_mcp_server_need_the_password_and_the_api_does_not():
     locations = _locations(_site(_config()))
-    assert list(locations) == ["/api/", "@api_idempotent", "/mcp/memory/", "/mcp/task/", "/"]
+    assert list(locations) == ["/api/", "@api_idempotent", "/mcp/memory/", "/mcp/task/",
+                               "@orchestra_mcp_unreachable", "/"]
+    # A named location is reached only from another (an error page), past its checks.
     assert {path: _has_basic_auth(d) for path, d in locations.items()} == {
         "/api/": False, "@api_idempotent": False, "/mcp/memory/": True, "/mcp/task/": True,
-        "/": True}
+        "@orchestra_mcp_unreachable": False, "/": True}
 
 
 def test_an_authenticated_api_keeps_its_health_public():
@@ -125,7 +127,9 @@ def test_mcp_routes_are_rate_and_connection_limited_and_stay_unbuffered():
                       "proxy_read_timeout 3600s;", "proxy_send_timeout 3600s;",
                       "proxy_cache off;", "proxy_request_buffering off;",
                       "proxy_set_header Connection $connection_upgrade;",
-                      "proxy_pass http://orchestra_mcp_memory/;"):
+                      "rewrite ^/mcp/memory(/.*)$ $1 break;",
+                      "proxy_pass http://$orchestra_mcp_memory;",
+                      "error_page 502 = @orchestra_mcp_unreachable;"):
         assert directive in memory
     # Nothing the Streamable HTTP transport needs is hidden or cut: its headers pass as they
     # are, and no method is refused.
@@ -258,17 +262,37 @@ def test_an_edge_password_bcrypt_cannot_read_whole_is_refused(secrets_dir, monke
     assert raised.value.problems == ["secrets.edge_password: too long (72 bytes at most)"]
 
 
-def test_mcp_upstreams_keep_a_handshake_session_on_its_instance_and_spread_2026_requests():
+def test_a_handshake_session_goes_to_the_instance_that_made_it_and_the_rest_anywhere():
+    instances = [{"server": f"10.0.0.{h}:{port} max_fails=3 fail_timeout=10s",
+                  "address": f"10.0.0.{h}:{port}", "route": f"{h}{port}abc"[:8]}
+                 for h in (1, 2) for port in (8003, 8013)]
     http_level = render.render(HTTP_LEVEL, {
         "config": _config(), "api_servers": [], "admin_servers": [],
-        "mcp_servers": {"memory": ["10.0.0.1:8003 max_fails=3 fail_timeout=10s",
-                                   "10.0.0.2:8003 max_fails=3 fail_timeout=10s"]}})
-    upstream = http_level.split("upstream orchestra_mcp_memory {", 1)[1].split("}", 1)[0]
-    assert upstream.split("\n")[1].strip() == "hash $orchestra_mcp_affinity consistent;"
-    affinity = http_level.split("map $http_mcp_protocol_version $orchestra_mcp_affinity {", 1)[1]
-    rules = [line.split() for line in affinity.split("}", 1)[0].strip().splitlines()]
-    # No version header (initialize) or a handshake-era one: by client address.
-    assert rules == [['""', "$binary_remote_addr;"], ["~^202[45]-", "$binary_remote_addr;"],
-                     ["default", "$request_id;"]]
+        "mcp_servers": {"memory": instances}})
+    routes = http_level.split("map $http_mcp_session_id $orchestra_mcp_memory {", 1)[1]
+    rules = [line.split() for line in routes.split("}", 1)[0].strip().splitlines()]
+    assert rules == [["default", "orchestra_mcp_memory;"]] + [
+        [f"~^{i['route']}-", f"orchestra_mcp_memory_{i['route']};"] for i in instances]
+    # Without a session (or with an id no instance made): the least busy of all four.
+    group = http_level.split("upstream orchestra_mcp_memory {", 1)[1].split("}", 1)[0]
+    assert [line.strip() for line in group.strip().splitlines()] == [
+        "least_conn;", *(f"server {i['server']};" for i in instances), "keepalive 4;"]
+    for instance in instances:
+        alone = http_level.split(f"upstream orchestra_mcp_memory_{instance['route']} {{", 1)[1]
+        assert [line.strip() for line in alone.split("}", 1)[0].strip().splitlines()] == [
+            f"server {instance['address']};", "keepalive 2;"]
+
+
+def test_a_session_whose_instance_is_gone_is_told_to_start_again():
+    gone = _locations(_site(_config()))["@orchestra_mcp_unreachable"]
+    assert gone == [
+        "default_type application/json;", "if ($http_mcp_session_id) {",
+        """return 404 '{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"""
+        """"message":"Session not found"}}';""", "}", "return 502;"]
+
+
+def test_connection_upgrade_map_keeps_upstream_keepalive():
+    http_level = render.render(HTTP_LEVEL, {"config": _config(), "api_servers": [],
+                                            "admin_servers": [], "mcp_servers": {}})
     # Requests that are not upgrades send no Connection header: upstream keepalive works.
     assert "''      '';" in http_level.split("$connection_upgrade {", 1)[1].split("}", 1)[0]

@@ -78,6 +78,17 @@ def test_api_instances_move_as_one_block():
     assert apply(config, assignments).port_table()["api_port+1"] == 8102
 
 
+def test_an_mcp_servers_instances_move_as_one_block():
+    # Instance 1 of task (8016) is squatted; 8101 is taken, so 8101 + 10 cannot be its pair.
+    squatted = {8016: [{"process": "nc", "user": "root", "pid": 3}],
+                8110: [{"process": "nc", "user": "root", "pid": 4}]}
+    config = _config(ports_auto_reassign=True, mcp_instances=2, mcp_instance_port_step=10)
+    assignments, problems = plan(config, squatted, {})
+    assert (assignments, problems) == ({"mcp_servers.task": 8101}, [])
+    table = apply(config, assignments).port_table()
+    assert (table["mcp_servers.task"], table["mcp_servers.task+1"]) == (8101, 8111)
+
+
 def test_public_and_data_ports_never_move():
     other = {5432: [{"process": "mysqld", "user": "mysql", "pid": 7}]}
     assignments, problems = plan(_config(ports_auto_reassign=True), other, {})

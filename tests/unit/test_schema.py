@@ -100,6 +100,12 @@ BAD_INPUTS = [
     ({"mcp_servers": {"memory": {"port": 8003}, "task": {"port": 8003}}},
      "mcp_servers.task.port: 8003 is already used by mcp_servers.memory"),
     ({"admin_port": 8001}, "admin_port: 8001 is already used by api_port+1"),
+    ({"admin_port": 8013},
+     "mcp_servers.memory.port (instance 1: + 1 * mcp_instance_port_step): 8013 is already "
+     "used by admin_port"),
+    ({"mcp_instance_port_step": 6},
+     "mcp_servers.monitor.port: 8009 is already used by mcp_servers.memory+1"),
+    ({"mcp_instances": 9}, "mcp_instances: 9 must be at most 8"),
     ({"mcp_servers": {"memory": {"port": 8003, "workers": 2}}},
      "mcp_servers.memory.workers: unknown key"),
     ({"journald_max_use": "1.5G"},

@@ -24,9 +24,13 @@ RECORDED = Path(__file__).parent / "status"
 ALL = ("edge", "app", "data")
 
 
+# The recordings (tests/unit/status/) were made on hosts with one instance per MCP server.
+RECORDED_WITH = {"mcp_instances": 1}
+
+
 @pytest.fixture(scope="module")
 def sandbox_config():
-    return validate(config.environment_data("sandbox"), NAMES)
+    return validate(config.environment_data("sandbox", RECORDED_WITH), NAMES)
 
 
 def recorded(name: str) -> str:
@@ -384,7 +388,8 @@ def test_exit_status_and_table(monkeypatch):
     _fake_environment(monkeypatch, {"10.0.0.2": (HEALTHY, None),
                                     "10.0.0.1": (None, "cannot connect: timed out")})
     printed = []
-    assert status.run("sandbox", as_json=False, echo=printed.append) == 1
+    assert status.run("sandbox", as_json=False, echo=printed.append,
+                      overrides=RECORDED_WITH) == 1
     lines = printed[0].splitlines()
     assert lines[0].split() == ["HOST", "SERVICE", "MANAGER", "STATE", "UPTIME", "RESTARTS",
                                 "HEALTH", "PORT", "MEMORY", "NOTE"]
@@ -400,7 +405,8 @@ def test_exit_status_and_table(monkeypatch):
 def test_all_healthy_exits_zero_and_json_lists_objects(monkeypatch):
     _fake_environment(monkeypatch, {"10.0.0.2": (HEALTHY, None)})
     printed = []
-    assert status.run("sandbox", as_json=True, echo=printed.append) == 0
+    assert status.run("sandbox", as_json=True, echo=printed.append,
+                      overrides=RECORDED_WITH) == 0
     rows = json.loads(printed[0])
     api = next(r for r in rows if r["service"] == "api-0")
     assert api == {"host": "10.0.0.2", "service": "api-0", "manager": "supervisor",
