@@ -44,6 +44,7 @@ class Edge:
     user: str | None = None
     password: str | None = None
     mcp_servers: tuple[str, ...] = ()
+    mcp_instances: int = 1
     api_programs: tuple[str, ...] = ()
     context: ssl.SSLContext = field(default_factory=ssl.create_default_context)
 
@@ -73,9 +74,12 @@ class Load:
         self._opener = edge.opener()
         self.started_at = 0.0
         # Any API instance serves these: nginx retries the others. Health needs the stores.
+        # An MCP server's request needs its one instance, or none of several in particular.
         apis = frozenset({"nginx", *edge.api_programs})
         self._kinds = [("health", apis | STORES), ("write", apis | STORES)] + [
-            (f"mcp-{name}", frozenset({"nginx", f"mcp-{name}"})) for name in edge.mcp_servers]
+            (f"mcp-{name}", frozenset({"nginx"} | ({f"mcp-{name}"} if edge.mcp_instances == 1
+                                                  else set())))
+            for name in edge.mcp_servers]
 
     def start(self) -> None:
         self.started_at = time.monotonic()

@@ -107,7 +107,8 @@ def _edge(config, loaded, targets) -> Edge:
     except KeyError:
         password = None
     return Edge(url=f"{scheme}://{address}", user=config.edge_auth_user, password=password,
-                mcp_servers=tuple(config.mcp_servers), context=context)
+                mcp_servers=tuple(config.mcp_servers), mcp_instances=config.mcp_instances,
+                context=context)
 
 
 def _read_back(host, **parts) -> str:

@@ -163,6 +163,13 @@ def test_the_load_keeps_its_rate_and_records_every_answer(api):
         "nginx", "mcp-memory"}
 
 
+@pytest.mark.parametrize("instances, needs", [(1, {"nginx", "mcp-memory"}), (2, {"nginx"})])
+def test_an_mcp_request_needs_its_server_only_when_it_has_one_instance(instances, needs):
+    load = Load(Edge("http://127.0.0.1:1", mcp_servers=("memory",), mcp_instances=instances),
+                rate=1)
+    assert dict(load._kinds)["mcp-memory"] == needs
+
+
 def test_no_answer_is_status_zero():
     load = Load(Edge("http://127.0.0.1:9"), rate=1)
     outcome, body = load.request("health", frozenset(), "GET", "/api/health/")
