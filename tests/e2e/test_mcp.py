@@ -397,18 +397,22 @@ UPSTREAMS = "/etc/nginx/conf.d/orchestra.conf"
 
 
 def _sessions(target, auth, count: int, calls: int = 3) -> tuple[list[str], list[str]]:
-    """count handshake sessions one after the other, each with calls reads: (their ids,
-    their errors)."""
+    """count handshake sessions one after the other, each with calls writes (each read back
+    once): (their ids, their errors)."""
     async def body():
         ids, errors = [], []
-        for _ in range(count):
+        for number in range(count):
             try:
                 with anyio.fail_after(20):
                     async with Edge(auth) as http, _client(target, "memory", http) as client:
-                        for _ in range(calls):
-                            result = await client.call_tool("recall", {"key": "e2e.kill"})
+                        key = f"e2e.session.{number}"
+                        for call in range(calls):
+                            result = await client.call_tool("remember",
+                                                            {"key": key, "value": str(call)})
                             assert not result.is_error, result.content
                             await anyio.sleep(PACE_S)
+                        result = await client.call_tool("recall", {"key": key})
+                        assert result.structured_content["value"] == str(calls - 1)
                         ids.append(http.exchanges[0][3])
             except Exception as exc:  # noqa: BLE001
                 errors.append(_error(exc))

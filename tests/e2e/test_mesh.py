@@ -141,6 +141,27 @@ def test_requests_through_the_edge_are_served_by_both_app_hosts(hosts, converged
         assert health["status"] == "ok", health
 
 
+def test_mcp_sessions_stay_on_their_instance_across_both_app_hosts(hosts, converged):
+    """Handshake sessions through A's edge, made by instances on both app hosts (each id's
+    route names its maker: the Supervisor programs of A and B), each kept on its maker."""
+    pytest.importorskip("mcp", reason="the MCP SDK (pyproject.toml's dev extras) is absent")
+    import httpx2
+
+    from orchestra_infra import secrets
+
+    from .test_mcp import _routes, _sessions
+
+    routes = {route: f"{name}:{program}" for name in (A, B)
+              for route, program in _routes(hosts[name]).items()}
+    assert len(routes) == 20  # 5 servers, 2 instances, 2 app hosts
+    auth = httpx2.BasicAuth("orchestra", secrets.load("sandbox")["edge_password"])
+    ids, errors = _sessions(hosts[A], auth, 8, calls=2)
+    made_by = sorted({routes[session.split("-", 1)[0]] for session in ids})
+    _figure("mesh-mcp", {"sessions": len(ids), "failed": errors, "made_by": made_by})
+    assert errors == []
+    assert {maker.split(":")[0] for maker in made_by} == {A, B}, made_by
+
+
 def test_private_services_answer_over_the_mesh_only(hosts, converged):
     # This machine, which is not in the environment, reaches no private port of any host.
     for name, ports in ((A, APP_PORTS), (B, APP_PORTS), (C, DATA_PORTS)):
