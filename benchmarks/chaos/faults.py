@@ -46,7 +46,7 @@ http.server.HTTPServer(("127.0.0.1", port), Receiver).serve_forever()
 
 
 def alerts_script(action: str, port: int = 0, max_seconds: int = 0) -> str:
-    """Start the soak's alert receiver on the victim (``start``), or print what it got and
-    stop it (``read``)."""
+    """Start the soak's alert receiver on the victim (``start``), start it again after a
+    reboot with what it had (``resume``), or print what it got and stop it (``read``)."""
     return render.script("chaos/scripts/alerts.sh.j2", action=action, port=int(port),
                          max_seconds=int(max_seconds), receiver=_RECEIVER)

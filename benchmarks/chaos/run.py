@@ -89,6 +89,19 @@ def _inject(victim, fault: Fault, service, options: Options) -> tuple[str, str |
     return (out or "").strip(), error
 
 
+def _resume_alerts(victim, options: Options, now: float, wait: float = 300) -> str | None:
+    """After the victim rebooted: its alert receiver again (what it had is kept), as soon as
+    SSH lets it (a real host's reboot returns before the host is back). None, or why not."""
+    script = fault_scripts.alerts_script("resume", options.alerts_port,
+                                         int(options.minutes * 60 - now) + 1800)
+    deadline = time.monotonic() + wait
+    while True:
+        _, error = status_hosts.run_script(victim, script, timeout=30)
+        if error is None or time.monotonic() > deadline:
+            return error
+        time.sleep(2)
+
+
 def _status_ok(env: str, label: str) -> bool:
     rows, _ = status.collect(env)
     return not any(row.health == "fail" for row in rows if row.host == label)
@@ -201,6 +214,10 @@ def run(options: Options, echo=print) -> tuple[Verdict, list[Outcome], list[Inje
             item = Injected(fault, round(load.now(), 2))
             item.said, item.error = _inject(victim, fault, services.get(fault.target), options)
             item.in_place = round(load.now(), 2)
+            if fault.kind == "reboot" and options.alerts_port and not item.error:
+                error = _resume_alerts(victim, options, load.now())
+                if error:
+                    echo(f"  the alert receiver did not come back after the reboot: {error}")
             echo(f"  {item.started:7.1f} s  {fault.label}: {item.error or item.said}")
             injected.append(item)
 

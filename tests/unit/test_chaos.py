@@ -300,12 +300,21 @@ def test_alerts_are_attributed_to_the_fault_of_their_service(services):
 
 
 @pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck is not installed")
-@pytest.mark.parametrize("action", ["start", "read"])
+@pytest.mark.parametrize("action", ["start", "resume", "read"])
 def test_the_alert_receiver_script_passes_shellcheck(action):
     result = subprocess.run(["shellcheck", "-s", "sh", "-"],
                             input=faults.alerts_script(action, 9999, 3600), text=True,
                             capture_output=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_a_resumed_receiver_keeps_what_it_had_and_a_new_one_starts_empty():
+    start, resume = (faults.alerts_script(action, 9999, 60) for action in ("start", "resume"))
+    assert ': > "$log"' in start and ': > "$log"' not in resume
+    # On disk, so a reboot keeps it; started again only when it is not running.
+    for text in (start, resume):
+        assert "log=\"$dir/alerts.log\"" in text and "dir=/var/tmp/orchestra-chaos" in text
+        assert "if ! systemctl is-active --quiet orchestra-chaos-alerts" in text
 
 
 def test_a_reboot_that_bites_late_is_counted_from_its_first_failure():
