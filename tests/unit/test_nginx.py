@@ -276,7 +276,8 @@ def test_a_handshake_session_goes_to_the_instance_that_made_it_and_the_rest_anyw
     # Without a session (or with an id no instance made): the least busy of all four.
     group = http_level.split("upstream orchestra_mcp_memory {", 1)[1].split("}", 1)[0]
     assert [line.strip() for line in group.strip().splitlines()] == [
-        "least_conn;", *(f"server {i['server']};" for i in instances), "keepalive 4;"]
+        "zone orchestra_mcp_memory 64k;", "least_conn;",
+        *(f"server {i['server']};" for i in instances), "keepalive 4;"]
     for instance in instances:
         alone = http_level.split(f"upstream orchestra_mcp_memory_{instance['route']} {{", 1)[1]
         assert [line.strip() for line in alone.split("}", 1)[0].strip().splitlines()] == [
