@@ -276,12 +276,23 @@ def test_a_handshake_session_goes_to_the_instance_that_made_it_and_the_rest_anyw
     # Without a session (or with an id no instance made): the least busy of all four.
     group = http_level.split("upstream orchestra_mcp_memory {", 1)[1].split("}", 1)[0]
     assert [line.strip() for line in group.strip().splitlines()] == [
-        "zone orchestra_mcp_memory 64k;", "least_conn;",
+        "zone orchestra_mcp_memory_upstream 64k;", "least_conn;",
         *(f"server {i['server']};" for i in instances), "keepalive 4;"]
     for instance in instances:
         alone = http_level.split(f"upstream orchestra_mcp_memory_{instance['route']} {{", 1)[1]
         assert [line.strip() for line in alone.split("}", 1)[0].strip().splitlines()] == [
             f"server {instance['address']};", "keepalive 2;"]
+
+
+def test_every_shared_memory_zone_has_a_name_of_its_own():
+    # limit_req_zone, limit_conn_zone and the upstreams' `zone` share one namespace: nginx -t
+    # refuses a name declared twice ("already declared for a different use").
+    conf = render.render(HTTP_LEVEL, {**nginx.site_context(_config()), **{
+        "api_servers": ["127.0.0.1:8000"], "admin_servers": ["127.0.0.1:3000"],
+        "mcp_servers": {name: [{"server": "127.0.0.1:8003", "address": "127.0.0.1:8003",
+                                "route": "0a1b2c3d"}] for name in MCP}}})
+    names = re.findall(r"\bzone[= ](\w+)", conf)
+    assert len(names) == len(set(names)) > 4, names
 
 
 def test_a_session_whose_instance_is_gone_is_told_to_start_again():
