@@ -137,8 +137,15 @@ def configure(config):
         context={**context, "acme_only": False},
         validate="nginx -t -q",
     )
+    dropin = system.restart_always_dropin(
+        "nginx", name="Restart nginx when it dies, without its old workers",
+        why="nginx comes back when its master dies (SIGKILL, the OOM killer).\n"
+            "Its workers outlive it and keep the ports: systemd kills them with the unit's\n"
+            "cgroup where it can read it, and a start removes any left (at a start no nginx\n"
+            "of this unit runs), or every start would fail on \"address in use\".",
+        service_settings=["ExecStartPre=-/usr/bin/pkill -KILL -x nginx"])
     # Reload, never restart: open connections finish on the old workers.
-    system.service(name="Run nginx", unit="nginx",
+    system.service(name="Run nginx", unit="nginx", daemon_reload_when=[dropin],
                    reload_when=[protocols, *access, http_level, default, enabled, site])
 
 
