@@ -18,7 +18,7 @@ from .conftest import REPO, WEBHOOK_PORT
 pytestmark = pytest.mark.e2e
 
 MINUTES = 3
-SEED = 16  # a PostgreSQL restart, kill -9 of an MCP server, Weaviate stopped
+SEED = 16  # kill -9 of nginx's master, of mcp-task and of mcp-monitor (two instances each)
 
 
 @pytest.fixture(scope="module")
