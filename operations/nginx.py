@@ -141,9 +141,11 @@ def configure(config):
         "nginx", name="Restart nginx when it dies, without its old workers",
         why="nginx comes back when its master dies (SIGKILL, the OOM killer).\n"
             "Its workers outlive it and keep the ports: systemd kills them with the unit's\n"
-            "cgroup where it can read it, and a start removes any left (at a start no nginx\n"
-            "of this unit runs), or every start would fail on \"address in use\".",
-        service_settings=["ExecStartPre=-/usr/bin/pkill -KILL -x nginx"])
+            "cgroup where it can read it, and a start removes any left, or every start\n"
+            "would fail on \"address in use\". Only orphans (parent: PID 1) are taken: at a\n"
+            "start this unit runs no nginx, and an nginx in a container has a living parent.",
+        service_settings=['ExecStartPre=-/usr/bin/pkill -KILL -P 1 -f '
+                          '"^nginx: (worker|cache manager|cache loader) process"'])
     # Reload, never restart: open connections finish on the old workers.
     system.service(name="Run nginx", unit="nginx", daemon_reload_when=[dropin],
                    reload_when=[protocols, *access, http_level, default, enabled, site])
