@@ -146,8 +146,10 @@ def configure(config):
             "start this unit runs no nginx, and an nginx in a container has a living parent.",
         service_settings=['ExecStartPre=-/usr/bin/pkill -KILL -P 1 -f '
                           '"^nginx: (worker|cache manager|cache loader) process"'])
-    # Reload, never restart: open connections finish on the old workers.
+    # Reload, never restart: open connections finish on the old workers. Only a changed
+    # drop-in (its sandbox applies to a new master) restarts it.
     system.service(name="Run nginx", unit="nginx", daemon_reload_when=[dropin],
+                   restart_when=[dropin],
                    reload_when=[protocols, *access, http_level, default, enabled, site])
 
 

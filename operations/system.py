@@ -84,6 +84,15 @@ SANDBOX: dict[str, tuple[str, ...]] = {
         "MemoryDenyWriteExecute=true",
         "ReadWritePaths=-/var/lib/redis -/var/log/redis -/run/redis",
     ),
+    # The master binds 80 and 443 as root, then runs its workers as www-data and signals
+    # them (and a start removes orphaned ones: operations/nginx.py). It writes its logs,
+    # its temporary bodies and its pid file; it reads its certificates and configuration.
+    "nginx": _ALLOW_SETUID + _INET + (
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_SETUID CAP_SETGID CAP_CHOWN "
+        "CAP_DAC_OVERRIDE CAP_KILL",
+        "AmbientCapabilities=",
+        "ReadWritePaths=-/var/log/nginx -/var/lib/nginx -/run",
+    ),
     # PostgreSQL's JIT (LLVM) maps writable memory executable: no MemoryDenyWriteExecute.
     # The packaged unit starts pg_ctlcluster as root, which switches to postgres.
     "postgresql@": _ALLOW_SETUID + _INET + (
