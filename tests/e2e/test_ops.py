@@ -100,7 +100,8 @@ def test_logs_are_bounded(target, provisioned, testinfra_host):
     assert "logfile_maxbytes=0" not in supervisord
     on(target, "logrotate --debug /etc/logrotate.conf >/dev/null 2>&1")  # every file parses
     supervisor = testinfra_host.file("/etc/supervisor/conf.d/orchestra.conf").content_string
-    assert supervisor.count("stdout_logfile_maxbytes=") == 7
+    # Two API instances, two of each of the five MCP servers: every program is bounded.
+    assert supervisor.count("stdout_logfile_maxbytes=") == supervisor.count("[program:") == 12
     modules = on(target, "runuser -u orchestra -- env HOME=/var/lib/orchestra "
                          "PM2_HOME=/var/lib/orchestra/pm2 pm2 jlist")
     assert any(app["name"] == "pm2-logrotate" for app in json.loads(modules))
