@@ -6,6 +6,11 @@
 // (its rows and its alerts) from STATUS_PEERS, `label=address:port` on the private network,
 // where a systemd socket writes the document and closes. Nothing of the browser's request
 // reaches them. CommonJS and Node's built-ins only, like server.js.
+//
+// A peer read that fails is tried once more; if that fails too, the peer's last document
+// (kept for PEER_KEEP_S, three of its status intervals) is shown with the error beside it,
+// so that one slow answer from a loaded host does not turn the whole host red on the page.
+// Past that, or with nothing kept, the host is one red line.
 "use strict";
 
 const fs = require("node:fs");
@@ -19,6 +24,7 @@ const STATUS_PEERS = (process.env.STATUS_PEERS || "").split(",").filter(Boolean)
 });
 const PEER_MAX_BYTES = 4 * 1024 * 1024;
 const PEER_RETRY_MS = 500;
+const PEER_KEEP_S = 30;
 const PROMETHEUS_URL = process.env.PROMETHEUS_URL || "http://127.0.0.1:9090";
 const ALERTMANAGER_URL = process.env.ALERTMANAGER_URL || "http://127.0.0.1:9093";
 const SOURCE_TIMEOUT_MS = 3000;
@@ -68,13 +74,25 @@ function readStatus(now) {
   }
 }
 
+// Each peer's last document read, and when (this process's clock): { document, at }.
+const lastRead = new Map();
+
 // A peer's document: connect, read to the end (bounded in size and time), parse; once more
-// after an empty answer (the peer's socket refused this one, or its first document is due).
+// after any failure (an empty answer: the peer's socket refused this one, or its first
+// document is due; no answer in time: a loaded host); then its last document, if recent.
 async function readPeer(peer, now) {
-  const found = await readPeerOnce(peer, now);
-  if (found.error !== "no status yet") return found;
-  await new Promise((resolve) => setTimeout(resolve, PEER_RETRY_MS));
-  return readPeerOnce(peer, now);
+  let found = await readPeerOnce(peer, now);
+  if (found.error) {
+    await new Promise((resolve) => setTimeout(resolve, PEER_RETRY_MS));
+    found = await readPeerOnce(peer, now);
+  }
+  if (!found.error) {
+    lastRead.set(peer.label, { document: found, at: now });
+    return found;
+  }
+  const last = lastRead.get(peer.label);
+  if (!last || now - last.at > PEER_KEEP_S) return found;
+  return { ...aged(last.document, now), stale: found.error };
 }
 
 function readPeerOnce(peer, now) {
@@ -160,4 +178,4 @@ async function overview() {
   };
 }
 
-module.exports = { overview, GRAPHS };
+module.exports = { overview, GRAPHS, PEER_KEEP_S };

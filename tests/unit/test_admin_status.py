@@ -193,25 +193,27 @@ def test_the_overview_names_what_it_could_not_read(tmp_path):
     assert all(g["series"] == [] and g["error"] for g in found["graphs"])
 
 
-def _peer(answer: bytes | None, drop_first: bool = False
+def _peer(answer: bytes | None, drop_first: bool = False, silent_first: bool = False
           ) -> tuple[socket.socket, threading.Thread]:
     """What orchestra-status-share.socket does: write the document to whoever connects and
     close (None: accept and say nothing, until closed; drop_first: close the first
-    connection at once, as systemd does past MaxConnectionsPerSource)."""
+    connection at once, as systemd does past MaxConnectionsPerSource; silent_first: say
+    nothing on the first, as a host too loaded to start `cat` in time)."""
     listener = socket.create_server(("127.0.0.1", 0))
 
     def serve():
-        dropped = not drop_first
+        first = drop_first or silent_first
         with contextlib.suppress(OSError):
             while True:
                 connection, _ = listener.accept()
                 with connection:
-                    if not dropped:
-                        dropped = True
-                    elif answer is None:
+                    if first and drop_first:
+                        pass
+                    elif answer is None or first:
                         connection.recv(1)  # until the client gives up
                     else:
                         connection.sendall(answer)
+                    first = False
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     return listener, thread
@@ -246,3 +248,62 @@ def test_the_overview_reads_every_peer_s_rows_and_alerts(tmp_path, sources):
     assert gone == {"host": "gone", "error": "unreachable: ECONNREFUSED"}
     assert found["alerts"]["firing"] == [{"host": "edge", **FIRING},
                                          {"host": "data", **peer_alert}]
+
+
+def _overviews(env: dict, moments: list[float], between) -> list[dict]:
+    """overview() in one admin process, once per moment (seconds added to the clock);
+    ``between(i)`` runs before the i-th call after the first."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    script = ("const o = require('./overview.js'); const real = Date.now;"
+              "const rl = require('node:readline').createInterface({ input: process.stdin });"
+              "rl.on('line', async (line) => { const shift = Number(line) * 1000;"
+              "  Date.now = () => real() + shift;"
+              "  console.log(JSON.stringify(await o.overview())); });")
+    process = subprocess.Popen([node, "-e", script], cwd=ADMIN, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True,
+                               env={"PATH": os.environ["PATH"], **env})
+    found = []
+    try:
+        for i, moment in enumerate(moments):
+            if i:
+                between(i)
+            process.stdin.write(f"{moment}\n")
+            process.stdin.flush()
+            found.append(json.loads(process.stdout.readline()))
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+    return found
+
+
+def test_a_peer_that_fails_once_is_asked_again_and_its_last_document_kept_a_while(
+        tmp_path, sources):
+    """One slow or refused answer from a loaded peer: asked again; both failing, its last
+    document (with the error) for PEER_KEEP_S, then a red line."""
+    status_file = tmp_path / "status.json"
+    status_file.write_text(json.dumps({"host": "edge", "generated": 1, "interval": 10,
+                                       "rows": []}))
+    row = {"service": "redis-server", "health": "ok"}
+    good = json.dumps({"host": "10.0.0.12", "generated": 2, "interval": 10,
+                       "rows": [row], "alerts": {"firing": []}}).encode()
+    # The first connection gets no answer (the client's timeout), the second the document.
+    listener, _ = _peer(good, silent_first=True)
+    port = listener.getsockname()[1]
+    env = {"STATUS_FILE": str(status_file), "PROMETHEUS_URL": sources,
+           "ALERTMANAGER_URL": sources, "STATUS_PEERS": f"data=127.0.0.1:{port}"}
+
+    def close(i):
+        if i == 1:  # shutdown() wakes the thread blocked in accept() and stops listening
+            listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+
+    first, kept, gone = _overviews(env, [0, 20, 40], close)
+    assert first["peers"][0]["rows"] == [row] and "stale" not in first["peers"][0]
+    # Closed: refused twice; the document read 20 s ago is shown, with why it is old.
+    assert kept["peers"][0]["rows"] == [row]
+    assert kept["peers"][0]["stale"] == "unreachable: ECONNREFUSED"
+    assert kept["peers"][0]["age_seconds"] > first["peers"][0]["age_seconds"]
+    # 40 s after the last answer (more than three status intervals): a red line.
+    assert gone["peers"] == [{"host": "data", "error": "unreachable: ECONNREFUSED"}]

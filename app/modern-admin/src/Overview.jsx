@@ -60,6 +60,7 @@ function StatusRows({ status }) {
       <p className="muted">
         {status.host}: {status.rows.length} rows, read {formatDuration(status.age_seconds)} ago
         (every {status.interval} s)
+        {status.stale && <span className="down"> · its last answer: {status.stale}</span>}
       </p>
       <table className="status">
         <thead>
