@@ -80,11 +80,6 @@ def browser_ready():
     pytest.importorskip("playwright.sync_api")
 
 
-def pytest_collection_modifyitems(items):
-    """The reprovision drill destroys the shared target: it runs last."""
-    items.sort(key=lambda item: item.module.__name__.endswith("test_reprovision"))
-
-
 def require_sandbox() -> None:
     """Skip unless sandbox hosts can run here; make the sandbox's secrets."""
     if os.geteuid() != 0:

@@ -1,10 +1,14 @@
-"""PostgreSQL's continuous archive (issue 13): a point-in-time restore after a mistaken DELETE,
-and an instance killed mid-write, replaced from the archive, its lost notes counted.
+"""The instance is gone (issues 11 and 13): killed mid-write, a new one from the (stand-in)
+Lambda API, ``orchestra-infra reprovision sandbox --launch …`` chaining deploy -> restore ->
+status onto it, every note, cache key and vector backed up readable there and PostgreSQL's lost
+notes counted (at most a minute: the continuous archive); then a point-in-time restore after a
+mistaken DELETE, on the new host.
 
 Two hosts of its own, at most two at a time: A, and later B, its replacement. Both mount the
 same directory of this machine at /lambda/nfs/orchestra-data (a Lambda persistent
-filesystem's stand-in: it outlives any instance), where the restic repository and the
-pgBackRest archive live. A dies by SIGKILL to its machine (no shutdown, nothing flushed).
+filesystem's stand-in: it outlives any instance), where the pgBackRest archive lives; the
+restic repository is on the session's neighbour host, over SFTP. A dies by SIGKILL to its
+machine (no shutdown, nothing flushed).
 """
 
 from __future__ import annotations
@@ -27,16 +31,15 @@ from standins.lambda_cloud import LambdaStandin
 
 from .conftest import PREFIX, REPO, converge, on
 from .test_apps import _request
+from .test_data_services import _redis
 
 pytestmark = pytest.mark.e2e
 
 HOST_A, HOST_B = f"{PREFIX}-pitr-a", f"{PREFIX}-pitr-b"
 MOUNT = "/lambda/nfs/orchestra-data"
 SHARED = Path(f"/var/tmp/{PREFIX}-pitr-nfs")
-DATA = ("--data", f"restic_repository={MOUNT}/restic",
-        "--data", f"restic_repository_mount={MOUNT}",
-        "--data", f"pg_archive_repository={MOUNT}/pgbackrest",
-        "--data", f"pg_archive_repository_mount={MOUNT}")
+ARCHIVE_DATA = ("--data", f"pg_archive_repository={MOUNT}/pgbackrest",
+                "--data", f"pg_archive_repository_mount={MOUNT}")
 ARCHIVE = "/usr/local/lib/orchestra/orchestra-pg-archive"
 LAMBDA_KEY = "standin-" + "p" * 32
 FIGURES = REPO / "build" / "e2e-figures"
@@ -70,24 +73,34 @@ def _backups(host) -> int:
 
 
 @pytest.fixture(scope="module")
-def host_a():
-    if os.geteuid() != 0:
-        pytest.skip("end-to-end tests need root (network namespaces, systemd-nspawn)")
-    if sandbox.missing_tools():
-        pytest.skip("missing sandbox tools")
-    secrets.init("sandbox")
+def sftp_repository(peer):
+    """Back up to the neighbour over SFTP, with the sandbox key as the repository's SSH key
+    (in the environment of every deploy and command of this module): the deploy's flags."""
+    keyscan = subprocess.run(["ssh-keyscan", "-t", "ed25519", peer.address],
+                             capture_output=True, text=True, check=True, timeout=30)
+    known = [line for line in keyscan.stdout.splitlines() if not line.startswith("#")]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ORCHESTRA_SECRET_RESTIC_SFTP_PRIVATE_KEY", Path(peer.ssh_key).read_text())
+        sandbox.run(peer.name, "rm -rf /home/ubuntu/restic-pitr", timeout=60)
+        yield ("--data", f"restic_repository=sftp:ubuntu@{peer.address}:/home/ubuntu/restic-pitr",
+               "--data", f"backup_sftp_known_hosts={json.dumps(known)}", *ARCHIVE_DATA)
+
+
+@pytest.fixture(scope="module")
+def host_a(sftp_repository):
+    data = sftp_repository
     sandbox.down([HOST_A, HOST_B])
     shutil.rmtree(SHARED, ignore_errors=True)
     SHARED.mkdir(parents=True)
     host = sandbox.up(names=[HOST_A], binds=[f"{SHARED}:{MOUNT}"])[0]
     try:
-        converge(host, *DATA)
-        assert converge(host, *DATA).changed == []
+        converge(host, *data)
+        assert converge(host, *data).changed == []
         started = _cli("backup", "sandbox", "--start-empty", host=host.name, timeout=900)
         assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
         # The first full base backup starts with the archive.
         _wait_for("the first base backup", lambda: _backups(host) >= 1, 600, 5)
-        assert converge(host, *DATA).changed == []
+        assert converge(host, *data).changed == []
         yield host
     finally:
         if not os.environ.get("ORCHESTRA_KEEP_SANDBOX"):
@@ -174,7 +187,16 @@ def test_redis_and_weaviate_copies_reach_the_repository(host_a):
     print(f"store copies on {host_a.name}: {copies_reach_the_repository(host_a)}")
 
 
-def test_an_instance_killed_mid_write_loses_at_most_a_minute(host_a):
+def test_an_instance_killed_mid_write_comes_back_losing_at_most_a_minute(
+        host_a, sftp_repository):
+    notes = []
+    for i in range(3):
+        status, _, note = _request(host_a, "/api/notes", "POST",
+                                   {"title": f"drill {i}", "body": f"before the loss {i}"})
+        assert status == 201, note
+        notes.append(note)
+    app_password = secrets.load("sandbox")["redis_app_password"]
+    _redis(host_a, "orchestra", app_password, "SET drill:cache kept")
     backup = _cli("backup", "sandbox", host=host_a.name, timeout=900)
     assert backup.returncode == 0, backup.stdout[-3000:] + backup.stderr[-3000:]
     # The archive's cost while the writer runs (a note a second): bytes the repository grew
@@ -206,14 +228,26 @@ def test_an_instance_killed_mid_write_loses_at_most_a_minute(host_a):
         try:
             run = _cli("reprovision", "sandbox", "-y", "--launch", "gpu_1x_a10",
                        "--region", "us-east-1", "--ssh-key", "orchestra",
-                       "--filesystem", "orchestra-data", *DATA, host=None,
+                       "--filesystem", "orchestra-data", *sftp_repository, host=None,
                        env={"ORCHESTRA_LAMBDA_API_URL": f"{standin.url}/api/v1",
                             "ORCHESTRA_SECRET_LAMBDA_API_KEY": LAMBDA_KEY})
             recovered_at = time.time()
             output = run.stdout + run.stderr
             assert run.returncode == 0, output[-8000:]
             new = booted[0]
+            assert [launch["instance_type_name"] for launch in standin.launches] == \
+                ["gpu_1x_a10"]
             assert "WAL to latest" in output
+            # What the backup held: every note in all three stores, the cache key.
+            for note in notes:
+                status, _, body = _request(new, f"/api/notes/{note['id']}")
+                assert (status, body["body"]) == (200, note["body"])
+                status, _, vector = _request(new, f"/api/notes/{note['id']}/vector-object")
+                assert status == 200 and vector["properties"]["note_id"] == note["id"]
+            assert _redis(new, "orchestra", app_password, "GET drill:cache") == "kept"
+            # Its backups start with the restore, not with the deploy (issue 11).
+            assert on(new, "cat /var/lib/orchestra-infra/backup/ready").startswith("restored ")
+            assert on(new, "systemctl is-enabled orchestra-backup.timer").strip() == "enabled"
             present = set(_psql(new, "SELECT id FROM notes").split())
             kept = [w for w in written if w[0] in present]
             lost = [w for w in written if w[0] not in present]
