@@ -11,4 +11,4 @@ _sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))
 from orchestra_infra.hosts import load as _load  # noqa: E402
 
 _groups = _load("prod")
-edge, app, data = _groups["edge"], _groups["app"], _groups["data"]
+edge, app, data, metrics = (_groups[g] for g in ("edge", "app", "data", "metrics"))

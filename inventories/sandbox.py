@@ -1,6 +1,6 @@
 """pyinfra inventory of the running local sandbox hosts (`orchestra-infra sandbox up`).
 
-Every host is in all three groups (the single-instance layout), unless
+Every host is in every group (the single-instance layout), unless
 ORCHESTRA_SANDBOX_LAYOUT gives the layout in the hosts file's syntax, by host name
 (``t-a edge,app; t-b app; t-c data``: lines or ";"-separated): a multi-host layout.
 """
@@ -45,8 +45,10 @@ if _layout:
     if _missing:
         raise _InventoryError(f"ORCHESTRA_SANDBOX_LAYOUT names hosts that do not run: "
                               f"{', '.join(_missing)}")
-    edge, app, data = ([_by_name[n] for n in _groups[g]] for g in ("edge", "app", "data"))
+    edge, app, data, metrics = ([_by_name[n] for n in _groups[g]]
+                                for g in ("edge", "app", "data", "metrics"))
 else:
     edge = list(_hosts)
     app = list(_hosts)
     data = list(_hosts)
+    metrics = list(_hosts)

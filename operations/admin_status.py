@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from operations import render, system, wireguard
+from operations import prometheus, render, system, wireguard
 from orchestra_infra import status, status_probe, status_rows
 
 LIB = "/usr/local/lib/orchestra/status"
@@ -68,7 +68,7 @@ def configure(config, groups, label: str) -> None:
                     dest=RUNNER, mode="755",
                     context={"lib": LIB, "output": OUTPUT, "group": config.service_user,
                              "interval": INTERVAL,
-                             "alertmanager": f"http://127.0.0.1:{config.alertmanager_port}"})
+                             "alertmanager": prometheus.alertmanager_url(config)})
     context = {"runner": RUNNER, "output": OUTPUT, "output_dir": OUTPUT_DIR,
                "interval": INTERVAL}
     units = [render.template(name=f"Install {UNIT}.{kind}",

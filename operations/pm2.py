@@ -14,7 +14,7 @@ from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
-from operations import admin_status, app, render, system, wireguard
+from operations import admin_status, app, prometheus, render, system, wireguard
 from operations.facts import AptCandidate
 from orchestra_infra import catalog
 
@@ -131,6 +131,8 @@ def configure(config, restart_when: list):
         context={"config": config, "current": app.current_link(config),
                  "status_file": admin_status.OUTPUT,
                  "status_peers": admin_status.peers(config),
+                 "prometheus_url": prometheus.prometheus_url(config),
+                 "alertmanager_url": prometheus.alertmanager_url(config),
                  "listen_also": wireguard.listen_also(config)},
         group=user, mode="640",
     )

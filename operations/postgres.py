@@ -40,13 +40,15 @@ def _archive_timeout_wakeup(config) -> list[str]:
             f"-p {config.postgres_port} -d postgres -c CHECKPOINT"]
 
 
-def major_version(config) -> int:
+def major_version(config, on=None) -> int:
+    """The PostgreSQL major version of this host (or of host ``on``)."""
     if config.postgres_version:
         return config.postgres_version
-    distro = host.get_fact(LinuxDistribution)
+    on = host if on is None else on
+    distro = on.get_fact(LinuxDistribution)
     version = DISTRO_VERSIONS.get((distro["name"], distro["major"]))
     if version is None:
-        raise DeployError(f"{host.name}: no default PostgreSQL for {distro['name']} "
+        raise DeployError(f"{on.name}: no default PostgreSQL for {distro['name']} "
                           f"{distro['major']}; set postgres_version")
     return version
 

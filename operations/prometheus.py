@@ -1,13 +1,21 @@
-"""Metrics: Prometheus, Alertmanager and the exporters, from the distro's packages, on loopback.
+"""Metrics: Prometheus, Alertmanager and the exporters, from the distro's packages.
 
-Each host watches itself. Everywhere: Prometheus, Alertmanager, the node exporter (with
-the textfile directory the backup job writes its last success to, and systemd unit
-states) and the blackbox exporter, which probes every health endpoint of the port table.
-Where the data runs: the Postgres exporter (a ``pg_monitor`` role with its own password,
-as pg_hba.conf wants for every role but postgres) and the Redis exporter (an ACL user of
-its own). At the edge: the nginx exporter (stub_status) and mtail, which counts
-responses by status from the access log, as stub_status has no status codes. Every
-listener is on 127.0.0.1; Alertmanager's cluster listener is off.
+Everywhere: the node exporter (with the textfile directory the backup job writes its last
+success to, and systemd unit states) and the blackbox exporter, which probes every health
+endpoint of the port table on its own host. Where the data runs: the Postgres exporter (a
+``pg_monitor`` role with its own password, as pg_hba.conf wants for every role but
+postgres) and the Redis exporter (an ACL user of its own). At the edge: the nginx exporter
+(stub_status) and mtail, which counts responses by status from the access log, as
+stub_status has no status codes.
+
+One Prometheus and one Alertmanager per environment, on the host in group ``metrics`` (the
+first edge host by default, orchestra_infra/hosts.py), both on its loopback; Alertmanager's
+cluster listener is off. With one host every exporter is on loopback too. In a multi-host
+layout each host's exporters listen on its private address instead, the firewall lets only
+the metrics host's private address reach them (on the mesh interface), and the environment's
+Prometheus scrapes every host there, each target labelled with its ``host``; a host that no
+longer runs it has Prometheus and Alertmanager removed. The admin hosts read that Prometheus
+through ``orchestra-prometheus-share.socket`` (its private address, peers only).
 
 Configs are checked in place (promtool, amtool, the exporters' own checks) and rolled
 back when the check fails; a changed config reloads its daemon, changed arguments
@@ -29,8 +37,9 @@ from pyinfra.api import (
     operation,
 )
 from pyinfra.facts.server import LinuxDistribution
+from pyinfra.operations import apt
 
-from operations import postgres, render, system
+from operations import postgres, render, system, wireguard
 from operations.facts import PSQL, PostgresRoleMembership
 from orchestra_infra import catalog
 
@@ -42,6 +51,9 @@ NGINX_ACCESS_LOG = "/var/log/nginx/access.log"
 # postgres_exporter_password and redis_exporter_password).
 EXPORTER_USER = "prometheus"
 WEBHOOK_SECRET = "alert_webhook_url"
+LOOPBACK = "127.0.0.1"
+# The environment's Prometheus, for the admin hosts, on the metrics host's private address.
+SHARE = "orchestra-prometheus-share"
 
 
 @dataclass(frozen=True)
@@ -91,19 +103,74 @@ def packages(config, groups) -> list[str]:
     return [s.unit for s in _monitoring(config, groups)] + ["dbus"]
 
 
-def scrape_jobs(config, groups) -> list[dict]:
-    """Every daemon Prometheus scrapes on this host, by job name."""
-    return [{"name": s.exporter, "port": s.port} for s in _monitoring(config, groups)]
+def listen_address(config) -> str:
+    """Where this host's exporters listen: loopback, or in a multi-host layout its private
+    address, where the environment's Prometheus scrapes them."""
+    return wireguard.private_address(config) if wireguard.enabled() else LOOPBACK
 
 
-def probes(config, groups) -> list[dict]:
-    """Every health endpoint on this host, from the catalogue: each a blackbox target."""
-    probed = [s for s in catalog.services(config, groups) if s.probe]
-    # The apps first: the order earlier releases wrote, so that upgrading rewrites nothing
-    # (and does not restart Prometheus).
-    probed.sort(key=lambda s: ("app", "data", "edge").index(s.group))
-    return [{"service": s.monit or s.name, "url": s.probe.url, "module": s.probe_module}
-            for s in probed]
+def metrics_host():
+    """The inventory's host in group metrics (None without one)."""
+    found = wireguard.group_hosts("metrics")
+    return found[0] if found else None
+
+
+def prometheus_url(config) -> str:
+    """Where this host's admin reads the environment's Prometheus: its loopback on the
+    metrics host (and with one host), else the metrics host's share on the mesh."""
+    found = metrics_host()
+    if not wireguard.enabled() or found is None or found.name == host.name:
+        return f"http://{LOOPBACK}:{config.prometheus_port}"
+    return f"http://{wireguard.private_address(config, found)}:{config.prometheus_port}"
+
+
+def alertmanager_url(config) -> str:
+    """Where this host's admin and status document read the alerts firing: the metrics
+    host's Alertmanager on its loopback; nowhere on another host (the metrics host's
+    document carries every alert of the environment, each labelled with its host)."""
+    found = metrics_host()
+    if wireguard.enabled() and (found is None or found.name != host.name):
+        return ""
+    return f"http://{LOOPBACK}:{config.alertmanager_port}"
+
+
+def scrape_jobs(config, targets) -> list[dict]:
+    """Every daemon the environment's Prometheus scrapes, by job name, with its targets
+    (``targets``: (groups, host label or None, address) of each host)."""
+    jobs: dict[str, list[dict]] = {}
+    for groups, label, address, _ in targets:
+        for s in _monitoring(config, groups):
+            # Prometheus and Alertmanager listen on the metrics host's loopback.
+            where = LOOPBACK if s.group == "metrics" else address
+            jobs.setdefault(s.exporter, []).append({"address": f"{where}:{s.port}",
+                                                    "host": label})
+    order = [s.exporter for s in _monitoring(config, catalog.GROUPS)]
+    return [{"name": name, "targets": jobs[name]} for name in sorted(jobs, key=order.index)]
+
+
+def probes(config, targets) -> list[dict]:
+    """Every health endpoint of every host, from the catalogue: each a target of the
+    blackbox exporter on its host (which probes its own loopback)."""
+    found = []
+    for groups, label, address, _ in targets:
+        probed = [s for s in catalog.services(config, groups) if s.probe]
+        # The apps first: the order earlier releases wrote, so that upgrading rewrites
+        # nothing (and does not restart Prometheus).
+        probed.sort(key=lambda s: ("app", "data", "edge").index(s.group))
+        found += [{"service": s.monit or s.name, "url": s.probe.url, "module": s.probe_module,
+                   "host": label, "blackbox": f"{address}:{config.blackbox_exporter_port}"}
+                  for s in probed]
+    return found
+
+
+def targets(config, groups) -> list[tuple[tuple[str, ...], str | None, str, object]]:
+    """(groups, label, exporters' address, host) of each host the environment's Prometheus
+    scrapes: this host alone on loopback, or every host of a multi-host layout at its
+    private address, labelled with its name."""
+    if not wireguard.enabled():
+        return [(tuple(groups), None, LOOPBACK, host)]
+    return [(tuple(other.groups), other.name, wireguard.private_address(config, other), other)
+            for other in wireguard.every_host()]
 
 
 def skip_tls_verify(config) -> bool:
@@ -125,9 +192,11 @@ def units_regex(units: list[str]) -> str:
     return "(" + "|".join(units) + ")[.]service"
 
 
-def daemon_args(config, groups, flavour: Flavour, units: list[str]) -> dict[str, str]:
-    """The ARGS line of each package's /etc/default file, by package."""
-    loopback = "127.0.0.1"
+def daemon_args(config, groups, flavour: Flavour, units: list[str],
+                listen: str = LOOPBACK) -> dict[str, str]:
+    """The ARGS line of each package's /etc/default file, by package (``listen``: the
+    exporters' address)."""
+    loopback = LOOPBACK
     args = {
         "prometheus": [
             f"--config.file={ETC}/prometheus.yml",
@@ -143,7 +212,7 @@ def daemon_args(config, groups, flavour: Flavour, units: list[str]) -> dict[str,
             "--cluster.listen-address=",  # one instance: no gossip port (9094) at all
         ],
         "prometheus-node-exporter": [
-            f"--web.listen-address={loopback}:{config.node_exporter_port}",
+            f"--web.listen-address={listen}:{config.node_exporter_port}",
             f"--collector.textfile.directory={TEXTFILE_DIR}",
             "--collector.systemd",
             # A regex, anchored by the exporter; [.] as a backslash would need escaping
@@ -152,20 +221,20 @@ def daemon_args(config, groups, flavour: Flavour, units: list[str]) -> dict[str,
         ],
         "prometheus-blackbox-exporter": [
             f"--config.file={ETC}/blackbox.yml",
-            f"--web.listen-address={loopback}:{config.blackbox_exporter_port}",
+            f"--web.listen-address={listen}:{config.blackbox_exporter_port}",
         ],
     }
     if "data" in groups:
         args["prometheus-postgres-exporter"] = [
-            f"--web.listen-address={loopback}:{config.postgres_exporter_port}"]
+            f"--web.listen-address={listen}:{config.postgres_exporter_port}"]
         args["prometheus-redis-exporter"] = [
-            f"--web.listen-address={loopback}:{config.redis_exporter_port}"]
+            f"--web.listen-address={listen}:{config.redis_exporter_port}"]
     if "edge" in groups:
         dash = flavour.nginx_exporter_flag
         args["prometheus-nginx-exporter"] = [
             f"{dash}nginx.scrape-uri=http://{loopback}:{config.nginx_stub_status_port}"
             "/stub_status",
-            f"{dash}web.listen-address={loopback}:{config.nginx_exporter_port}",
+            f"{dash}web.listen-address={listen}:{config.nginx_exporter_port}",
         ]
     return {package: " ".join(words) for package, words in args.items()}
 
@@ -179,12 +248,13 @@ def webhook_configured() -> bool:
 
 @deploy("Metrics")
 def configure(config, groups):
-    """Prometheus, Alertmanager and the exporters for what ``groups`` run on this host."""
+    """The exporters for what ``groups`` run on this host; on the metrics host, the
+    environment's Prometheus and Alertmanager."""
     distro = flavour()
     data, edge = "data" in groups, "edge" in groups
     major = postgres.major_version(config) if data else None
     units = watched_units(config, groups, major)
-    args = daemon_args(config, groups, distro, units)
+    args = daemon_args(config, groups, distro, units, listen_address(config))
 
     system.directory(name=f"Create {ETC}/rules", path=f"{ETC}/rules")
     # The backup job writes its last success here; the node exporter serves it.
@@ -212,6 +282,27 @@ def configure(config, groups):
         _daemon(config, "prometheus-nginx-exporter", args)
         _mtail(config)
 
+    if "metrics" in groups:
+        _environment(config, groups, args, major)
+    elif wireguard.enabled():
+        # The environment's Prometheus moved to the metrics host (or this host left it).
+        apt.packages(name="Remove Prometheus and Alertmanager (they run on the metrics host)",
+                     packages=["prometheus", "prometheus-alertmanager"], present=False)
+
+
+def _environment(config, groups, args: dict[str, str], major: int | None) -> None:
+    """The environment's Prometheus (every host's exporters) and Alertmanager (``major``:
+    this host's PostgreSQL major version, when it is the data host)."""
+    scraped = targets(config, groups)
+    every = {g for host_groups, *_ in scraped for g in host_groups}
+    # Every stack unit of every host (each node exporter reports its own host's).
+    def cluster(host_groups, other):
+        if "data" not in host_groups:
+            return None
+        return major if other.name == host.name else postgres.major_version(config, other)
+
+    units = sorted({unit for host_groups, _, _, other in scraped
+                    for unit in watched_units(config, host_groups, cluster(host_groups, other))})
     webhook = webhook_configured()
     alertmanager = render.template(
         name="Configure Alertmanager ({} receiver)".format("webhook" if webhook else "null"),
@@ -227,19 +318,39 @@ def configure(config, groups):
         name="Define the alert rules",
         src="prometheus/etc/prometheus/rules/orchestra.yml.j2",
         dest=RULES,
-        context={"config": config, "data": data, "edge": edge,
+        context={"config": config, "data": "data" in every, "edge": "edge" in every,
                  "units_regex": units_regex(units)},
         validate=f"promtool check rules {RULES} >/dev/null",
     )
+    several = wireguard.enabled()
     scrape = render.template(
-        name="Configure Prometheus (scrape targets from the port table)",
+        name="Configure Prometheus (scrape targets from the port table{})".format(
+            ", every host's" if several else ""),
         src="prometheus/etc/prometheus/prometheus.yml.j2",
         dest=f"{ETC}/prometheus.yml",
-        context={"config": config, "jobs": scrape_jobs(config, groups),
-                 "probes": probes(config, groups), "rules": RULES, "host_label": host.name},
+        context={"config": config, "jobs": scrape_jobs(config, scraped),
+                 "probes": probes(config, scraped), "rules": RULES, "host_label": host.name,
+                 "hosts": several},
         validate=f"promtool check config {ETC}/prometheus.yml >/dev/null",
     )
     _daemon(config, "prometheus", args, reload_when=[rules, scrape])
+    _share(config)
+
+
+def _share(config) -> None:
+    """The environment's Prometheus, to the admin hosts, on the private address (multi-host
+    layouts only): systemd's socket proxy to its loopback listener."""
+    if not wireguard.enabled():
+        return
+    context = {"address": wireguard.private_address(config), "port": config.prometheus_port,
+               "network": config.mesh_network, "prometheus_port": config.prometheus_port}
+    units = [render.template(name=f"Install {SHARE}.{kind}",
+                             src=f"prometheus/etc/systemd/system/{SHARE}.{kind}.j2",
+                             dest=f"/etc/systemd/system/{SHARE}.{kind}", context=context)
+             for kind in ("socket", "service")]
+    system.service(name=f"Hand the environment's Prometheus to the admin hosts ({SHARE}.socket,"
+                        " peers only)", unit=f"{SHARE}.socket", daemon_reload_when=units,
+                   restart_when=units[:1])
 
 
 def _daemon(config, package: str, args: dict[str, str], reload_when=(), secret=False):
@@ -255,7 +366,9 @@ def _daemon(config, package: str, args: dict[str, str], reload_when=(), secret=F
         name=f"Set {package}'s arguments",
         src=f"prometheus/etc/default/{package}.j2",
         dest=f"/etc/default/{package}",
-        context={"config": config, "args": args[package], "user": EXPORTER_USER},
+        context={"config": config, "args": args[package], "user": EXPORTER_USER,
+                 "where": "loopback only" if listen_address(config) == LOOPBACK else
+                 "the private address only (the environment's Prometheus scrapes it)"},
         mode="600" if secret else "644", secret=secret,
     )
     system.service(name=f"Run {package}", unit=package, restart_when=[defaults, dropin],
@@ -271,10 +384,12 @@ def _mtail(config):
         dest="/etc/mtail/orchestra-nginx.mtail",
         validate="mtail --compile_only --progs /etc/mtail",
     )
+    listen = listen_address(config)
+    where = "loopback" if listen == LOOPBACK else "the private address"
     dropin = system.restart_always_dropin(
-        "mtail", name="Run mtail on loopback over the nginx access log",
+        "mtail", name=f"Run mtail on {where} over the nginx access log",
         why="mtail counts nginx's responses by status from its access log\n"
-            "and serves them on loopback. The flags are given here, not in /etc/default/mtail: "
+            f"and serves them on {where}. The flags are given here, not in /etc/default/mtail: "
             "the\ndistros' units read different variables from it.",
         service_settings=[
             "Type=simple",
@@ -283,7 +398,7 @@ def _mtail(config):
             "SupplementaryGroups=adm",
             "ExecCondition=",
             "ExecStart=",
-            f"ExecStart=/usr/bin/mtail --progs /etc/mtail --logtostderr --address 127.0.0.1 "
+            f"ExecStart=/usr/bin/mtail --progs /etc/mtail --logtostderr --address {listen} "
             f"--port {config.mtail_port} --logs {NGINX_ACCESS_LOG}",
         ],
     )

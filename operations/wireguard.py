@@ -57,6 +57,11 @@ def others() -> list:
     return [other for other in inventory if other.name != host.name]
 
 
+def every_host() -> list:
+    """Every host of the inventory, this one included, in the inventory's order."""
+    return list(inventory)
+
+
 def peers(config) -> list[dict]:
     """Every other host of the inventory, as a WireGuard peer."""
     return [{"name": other.name, "endpoint": endpoint(other),
@@ -117,17 +122,22 @@ def listen_also(config) -> str | None:
 
 
 def firewall(config, groups) -> dict | None:
-    """What the firewall opens to the peers: WireGuard's port to their addresses, and this
-    host's private services (the catalogue's) on the mesh interface to their private
-    addresses."""
+    """What the firewall opens to the peers: WireGuard's port to their addresses, this
+    host's private services (the catalogue's; on the metrics host, the environment's
+    Prometheus for the admin hosts) on the mesh interface to their private addresses, and
+    its exporters to the metrics host's private address alone."""
     if not enabled():
         return None
     found = peers(config)
+    metrics = group_hosts("metrics")
+    scraper = [private_address(config, h) for h in metrics if h.name != host.name]
     return {"interface": config.wireguard_interface, "port": config.wireguard_port,
             "endpoints": sorted({p["endpoint"] for p in found}),
             "addresses": sorted(p["address"] for p in found),
-            "ports": sorted({*catalog.private_ports(config, groups),
-                             config.status_share_port})}
+            "ports": sorted({*catalog.private_ports(config, groups), config.status_share_port,
+                             *([config.prometheus_port] if "metrics" in groups else [])}),
+            "metrics": scraper[0] if scraper else None,
+            "exporters": catalog.exporter_ports(config, groups)}
 
 
 # Where each distro's wireguard-go package puts its program, when not on wg-quick's name for

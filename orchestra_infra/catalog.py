@@ -19,7 +19,9 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-GROUPS = ("edge", "app", "data")
+# The inventory's groups: edge, app and data, and metrics (the environment's one Prometheus
+# and Alertmanager: the first edge host unless the hosts file says, orchestra_infra/hosts.py).
+GROUPS = ("edge", "app", "data", "metrics")
 SYSTEMCTL = "/bin/systemctl"
 SUPERVISORCTL = "/usr/bin/supervisorctl"
 PM2 = "/usr/local/bin/pm2"
@@ -242,8 +244,8 @@ def _monitoring(config, postgres_major=None) -> list[Service]:
 
     return [
         daemon("monit", "ops", "monit_port", owner=("monit", None)),
-        daemon("prometheus", "ops", "prometheus_port", "prometheus", "/-/ready"),
-        daemon("prometheus-alertmanager", "ops", "alertmanager_port", "alertmanager",
+        daemon("prometheus", "metrics", "prometheus_port", "prometheus", "/-/ready"),
+        daemon("prometheus-alertmanager", "metrics", "alertmanager_port", "alertmanager",
                "/-/ready"),
         daemon("prometheus-node-exporter", "ops", "node_exporter_port", "node"),
         daemon("prometheus-blackbox-exporter", "ops", "blackbox_exporter_port", "blackbox"),
@@ -293,6 +295,13 @@ def private_ports(config, groups) -> list[int]:
     table = config.port_table()
     return sorted({table[key] for s in services(config, groups)
                    if s.group in PRIVATE_GROUPS and not s.optional for key in s.port_keys})
+
+
+def exporter_ports(config, groups) -> list[int]:
+    """The exporters' ports on a host of these groups: the environment's Prometheus (the
+    metrics host) scrapes them over the private network."""
+    return sorted(s.port for s in services(config, groups)
+                  if s.component == "prometheus" and s.group != "metrics")
 
 
 def port_owners(config) -> dict[str, tuple[tuple[str, str | None], ...]]:

@@ -10,7 +10,9 @@ followed by its groups (default: all of them, the single-instance layout)::
     203.0.113.11  app
     203.0.113.12  data
 
-An address appears once; ``orchestra-infra check ENV`` validates the layout. A line ending
+An address appears once; ``orchestra-infra check ENV`` validates the layout. The group
+``metrics`` holds the environment's one Prometheus and Alertmanager, which scrape every host's
+exporters over the mesh: the first ``edge`` host unless a line names it. A line ending
 in ``drain`` keeps the host in the mesh but takes it out of the edge's upstreams: the first
 step of removing it (docs/runbook.md).
 
@@ -28,7 +30,9 @@ from pyinfra.api.exceptions import InventoryError
 from . import mesh
 from .paths import project_root
 
-GROUPS = ("edge", "app", "data")
+GROUPS = ("edge", "app", "data", "metrics")
+# Where the environment's Prometheus and Alertmanager run when no line says.
+METRICS_DEFAULT = "edge"
 
 
 class HostsError(InventoryError):
@@ -55,7 +59,10 @@ def drained(text: str, source: str) -> list[str]:
     return [address for _, address, _, drain in _lines(text, source) if drain]
 
 
-def _lines(text: str, source: str) -> list[tuple[int, str, list[str], bool]]:
+def _lines(text: str, source: str, default_metrics: bool = True
+           ) -> list[tuple[int, str, list[str], bool]]:
+    """(line number, address, groups, drain) of each host line; without a line in group
+    metrics, the first edge host is in it (default_metrics)."""
     found: list[tuple[int, str, list[str], bool]] = []
     first: dict[str, int] = {}
     for number, raw in enumerate(text.splitlines(), 1):
@@ -69,13 +76,17 @@ def _lines(text: str, source: str) -> list[tuple[int, str, list[str], bool]]:
         wanted = rest[0].split(",") if rest else list(GROUPS)
         unknown = [g for g in wanted if g not in GROUPS]
         if unknown or len(rest) > 1:
-            raise HostsError(f"{source}:{number}: expected 'ADDRESS [edge,app,data] [drain]', "
-                             f"got {raw.strip()!r}")
+            raise HostsError(f"{source}:{number}: expected 'ADDRESS [edge,app,data,metrics] "
+                             f"[drain]', got {raw.strip()!r}")
         if address in first:
             raise HostsError(f"{source}:{number}: {address} is already listed on line "
                              f"{first[address]}")
         first[address] = number
         found.append((number, address, [g for g in GROUPS if g in wanted], drain))
+    if default_metrics and not any("metrics" in groups for _, _, groups, _ in found):
+        first = next((line for line in found if METRICS_DEFAULT in line[2]), None)
+        if first:
+            first[2].append("metrics")
     return found
 
 
@@ -166,7 +177,7 @@ def record(env: str, address: str, groups: Sequence[str] = (), replace: bool = F
     parse(old, str(path))
     chosen = [g for g in GROUPS if g in groups] if groups else list(GROUPS)
     wanted = address if chosen == list(GROUPS) else f"{address}  {','.join(chosen)}"
-    lines = [] if old else [f"# {env} hosts: ADDRESS [edge,app,data] per line "
+    lines = [] if old else [f"# {env} hosts: ADDRESS [edge,app,data,metrics] per line "
                             "(orchestra_infra/hosts.py)"]
     found = False
     for raw in old.splitlines():
@@ -174,8 +185,7 @@ def record(env: str, address: str, groups: Sequence[str] = (), replace: bool = F
         if not content:
             lines.append(raw)
         elif content.split()[0] == address:
-            current = parse(content, str(path))
-            same = [g for g in GROUPS if address in current[g]] == chosen
+            same = _lines(content, str(path), default_metrics=False)[0][2] == chosen
             lines.append(raw if found or not groups or same else wanted)
             found = True
         elif replace:

@@ -64,7 +64,8 @@ def address_problems(network: str, names: list[str]) -> list[str]:
 def layout_problems(groups: dict[str, list[str]], where: dict[str, str] | None = None
                     ) -> list[str]:
     """What is wrong with a layout {group: [host, ...]}: exactly one data host (until a
-    standby exists), at least one edge and one app host. ``where`` names each host's line."""
+    standby exists), at least one edge and one app host, at most one metrics host.
+    ``where`` names each host's line."""
     where = where or {}
 
     def named(hosts: list[str]) -> str:
@@ -78,4 +79,8 @@ def layout_problems(groups: dict[str, list[str]], where: dict[str, str] | None =
     for group in ("edge", "app"):
         if not groups.get(group):
             problems.append(f"at least one host must be in group {group}, found none")
+    metrics = groups.get("metrics", [])
+    if len(metrics) > 1:
+        problems.append(f"at most one host may be in group metrics (the environment's "
+                        f"Prometheus and Alertmanager), found {len(metrics)}: {named(metrics)}")
     return problems

@@ -26,7 +26,7 @@ const PEER_MAX_BYTES = 4 * 1024 * 1024;
 const PEER_RETRY_MS = 500;
 const PEER_KEEP_S = 30;
 const PROMETHEUS_URL = process.env.PROMETHEUS_URL || "http://127.0.0.1:9090";
-const ALERTMANAGER_URL = process.env.ALERTMANAGER_URL || "http://127.0.0.1:9093";
+const ALERTMANAGER_URL = process.env.ALERTMANAGER_URL ?? "http://127.0.0.1:9093";
 const SOURCE_TIMEOUT_MS = 3000;
 const HOUR_S = 3600;
 const STEP_S = 60;
@@ -44,12 +44,13 @@ const GRAPHS = [
     query: "1000 * histogram_quantile(0.95, sum by (le, upstream) " +
       "(rate(orchestra_nginx_upstream_seconds_bucket[5m])))",
     label: (m) => m.upstream || "upstream" },
+  // With several hosts each target carries its `host` label; with one, its instance.
   { id: "cpu", title: "CPU per host", unit: "%",
-    query: '100 * (1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[2m])))',
-    label: (m) => m.instance || "host" },
+    query: '100 * (1 - avg by (instance, host) (rate(node_cpu_seconds_total{mode="idle"}[2m])))',
+    label: (m) => m.host || m.instance || "host" },
   { id: "memory", title: "Memory per host", unit: "%",
     query: "100 * (1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes)",
-    label: (m) => m.instance || "host" },
+    label: (m) => m.host || m.instance || "host" },
 ];
 
 async function getJson(url) {
@@ -137,6 +138,8 @@ async function graph(spec, now) {
 }
 
 async function alerts() {
+  // A multi-host layout's other hosts: the metrics host's document carries the alerts.
+  if (!ALERTMANAGER_URL) return { firing: [] };
   try {
     const list = await getJson(
       `${ALERTMANAGER_URL}/api/v2/alerts?active=true&silenced=false&inhibited=false`);
@@ -154,9 +157,11 @@ async function alerts() {
   }
 }
 
-// This host's alerts (asked now), then each peer's (from its document), each with its host.
+// This host's alerts (asked now), then each peer's (from its document), each with its host:
+// the alert's own `host` label (the environment's Alertmanager, on the metrics host, holds
+// every host's alerts), else the host that reported it.
 function everyAlert(status, own, peers) {
-  const tagged = (host, list) => list.map((alert) => ({ host, ...alert }));
+  const tagged = (host, list) => list.map((alert) => ({ host: alert.labels?.host || host, ...alert }));
   const errors = [own.error && `${status.host || "this host"}: ${own.error}`,
     ...peers.map((p) => p.alerts?.error && `${p.host}: ${p.alerts.error}`)];
   const found = {

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import ssl
 import subprocess
@@ -176,6 +177,80 @@ def test_private_services_answer_over_the_mesh_only(hosts, converged):
     rules = on(hosts[C], "nft list table inet orchestra")
     peers = sorted(hosts[n].address for n in (A, B))
     assert f"udp dport 51820 ip saddr {{ {', '.join(peers)} }} accept" in rules
+
+
+def _query(hosts, expr: str, via: str = A) -> list[dict]:
+    """The environment's Prometheus answering an instant query, asked on ``via``: on A (the
+    metrics host) at its loopback, elsewhere at A's private address (the socket proxy)."""
+    where = "127.0.0.1" if via == A else private(hosts, A)
+    query = shlex.quote(f"query={expr}")
+    out = on(hosts[via], f"curl -sf --max-time 10 -G http://{where}:9090/api/v1/query "
+                         f"--data-urlencode {query}")
+    return json.loads(out)["data"]["result"]
+
+
+def _until(what: str, check, timeout: float):
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found or time.monotonic() > deadline:
+            assert found, f"{what}: not within {timeout:.0f} s"
+            return found
+        time.sleep(3)
+
+
+def test_one_prometheus_scrapes_every_host_over_the_mesh(hosts, converged):
+    """The environment's Prometheus and Alertmanager on A (the first edge host) alone: every
+    host's exporters scraped over the mesh, each target labelled with its host; B's node
+    exporter stopped is a ServiceDown alert naming B there; B's admin draws every host."""
+    for name in (B, C):
+        installed = sandbox.run(name, "dpkg-query -W -f '${Status}' prometheus "
+                                      "prometheus-alertmanager", sudo=True, timeout=60)
+        assert "install ok installed" not in installed.stdout, name
+    everyone = {hosts[n].address for n in (A, B, C)}
+
+    def all_up():
+        found = {(r["metric"]["job"], r["metric"].get("host")): r["value"][1]
+                 for r in _query(hosts, "up")}
+        return found if found and set(found.values()) == {"1"} and \
+            {h for job, h in found if job == "node"} == everyone else None
+
+    up = _until("every target up", all_up, 90)
+    assert {h for job, h in up if job == "blackbox"} == everyone
+    assert {(job, h) for job, h in up if job in ("postgres", "redis", "nginx", "mtail",
+                                                  "prometheus", "alertmanager")} == {
+        ("postgres", hosts[C].address), ("redis", hosts[C].address),
+        ("nginx", hosts[A].address), ("mtail", hosts[A].address),
+        ("prometheus", hosts[A].address), ("alertmanager", hosts[A].address)}
+    # Every host's health endpoints, probed by its own blackbox exporter, pass.
+    probes = _query(hosts, "probe_success")
+    assert {r["metric"]["host"] for r in probes} == everyone
+    assert {r["value"][1] for r in probes} == {"1"}, [r["metric"] for r in probes
+                                                     if r["value"][1] != "1"]
+    # The exporters answer the metrics host alone: not C, not the public address.
+    assert _connects_from(A, private(hosts, B), 9100)
+    assert not _connects_from(C, private(hosts, B), 9100)
+    assert not _connects_from(A, hosts[B].address, 9100)
+
+    on(hosts[B], "systemctl stop prometheus-node-exporter")
+    try:
+        alert = _until("ServiceDown for B's node exporter", lambda: _query(
+            hosts, f'ALERTS{{alertname="ServiceDown", service="node", '
+                   f'host="{hosts[B].address}"}}'), 90)
+        print(f"ServiceDown for B's node exporter: {alert[0]['metric']}")
+    finally:
+        on(hosts[B], "systemctl start prometheus-node-exporter")
+
+    # B's admin draws the environment's graphs, one line per host, read through A's proxy.
+    def cpu_lines():
+        overview = json.loads(on(hosts[B], "curl -sf --max-time 20 "
+                                           "http://127.0.0.1:3000/_admin/overview"))
+        cpu = next(g for g in overview["graphs"] if g["id"] == "cpu")
+        lines = {s["label"] for s in cpu["series"] if s["points"]}
+        return lines if lines == everyone else None
+
+    _until("B's admin draws a CPU line per host", cpu_lines, 120)
+    assert _query(hosts, "up", via=C)  # every peer may read it, through the proxy
 
 
 def test_the_admin_page_shows_every_host_and_turns_a_remote_row_red(hosts, converged,

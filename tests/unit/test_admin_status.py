@@ -307,3 +307,24 @@ def test_a_peer_that_fails_once_is_asked_again_and_its_last_document_kept_a_whil
     assert kept["peers"][0]["age_seconds"] > first["peers"][0]["age_seconds"]
     # 40 s after the last answer (more than three status intervals): a red line.
     assert gone["peers"] == [{"host": "data", "error": "unreachable: ECONNREFUSED"}]
+
+
+def test_with_several_hosts_the_alerts_come_from_the_metrics_host_s_document(tmp_path):
+    """An admin host that is not the metrics host asks no Alertmanager (ALERTMANAGER_URL
+    empty): the metrics host's document holds the environment's alerts, each shown with the
+    host its `host` label names."""
+    status_file = tmp_path / "status.json"
+    status_file.write_text(json.dumps({"host": "app-b", "generated": 1, "interval": 10,
+                                       "rows": []}))
+    on_c = {**FIRING, "labels": {**FIRING["labels"], "host": "data-c"}}
+    document = json.dumps({"host": "edge-a", "generated": 2, "interval": 10, "rows": [],
+                           "alerts": {"firing": [on_c, FIRING]}}).encode()
+    listener, _ = _peer(document)
+    try:
+        found = _overview({"STATUS_FILE": str(status_file), "ALERTMANAGER_URL": "",
+                           "PROMETHEUS_URL": "http://127.0.0.1:9",
+                           "STATUS_PEERS": f"edge-a=127.0.0.1:{listener.getsockname()[1]}"})
+    finally:
+        listener.close()
+    assert "error" not in found["alerts"]
+    assert found["alerts"]["firing"] == [{"host": "data-c", **on_c}, {"host": "edge-a", **FIRING}]

@@ -43,7 +43,8 @@ def test_a_new_service_is_seen_by_monit_prometheus_and_status(config, with_dummy
     assert "check process dummy with pidfile /run/dummy.pid" in checks
     assert "/var/lib/dummy" in monit.volume_paths(config, ALL)
     assert {"service": "dummy", "url": "http://127.0.0.1:8555/ready",
-            "module": "http_2xx"} in prometheus.probes(config, ALL)
+            "module": "http_2xx", "host": None, "blackbox": "127.0.0.1:9115"} in \
+        prometheus.probes(config, [(ALL, None, "127.0.0.1", None)])
     assert "dummy" in prometheus.watched_units(config, ALL, 15)
     plan = status.plan(config, ALL)
     assert "dummy.service" in plan.units

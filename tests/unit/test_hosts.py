@@ -8,21 +8,43 @@ from orchestra_infra import hosts
 def test_a_bare_address_is_in_every_group():
     assert hosts.parse("203.0.113.10\n", "hosts/prod") == {
         "edge": ["203.0.113.10"], "app": ["203.0.113.10"], "data": ["203.0.113.10"],
+        "metrics": ["203.0.113.10"],
     }
 
 
 def test_groups_comments_and_blank_lines():
     text = "# prod\n\n203.0.113.10  edge,app   # the front\n203.0.113.11 data\n"
+    # The environment's Prometheus on the first edge host, unless a line says.
     assert hosts.parse(text, "hosts/prod") == {
         "edge": ["203.0.113.10"], "app": ["203.0.113.10"], "data": ["203.0.113.11"],
+        "metrics": ["203.0.113.10"],
     }
+    assert hosts.parse(text.replace("data", "data,metrics"), "hosts/prod")["metrics"] == \
+        ["203.0.113.11"]
+
+
+def test_one_metrics_host_at_most():
+    text = "203.0.113.10 edge,app,metrics\n203.0.113.11 data,metrics\n"
+    assert hosts.layout_problems(text, "hosts/prod", "10.210.0.0/16") == [
+        "hosts/prod: at most one host may be in group metrics (the environment's Prometheus and "
+        "Alertmanager), found 2: 203.0.113.10 (hosts/prod:1), 203.0.113.11 (hosts/prod:2)"]
+
+
+def test_recording_a_host_leaves_the_implicit_metrics_group_unwritten(monkeypatch, tmp_path):
+    monkeypatch.setenv("ORCHESTRA_ROOT", str(tmp_path))
+    (tmp_path / "hosts").mkdir()
+    (tmp_path / "hosts" / "prod").write_text("203.0.113.10  edge,app\n203.0.113.12 data\n")
+    assert hosts.record("prod", "203.0.113.10", ["edge", "app"]) is False
+    assert hosts.record("prod", "203.0.113.11", ["app"]) is True
+    assert (tmp_path / "hosts" / "prod").read_text() == \
+        "203.0.113.10  edge,app\n203.0.113.12 data\n203.0.113.11  app\n"
 
 
 def test_unknown_group_names_file_and_line():
     with pytest.raises(hosts.HostsError) as raised:
         hosts.parse("203.0.113.10\n203.0.113.11 web\n", "hosts/prod")
     assert str(raised.value) == (
-        "hosts/prod:2: expected 'ADDRESS [edge,app,data] [drain]', got '203.0.113.11 web'"
+        "hosts/prod:2: expected 'ADDRESS [edge,app,data,metrics] [drain]', got '203.0.113.11 web'"
     )
 
 

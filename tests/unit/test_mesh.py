@@ -183,11 +183,97 @@ def test_the_firewall_opens_the_mesh_to_the_peers_only():
     # The stores, and the status share (9198) every host hands the admin hosts.
     assert (f'iifname "wg0" ip saddr {{ {data_peers} }} tcp dport {{ 5432, 6379, 8080, '
             "9198, 50051 } accept") in rules[C]
-    app_ports = ("3000, 8000, 8001, 8003, 8006, 8007, 8008, 8009, 8013, 8016, 8017, 8018, 8019, "
-                 "9198")
-    assert f"tcp dport {{ {app_ports} }} accept" in rules[A]
-    assert f"tcp dport {{ {app_ports} }} accept" in rules[B]
+    app_ports = "3000, 8000, 8001, 8003, 8006, 8007, 8008, 8009, 8013, 8016, 8017, 8018, 8019"
+    # A, the metrics host, hands the environment's Prometheus (9090) to the admin hosts.
+    assert f"tcp dport {{ {app_ports}, 9090, 9198 }} accept" in rules[A]
+    assert f"tcp dport {{ {app_ports}, 9198 }} accept" in rules[B]
     assert "tcp dport { 22, 80, 443 } accept" in rules[C]  # the public ports are unchanged
+    # The exporters: to the metrics host's private address alone (A scrapes its own on lo).
+    assert f'iifname "wg0" ip saddr {_address(A)} tcp dport {{ 9100, 9115 }} accept' in rules[B]
+    assert (f'iifname "wg0" ip saddr {_address(A)} tcp dport {{ 9100, 9115, 9121, 9187 }} '
+            "accept") in rules[C]
+    assert "9100" not in rules[A]
+
+
+def _scraped(prometheus_yml: str) -> dict[str, set[tuple[str, str]]]:
+    """{job: {(target, host label)}} of a prometheus.yml."""
+    import yaml
+
+    found: dict[str, set[tuple[str, str]]] = {}
+    for job in yaml.safe_load(prometheus_yml)["scrape_configs"]:
+        for group in job["static_configs"]:
+            for target in group["targets"]:
+                labels = group.get("labels", {})
+                where = labels.get("__blackbox", target)
+                found.setdefault(job["job_name"], set()).add((where, labels.get("host")))
+    return found
+
+
+def test_one_prometheus_per_environment_scrapes_every_host_over_the_mesh():
+    plans = _capture()
+    a, b, c = (_address(n) for n in (A, B, C))
+    label = {n: f"@fake/{n}" for n in (A, B, C)}
+    # Prometheus and Alertmanager on A (the first edge host) alone; removed elsewhere.
+    assert "/etc/prometheus/prometheus.yml" in plans[A]
+    for other in (B, C):
+        assert "/etc/prometheus/prometheus.yml" not in plans[other]
+        assert "/etc/default/prometheus" not in plans[other]
+        assert " prometheus " not in plans[other]["$"].split("install", 1)[-1].split("\n")[0]
+    jobs = _scraped(plans[A]["/etc/prometheus/prometheus.yml"])
+    assert jobs["prometheus"] == {("127.0.0.1:9090", label[A])}
+    assert jobs["alertmanager"] == {("127.0.0.1:9093", label[A])}
+    assert jobs["node"] == {(f"{a}:9100", label[A]), (f"{b}:9100", label[B]),
+                            (f"{c}:9100", label[C])}
+    assert jobs["postgres"] == {(f"{c}:9187", label[C])}
+    assert jobs["redis"] == {(f"{c}:9121", label[C])}
+    assert jobs["nginx"] == {(f"{a}:9113", label[A])}
+    assert jobs["mtail"] == {(f"{a}:3903", label[A])}
+    # Each host's health endpoints, through that host's blackbox exporter.
+    assert {where for where, _ in jobs["probe"]} == {f"{a}:9115", f"{b}:9115", f"{c}:9115"}
+    import yaml
+
+    config = yaml.safe_load(plans[A]["/etc/prometheus/prometheus.yml"])
+    assert config["global"]["external_labels"] == {"environment": "golden"}  # hosts: targets'
+    # Every host's units in the rule that alerts on a stopped one.
+    rules = plans[A]["/etc/prometheus/rules/orchestra.yml"]
+    for unit in ("nginx", "supervisor", "redis-server", "weaviate", "postgresql@14-main"):
+        assert f"|{unit}|" in rules or f"({unit}|" in rules or f"|{unit})" in rules, unit
+
+
+def test_each_host_s_exporters_listen_on_its_private_address():
+    plans = _capture()
+    for me, exporters in ((A, ("node", "blackbox", "nginx")), (B, ("node", "blackbox")),
+                          (C, ("node", "blackbox", "postgres", "redis"))):
+        for exporter in exporters:
+            args = plans[me][f"/etc/default/prometheus-{exporter}-exporter"]
+            assert f"listen-address={_address(me)}:" in args, (me, exporter)
+            if exporter in ("node", "blackbox", "nginx"):  # their comments say where
+                assert "the private address only" in args or "the private address out" in args
+    assert f"--address {_address(A)} --port 3903" in \
+        plans[A]["/etc/systemd/system/mtail.service.d/10-orchestra.conf"]
+    # Prometheus and Alertmanager stay on loopback; the admin hosts read Prometheus through
+    # the socket proxy on A's private address.
+    assert "--web.listen-address=127.0.0.1:9090" in plans[A]["/etc/default/prometheus"]
+    socket_unit = plans[A]["/etc/systemd/system/orchestra-prometheus-share.socket"]
+    assert f"ListenStream={_address(A)}:9090\n" in socket_unit
+    assert "IPAddressDeny=any\nIPAddressAllow=10.210.0.0/16\n" in socket_unit
+    assert "systemd-socket-proxyd --exit-idle-time=5min 127.0.0.1:9090\n" in \
+        plans[A]["/etc/systemd/system/orchestra-prometheus-share.service"]
+
+
+def test_the_admin_hosts_read_the_environment_s_prometheus_and_one_alertmanager():
+    plans = _capture()
+    a = plans[A]["/etc/orchestra/ecosystem.config.js"]
+    b = plans[B]["/etc/orchestra/ecosystem.config.js"]
+    assert 'PROMETHEUS_URL: "http://127.0.0.1:9090"' in a
+    assert 'ALERTMANAGER_URL: "http://127.0.0.1:9093"' in a
+    assert f'PROMETHEUS_URL: "http://{_address(A)}:9090"' in b
+    assert 'ALERTMANAGER_URL: ""' in b
+    # Only A's status document carries alerts (the environment's, each with its host).
+    runner = "/usr/local/lib/orchestra/status/orchestra-status"
+    assert 'ALERTS_URL = "http://127.0.0.1:9093/api/v2/alerts' in plans[A][runner]
+    for other in (B, C):
+        assert "ALERTS_URL = None" in plans[other][runner]
 
 
 def test_every_host_hands_its_status_to_the_admin_hosts_over_the_mesh():
@@ -316,3 +402,19 @@ def test_the_layout_benchmark_names_its_hosts_and_refuses_too_few(monkeypatch):
         layout.run(count=2)
     figures = layout.LayoutFigures(100.0, 2.0, 250.0, 2.8, 4)
     assert "(1.40x; target <= 1.5x)" in figures.report()
+
+
+def test_the_metrics_group_may_be_a_host_of_its_own():
+    D = "203.0.113.13"
+    plans = _capture(json.dumps({**LAYOUT, D: "metrics"}))
+    assert "/etc/prometheus/prometheus.yml" in plans[D]
+    assert "/etc/prometheus/prometheus.yml" not in plans[A]
+    jobs = _scraped(plans[D]["/etc/prometheus/prometheus.yml"])
+    assert {where for where, _ in jobs["node"]} == {f"{_address(n)}:9100" for n in (A, B, C, D)}
+    # A's exporters now answer D; D runs no app, no store, no edge.
+    assert f"ip saddr {_address(D)} tcp dport {{ 3903, 9100, 9113, 9115 }}" in \
+        plans[A]["/etc/nftables.d/orchestra.nft"]
+    assert not any(path.startswith(("/etc/nginx/", "/etc/supervisor/", "/etc/redis/"))
+                   for path in plans[D])
+    assert f'PROMETHEUS_URL: "http://{_address(D)}:9090"' in \
+        plans[A]["/etc/orchestra/ecosystem.config.js"]

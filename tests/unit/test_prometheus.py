@@ -22,7 +22,7 @@ from orchestra_infra.errors import ConfigError
 from orchestra_infra.schema import validate
 from orchestra_infra.secrets import MASK, NAMES, Secrets
 
-ALL = ("data", "app", "edge")
+ALL = ("data", "app", "edge", "metrics")
 WEBHOOK = "https://hooks.example.invalid/services/T0/B0/abcdefghijklmnop"
 
 
@@ -92,25 +92,51 @@ def test_unknown_distro_stops_the_deploy():
 # --- what each group runs -----------------------------------------------------------------------
 
 
+def _on(groups, label=None, address="127.0.0.1"):
+    """One host of these groups, as prometheus.targets lists it."""
+    return [(tuple(groups), label, address, None)]
+
+
 def test_packages_by_group(config):
     assert prometheus.packages(config, ["app"]) == [
+        "prometheus-node-exporter", "prometheus-blackbox-exporter", "dbus"]
+    assert prometheus.packages(config, ["app", "metrics"]) == [
         "prometheus", "prometheus-alertmanager", "prometheus-node-exporter",
         "prometheus-blackbox-exporter", "dbus"]
     everything = prometheus.packages(config, ALL)
     assert {"prometheus-postgres-exporter", "prometheus-redis-exporter",
-            "prometheus-nginx-exporter", "mtail"} <= set(everything)
+            "prometheus-nginx-exporter", "mtail", "prometheus"} <= set(everything)
 
 
 def test_scrape_jobs_by_group(config):
-    jobs = {job["name"]: job["port"] for job in prometheus.scrape_jobs(config, ["data"])}
-    assert jobs == {"prometheus": 9090, "alertmanager": 9093, "node": 9100, "blackbox": 9115,
-                    "postgres": 9187, "redis": 9121}
-    edge = {job["name"] for job in prometheus.scrape_jobs(config, ["edge"])}
-    assert {"nginx", "mtail"} <= edge and "redis" not in edge
+    jobs = {job["name"]: [t["address"] for t in job["targets"]]
+            for job in prometheus.scrape_jobs(config, _on(["data", "metrics"]))}
+    assert jobs == {"prometheus": ["127.0.0.1:9090"], "alertmanager": ["127.0.0.1:9093"],
+                    "node": ["127.0.0.1:9100"], "blackbox": ["127.0.0.1:9115"],
+                    "postgres": ["127.0.0.1:9187"], "redis": ["127.0.0.1:9121"]}
+    edge = {job["name"] for job in prometheus.scrape_jobs(config, _on(["edge"]))}
+    assert {"nginx", "mtail"} <= edge and not {"redis", "prometheus"} & edge
+
+
+def test_several_hosts_are_scraped_at_their_address_with_their_label(config):
+    hosts = [*_on(["edge", "app", "metrics"], "a", "10.0.0.1"), *_on(["data"], "c", "10.0.0.3")]
+    jobs = {job["name"]: job["targets"] for job in prometheus.scrape_jobs(config, hosts)}
+    assert jobs["node"] == [{"address": "10.0.0.1:9100", "host": "a"},
+                            {"address": "10.0.0.3:9100", "host": "c"}]
+    # Prometheus itself on the metrics host's loopback; the stores' exporters on c alone.
+    assert jobs["prometheus"] == [{"address": "127.0.0.1:9090", "host": "a"}]
+    assert jobs["redis"] == [{"address": "10.0.0.3:9121", "host": "c"}]
+    # The catalogue's order, whatever the hosts' order.
+    assert list(jobs) == ["prometheus", "alertmanager", "node", "blackbox", "postgres",
+                          "redis", "nginx", "mtail"]
+    probes = prometheus.probes(config, hosts)
+    assert {(p["service"], p["host"], p["blackbox"]) for p in probes
+            if p["service"] in ("nginx", "weaviate")} == {("nginx", "a", "10.0.0.1:9115"),
+                                                         ("weaviate", "c", "10.0.0.3:9115")}
 
 
 def test_probes_cover_every_health_endpoint_of_the_port_table(config):
-    probes = {p["service"]: (p["url"], p["module"]) for p in prometheus.probes(config, ALL)}
+    probes = {p["service"]: (p["url"], p["module"]) for p in prometheus.probes(config, _on(ALL))}
     assert probes == {
         "api-0": ("http://127.0.0.1:8000/api/health/", "http_2xx"),
         "api-1": ("http://127.0.0.1:8001/api/health/", "http_2xx"),
@@ -133,15 +159,15 @@ def test_probes_cover_every_health_endpoint_of_the_port_table(config):
 def test_a_sixth_mcp_server_is_probed_with_no_change_here(config):
     servers = {**config.mcp_servers,
                "search": config.mcp_servers["task"].model_copy(update={"port": 8010})}
-    probes = prometheus.probes(_with(config, mcp_servers=servers), ["app"])
+    probes = prometheus.probes(_with(config, mcp_servers=servers), _on(["app"]))
     assert {"service": "mcp-search", "url": "http://127.0.0.1:8010/health",
-            "module": "http_2xx"} in probes
+            "module": "http_2xx", "host": None, "blackbox": "127.0.0.1:9115"} in probes
 
 
 def test_plain_http_edge_is_probed_over_http(config):
-    probes = prometheus.probes(_with(config, nginx_tls="none"), ["edge"])
+    probes = prometheus.probes(_with(config, nginx_tls="none"), _on(["edge"]))
     assert probes == [{"service": "nginx", "url": "http://127.0.0.1:80/api/health/",
-                       "module": "http_2xx"}]
+                       "module": "http_2xx", "host": None, "blackbox": "127.0.0.1:9115"}]
 
 
 def test_tls_verification_follows_the_certificate(config):
@@ -159,11 +185,12 @@ def _render(src, context, secrets=None):
     return render.render(f"prometheus/{src}", context)
 
 
-def _prometheus_yml(config, groups=ALL):
+def _prometheus_yml(config, hosts=None):
+    hosts = hosts or _on(ALL)
     return _render("etc/prometheus/prometheus.yml.j2", {
-        "config": config, "jobs": prometheus.scrape_jobs(config, groups),
-        "probes": prometheus.probes(config, groups), "rules": prometheus.RULES,
-        "host_label": "203.0.113.10"})
+        "config": config, "jobs": prometheus.scrape_jobs(config, hosts),
+        "probes": prometheus.probes(config, hosts), "rules": prometheus.RULES,
+        "host_label": "203.0.113.10", "hosts": len(hosts) > 1})
 
 
 def test_prometheus_yml_scrapes_loopback_and_probes_through_blackbox(config):
@@ -362,10 +389,15 @@ def test_promtool_accepts_config_and_rules(config, tmp_path):
     promtool = _tool("promtool")
     rules = tmp_path / "orchestra.yml"
     rules.write_text(_rules(config))
-    text = _prometheus_yml(config).replace(prometheus.RULES, str(rules))
-    (tmp_path / "prometheus.yml").write_text(text)
-    for args in (["check", "rules", str(rules)], ["check", "config",
-                                                  str(tmp_path / "prometheus.yml")]):
+    several = [*_on(["edge", "app", "metrics"], "203.0.113.10", "10.210.0.1"),
+               *_on(["app"], "203.0.113.11", "10.210.0.2"),
+               *_on(["data"], "203.0.113.12", "10.210.0.3")]
+    for name, hosts in (("prometheus.yml", None), ("several.yml", several)):
+        text = _prometheus_yml(config, hosts).replace(prometheus.RULES, str(rules))
+        (tmp_path / name).write_text(text)
+    for args in (["check", "rules", str(rules)],
+                 ["check", "config", str(tmp_path / "prometheus.yml")],
+                 ["check", "config", str(tmp_path / "several.yml")]):
         result = subprocess.run([promtool, *args], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
 

@@ -21,10 +21,13 @@ if _layout:
     _hosts = {address: (f"@fake/{address}", {**_data, "ssh_hostname": address,
                                              **({"drain": True} if address == _drain else {})})
               for address in _layout}
-    edge, app, data = ([_hosts[a] for a, groups in _layout.items() if g in groups.split(",")]
-                       for g in ("edge", "app", "data"))
+    edge, app, data, metrics = ([_hosts[a] for a, groups in _layout.items()
+                                 if g in groups.split(",")]
+                                for g in ("edge", "app", "data", "metrics"))
+    metrics = metrics or edge[:1]  # the first edge host, as orchestra_infra/hosts.py says
 else:
     hosts = [("@fake/golden", _data)]
     edge = list(hosts)
     app = list(hosts)
     data = list(hosts)
+    metrics = list(hosts)
