@@ -183,18 +183,24 @@ def copies_reach_the_repository(host) -> dict[str, str]:
     return state
 
 
+def _write_notes(host, title: str, body: str, count: int) -> list[dict]:
+    """``count`` notes through the API, each acknowledged: "TITLE i", "BODY i"."""
+    notes = []
+    for i in range(count):
+        status, _, note = _request(host, "/api/notes", "POST",
+                                   {"title": f"{title} {i}", "body": f"{body} {i}"})
+        assert status == 201, note
+        notes.append(note)
+    return notes
+
+
 def test_redis_and_weaviate_copies_reach_the_repository(host_a):
     print(f"store copies on {host_a.name}: {copies_reach_the_repository(host_a)}")
 
 
 def test_an_instance_killed_mid_write_comes_back_losing_at_most_a_minute(
         host_a, sftp_repository):
-    notes = []
-    for i in range(3):
-        status, _, note = _request(host_a, "/api/notes", "POST",
-                                   {"title": f"drill {i}", "body": f"before the loss {i}"})
-        assert status == 201, note
-        notes.append(note)
+    notes = _write_notes(host_a, "drill", "before the loss", 3)
     app_password = secrets.load("sandbox")["redis_app_password"]
     _redis(host_a, "orchestra", app_password, "SET drill:cache kept")
     backup = _cli("backup", "sandbox", host=host_a.name, timeout=900)
@@ -272,12 +278,7 @@ def test_an_instance_killed_mid_write_comes_back_losing_at_most_a_minute(
 
 
 def test_a_point_in_time_restore_brings_deleted_rows_back(host_b):
-    notes = []
-    for i in range(5):
-        status, _, note = _request(host_b, "/api/notes", "POST",
-                                   {"title": f"pitr {i}", "body": f"kept {i}"})
-        assert status == 201, note
-        notes.append(note)
+    notes = _write_notes(host_b, "pitr", "kept", 5)
     status, _, keeper = _request(host_b, "/api/notes", "POST", {"title": "keeper", "body": "k"})
     assert status == 201, keeper
     time.sleep(2)
