@@ -132,7 +132,9 @@ def firewall(config, groups) -> dict | None:
     metrics = group_hosts("metrics")
     scraper = [private_address(config, h) for h in metrics if h.name != host.name]
     return {"interface": config.wireguard_interface, "port": config.wireguard_port,
-            "endpoints": sorted({p["endpoint"] for p in found}),
+            # By address family: a peer's public address may be IPv4 or IPv6.
+            "endpoints": [{"family": "ip6" if ":" in e else "ip", "address": e}
+                          for e in sorted({p["endpoint"] for p in found})],
             "addresses": sorted(p["address"] for p in found),
             "ports": sorted({*catalog.private_ports(config, groups), config.status_share_port,
                              *([config.prometheus_port] if "metrics" in groups else [])}),

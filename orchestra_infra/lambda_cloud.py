@@ -221,8 +221,10 @@ def web_rules(ports: Iterable[int] = (80, 443), source_network: str = "0.0.0.0/0
 
 
 def mesh_rules(port: int, addresses: Iterable[str]) -> list[FirewallRule]:
-    """WireGuard's UDP port from each host of an environment (its address as a /32)."""
-    return [FirewallRule("udp", f"{address}/32", (port, port), f"orchestra: wireguard {address}")
+    """WireGuard's UDP port from each host of an environment (its address as a /32, or an
+    IPv6 address as a /128)."""
+    return [FirewallRule("udp", f"{address}/{128 if ':' in address else 32}", (port, port),
+                         f"orchestra: wireguard {address}")
             for address in sorted(set(addresses))]
 
 

@@ -418,3 +418,16 @@ def test_the_metrics_group_may_be_a_host_of_its_own():
                    for path in plans[D])
     assert f'PROMETHEUS_URL: "http://{_address(D)}:9090"' in \
         plans[A]["/etc/orchestra/ecosystem.config.js"]
+
+
+def test_a_peer_with_an_ipv6_address_is_reached_and_let_in_over_ipv6():
+    V6 = "2001:db8::11"
+    plans = _capture(json.dumps({A: "edge,app", V6: "app", C: "data"}))
+    conf = plans[A]["/etc/wireguard/wg0.conf"]
+    assert f"Endpoint = [{V6}]:51820\n" in conf and f"Endpoint = {C}:51820\n" in conf
+    rules = plans[A]["/etc/nftables.d/orchestra.nft"]
+    assert f"udp dport 51820 ip saddr {{ {C} }} accept" in rules
+    assert f"udp dport 51820 ip6 saddr {{ {V6} }} accept" in rules
+    from orchestra_infra.lambda_cloud import mesh_rules
+
+    assert [r.source_network for r in mesh_rules(51820, [C, V6])] == [f"{V6}/128", f"{C}/32"]
