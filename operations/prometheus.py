@@ -135,8 +135,8 @@ def alertmanager_url(config) -> str:
 
 
 def scrape_jobs(config, targets) -> list[dict]:
-    """Every daemon the environment's Prometheus scrapes, by job name, with its targets
-    (``targets``: (groups, host label or None, address) of each host)."""
+    """Every daemon the environment's Prometheus scrapes, by job name in the catalogue's
+    order, with its targets on every host (``targets``: as :func:`targets` lists them)."""
     jobs: dict[str, list[dict]] = {}
     for groups, label, address, _ in targets:
         for s in _monitoring(config, groups):
