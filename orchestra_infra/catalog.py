@@ -234,17 +234,22 @@ def _edge(config, postgres_major=None) -> list[Service]:
 
 def _monitoring(config, postgres_major=None) -> list[Service]:
     """The monitoring daemons: `status` shows them when installed."""
-    def daemon(unit, group, port_key, job=None, ready=None, owner=("prometheus", "prometheus")):
+    def daemon(unit, group, port_key, job=None, ready=None, owner=("prometheus", "prometheus"),
+               also=()):
         port = getattr(config, port_key)
         return Service(unit, group, "monit" if unit == "monit" else "prometheus",
-                       **systemd_unit(unit), port=port, port_keys=(port_key,), owners=(owner,),
+                       **systemd_unit(unit), port=port, port_keys=(port_key,),
+                       owners=(owner, *also),
                        readiness=(Check("http", port, ready),) if ready else
                        (Check("monit"),) if unit == "monit" else (),
                        exporter=job, optional=True, layer="ops")
 
     return [
         daemon("monit", "ops", "monit_port", owner=("monit", None)),
-        daemon("prometheus", "metrics", "prometheus_port", "prometheus", "/-/ready"),
+        # With several hosts systemd also holds its port, on the private address: the
+        # socket proxy to it for the admin hosts (operations/prometheus.py).
+        daemon("prometheus", "metrics", "prometheus_port", "prometheus", "/-/ready",
+               also=(("systemd", "root"),)),
         daemon("prometheus-alertmanager", "metrics", "alertmanager_port", "alertmanager",
                "/-/ready"),
         daemon("prometheus-node-exporter", "ops", "node_exporter_port", "node"),

@@ -431,3 +431,24 @@ def test_a_peer_with_an_ipv6_address_is_reached_and_let_in_over_ipv6():
     from orchestra_infra.lambda_cloud import mesh_rules
 
     assert [r.source_network for r in mesh_rules(51820, [C, V6])] == [f"{V6}/128", f"{C}/32"]
+
+
+def test_every_socket_the_deploy_writes_is_one_the_port_check_expects():
+    """A port held by a systemd socket the deploy wrote (the status share, the Prometheus
+    proxy) is not a foreign process to the next run's port check (operations/ports.py)."""
+    from orchestra_infra import catalog
+    from orchestra_infra import config as config_module
+    from orchestra_infra.schema import validate
+    from orchestra_infra.secrets import NAMES
+
+    config = validate(config_module.environment_data("prod", {"weaviate_sha256": "ab" * 32}),
+                      NAMES)
+    key_of = {port: key for key, port in config.port_table().items()}
+    owners = catalog.port_owners(config)
+    plans = _capture()
+    sockets = {(me, path): body for me in (A, B, C) for path, body in plans[me].items()
+               if path.endswith(".socket")}
+    assert len(sockets) == 4  # a status share on each host, the Prometheus proxy on A
+    for (me, path), body in sockets.items():
+        port = int(re.search(r"^ListenStream=\S+:(\d+)$", body, re.M).group(1))
+        assert ("systemd", "root") in owners[key_of[port]], (me, path, key_of[port])
