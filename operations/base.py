@@ -219,5 +219,8 @@ def _journald(config):
         dest="/etc/systemd/journald.conf.d/00-orchestra.conf",
         context={"config": config},
     )
-    system.service(name="Run journald", unit="systemd-journald", restart_when=[conf])
+    # Once more after a failed restart: systemd may fail to spawn journald into its cgroup
+    # when a package's postinst has restarted it a moment before ("Failed at step CGROUP").
+    system.service(name="Run journald", unit="systemd-journald", restart_when=[conf],
+                   _retries=2, _retry_delay=3)
 

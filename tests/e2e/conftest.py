@@ -57,10 +57,17 @@ def pyinfra(host: sandbox.SandboxHost, *args: str, timeout: float = 1800,
     return PyinfraRun(result.returncode, result.stdout, result.stderr)
 
 
+def failure(run: PyinfraRun) -> str:
+    """What a failed deploy said: every line naming an error (wherever it was printed; a
+    host that fails early stops long before the end of the output), then the end."""
+    errors = [line for line in run.stderr.splitlines() if "rror" in line or "failed" in line]
+    return "deploy failed:\n" + "\n".join(errors[:40]) + "\n...\n" + run.stderr[-4000:]
+
+
 def converge(host: sandbox.SandboxHost, *args: str,
              env: dict[str, str] | None = None) -> PyinfraRun:
     run = pyinfra(host, "-y", "--json", *args, env=env)
-    assert run.returncode == 0, f"deploy failed:\n{run.stderr[-6000:]}"
+    assert run.returncode == 0, failure(run)
     assert run.totals["error"] == 0
     return run
 

@@ -29,7 +29,7 @@ import pytest
 from operations import admin_status
 from orchestra_infra import mesh, sandbox
 
-from .conftest import PREFIX, REPO, PyinfraRun, on, require_sandbox
+from .conftest import PREFIX, REPO, PyinfraRun, failure, on, require_sandbox
 from .test_admin_dashboard import AdminPage
 
 pytestmark = pytest.mark.e2e
@@ -51,7 +51,7 @@ def deploy(*args: str, names=(A, B, C), layout: str = LAYOUT) -> PyinfraRun:
     result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=3600,
                             stdin=subprocess.DEVNULL, env=env)
     run = PyinfraRun(result.returncode, result.stdout, result.stderr)
-    assert run.returncode == 0, f"deploy failed:\n{run.stderr[-6000:]}"
+    assert run.returncode == 0, failure(run)
     assert run.totals["error"] == 0
     return run
 
