@@ -319,7 +319,7 @@ def _environment(config, groups, args: dict[str, str], major: int | None) -> Non
         src="prometheus/etc/prometheus/rules/orchestra.yml.j2",
         dest=RULES,
         context={"config": config, "data": "data" in every, "edge": "edge" in every,
-                 "units_regex": units_regex(units)},
+                 "units_regex": units_regex(units), "several": wireguard.enabled()},
         validate=f"promtool check rules {RULES} >/dev/null",
     )
     several = wireguard.enabled()

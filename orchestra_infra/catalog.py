@@ -246,10 +246,10 @@ def _monitoring(config, postgres_major=None) -> list[Service]:
 
     return [
         daemon("monit", "ops", "monit_port", owner=("monit", None)),
-        # With several hosts systemd also holds its port, on the private address: the
-        # socket proxy to it for the admin hosts (operations/prometheus.py).
+        # With several hosts systemd also holds its port, on the private address, and hands
+        # it to its socket proxy (a dynamic user) for the admin hosts (operations/prometheus.py).
         daemon("prometheus", "metrics", "prometheus_port", "prometheus", "/-/ready",
-               also=(("systemd", "root"),)),
+               also=(("systemd", "root"), ("systemd-socket-", None))),
         daemon("prometheus-alertmanager", "metrics", "alertmanager_port", "alertmanager",
                "/-/ready"),
         daemon("prometheus-node-exporter", "ops", "node_exporter_port", "node"),

@@ -234,8 +234,11 @@ def test_one_prometheus_per_environment_scrapes_every_host_over_the_mesh():
 
     config = yaml.safe_load(plans[A]["/etc/prometheus/prometheus.yml"])
     assert config["global"]["external_labels"] == {"environment": "golden"}  # hosts: targets'
-    # Every host's units in the rule that alerts on a stopped one.
+    # Every host's units in the rule that alerts on a stopped one; only targets with a host
+    # (not the package's own config's localhost, whose last samples outlive its restart).
     rules = plans[A]["/etc/prometheus/rules/orchestra.yml"]
+    assert 'up{job!="probe", host!=""}' in rules
+    assert re.search(r'node_systemd_unit_state\{state="active", name=~"[^"]+", host!=""\}', rules)
     for unit in ("nginx", "supervisor", "redis-server", "weaviate", "postgresql@14-main"):
         assert f"|{unit}|" in rules or f"({unit}|" in rules or f"|{unit})" in rules, unit
 

@@ -209,11 +209,11 @@ def test_prometheus_yml_scrapes_loopback_and_probes_through_blackbox(config):
                                             "replacement": "127.0.0.1:9115"}
 
 
-def _rules(config, data=True, edge=True):
+def _rules(config, data=True, edge=True, several=False):
     units = prometheus.watched_units(config, ("app", "data", "edge"), 15)
     return _render("etc/prometheus/rules/orchestra.yml.j2",
                    {"config": config, "data": data, "edge": edge,
-                    "units_regex": prometheus.units_regex(units)})
+                    "units_regex": prometheus.units_regex(units), "several": several})
 
 
 def _alerts(text):
@@ -389,6 +389,7 @@ def test_promtool_accepts_config_and_rules(config, tmp_path):
     promtool = _tool("promtool")
     rules = tmp_path / "orchestra.yml"
     rules.write_text(_rules(config))
+    (tmp_path / "several-rules.yml").write_text(_rules(config, several=True))
     several = [*_on(["edge", "app", "metrics"], "203.0.113.10", "10.210.0.1"),
                *_on(["app"], "203.0.113.11", "10.210.0.2"),
                *_on(["data"], "203.0.113.12", "10.210.0.3")]
@@ -396,6 +397,7 @@ def test_promtool_accepts_config_and_rules(config, tmp_path):
         text = _prometheus_yml(config, hosts).replace(prometheus.RULES, str(rules))
         (tmp_path / name).write_text(text)
     for args in (["check", "rules", str(rules)],
+                 ["check", "rules", str(tmp_path / "several-rules.yml")],
                  ["check", "config", str(tmp_path / "prometheus.yml")],
                  ["check", "config", str(tmp_path / "several.yml")]):
         result = subprocess.run([promtool, *args], capture_output=True, text=True)
