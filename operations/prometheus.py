@@ -196,7 +196,7 @@ def daemon_args(config, groups, flavour: Flavour, units: list[str],
                 listen: str = LOOPBACK) -> dict[str, str]:
     """The ARGS line of each package's /etc/default file, by package (``listen``: the
     exporters' address)."""
-    loopback = LOOPBACK
+    loopback = LOOPBACK  # Prometheus, Alertmanager, and what the nginx exporter reads
     args = {
         "prometheus": [
             f"--config.file={ETC}/prometheus.yml",
@@ -293,14 +293,17 @@ def configure(config, groups):
 def _environment(config, groups, args: dict[str, str], major: int | None) -> None:
     """The environment's Prometheus (every host's exporters) and Alertmanager (``major``:
     this host's PostgreSQL major version, when it is the data host)."""
+    several = wireguard.enabled()
     scraped = targets(config, groups)
     every = {g for host_groups, *_ in scraped for g in host_groups}
-    # Every stack unit of every host (each node exporter reports its own host's).
-    def cluster(host_groups, other):
+
+    def cluster(host_groups, other) -> int | None:
+        """The PostgreSQL major version of a data host (it names the cluster's unit)."""
         if "data" not in host_groups:
             return None
         return major if other.name == host.name else postgres.major_version(config, other)
 
+    # Every stack unit of every host (each node exporter reports its own host's).
     units = sorted({unit for host_groups, _, _, other in scraped
                     for unit in watched_units(config, host_groups, cluster(host_groups, other))})
     webhook = webhook_configured()
@@ -319,10 +322,9 @@ def _environment(config, groups, args: dict[str, str], major: int | None) -> Non
         src="prometheus/etc/prometheus/rules/orchestra.yml.j2",
         dest=RULES,
         context={"config": config, "data": "data" in every, "edge": "edge" in every,
-                 "units_regex": units_regex(units), "several": wireguard.enabled()},
+                 "units_regex": units_regex(units), "several": several},
         validate=f"promtool check rules {RULES} >/dev/null",
     )
-    several = wireguard.enabled()
     scrape = render.template(
         name="Configure Prometheus (scrape targets from the port table{})".format(
             ", every host's" if several else ""),
