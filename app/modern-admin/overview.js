@@ -183,4 +183,4 @@ async function overview() {
   };
 }
 
-module.exports = { overview, GRAPHS, PEER_KEEP_S };
+module.exports = { overview, GRAPHS };
