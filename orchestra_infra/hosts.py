@@ -84,9 +84,9 @@ def _lines(text: str, source: str, default_metrics: bool = True
         first[address] = number
         found.append((number, address, [g for g in GROUPS if g in wanted], drain))
     if default_metrics and not any("metrics" in groups for _, _, groups, _ in found):
-        first = next((line for line in found if METRICS_DEFAULT in line[2]), None)
-        if first:
-            first[2].append("metrics")
+        chosen = next((line for line in found if METRICS_DEFAULT in line[2]), None)
+        if chosen:
+            chosen[2].append("metrics")
     return found
 
 
