@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shlex
 from pathlib import Path
 
@@ -44,10 +45,20 @@ def _address(config, app_host) -> str:
 def _server(address: str, port: int) -> str:
     # On loopback a stopped instance refuses at once and nginx retries the next one: never
     # exclude it, or a rolling restart could find every instance excluded at the same time.
-    # A remote host that stops answering costs a connect timeout: exclude it for a while.
+    # A remote host that stops answering costs a timeout (a read's, on a kept-alive
+    # connection): exclude it after the first, so no other request waits for it.
     if address == "127.0.0.1":
         return f"{address}:{port} max_fails=0"
-    return f"{address}:{port} max_fails=3 fail_timeout=10s"
+    return f"{address}:{port} max_fails=1 fail_timeout=10s"
+
+
+def _interleaved(app_hosts, ports_of) -> list[tuple[str, str, int]]:
+    """(address, inventory name, port) of every instance, each host's first, then each
+    host's second...: A1 B1 A2 B2, not A1 A2 B1 B2. nginx gives a failed request to the next
+    server in its rotation, which is then another host's: a host that vanished costs a
+    request one timeout, not one for each of its instances."""
+    columns = [[(a, name, port) for port in ports_of(c)] for a, c, name in app_hosts]
+    return [s for row in itertools.zip_longest(*columns) for s in row if s]
 
 
 def _app_hosts(config) -> list[tuple[str, object, str]]:
@@ -63,13 +74,14 @@ def upstreams(config) -> dict:
     """Every API instance, admin and MCP server instance on every host of group `app`; each
     MCP instance with the route its sessions' ids begin with (catalog.session_route)."""
     app_hosts = _app_hosts(config)
+    api = _interleaved(app_hosts, lambda c: range(c.api_port, c.api_port + c.api_instances))
     return {
-        "api_servers": [_server(a, c.api_port + i) for a, c, _ in app_hosts
-                        for i in range(c.api_instances)],
+        "api_servers": [_server(a, port) for a, _, port in api],
         "admin_servers": [_server(a, c.admin_port) for a, c, _ in app_hosts],
         "mcp_servers": {name: [{"server": _server(a, port), "address": f"{a}:{port}",
                                 "route": catalog.session_route(host_name, port)}
-                               for a, c, host_name in app_hosts for port in c.mcp_ports(name)]
+                               for a, host_name, port in _interleaved(
+                                   app_hosts, lambda c, name=name: c.mcp_ports(name))]
                         for name in config.mcp_servers},
     }
 

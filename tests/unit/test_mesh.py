@@ -327,9 +327,12 @@ def test_the_data_host_listens_on_its_private_address_for_the_app_hosts():
 def test_the_edge_balances_over_every_app_host_skipping_a_dead_one():
     conf = _capture()[A]["/etc/nginx/conf.d/orchestra.conf"]
     api = re.search(r"upstream orchestra_api \{(.*?)\}", conf, re.S).group(1)
+    # Each host's first instance, then each host's second: nginx's next try after a
+    # failure is another host's instance.
     assert re.findall(r"server (\S+)", api) == [
-        "127.0.0.1:8000", "127.0.0.1:8001", f"{_address(B)}:8000", f"{_address(B)}:8001"]
-    assert f"server {_address(B)}:8000 max_fails=3 fail_timeout=10s;" in api
+        "127.0.0.1:8000", f"{_address(B)}:8000", "127.0.0.1:8001", f"{_address(B)}:8001"]
+    assert f"server {_address(B)}:8000 max_fails=1 fail_timeout=10s;" in api
+    assert "server 127.0.0.1:8000 max_fails=0;" in api
     assert "/etc/nginx/conf.d/orchestra.conf" not in _capture()[B]
 
 
