@@ -127,7 +127,12 @@ async function graph(spec, now) {
   });
   try {
     const body = await getJson(`${PROMETHEUS_URL}/api/v1/query_range?${params}`);
-    const series = (body.data?.result || []).map((s) => ({
+    let result = body.data?.result || [];
+    // Several hosts: every target of ours has a `host` label. A new metrics host's package
+    // scraped `localhost` with its own config before the deploy's replaced it, and those
+    // series stay in the hour shown: a second line for one host.
+    if (result.some((s) => s.metric?.host)) result = result.filter((s) => s.metric?.host);
+    const series = result.map((s) => ({
       label: spec.label(s.metric || {}),
       points: s.values.map(([t, v]) => [Number(t), Number(v)]).filter(([, v]) => Number.isFinite(v)),
     }));

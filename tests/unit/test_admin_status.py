@@ -113,15 +113,19 @@ class _Sources(BaseHTTPRequestHandler):
     """Prometheus's and Alertmanager's HTTP APIs, as far as the overview asks them."""
 
     asked: list[str] = []
+    # Each range query's series' labels (None: one series, labelled like one host's).
+    labels: list[dict] | None = None
 
     def do_GET(self):  # noqa: N802 (http.server's name)
         self.asked.append(self.path)
         url = urlparse(self.path)
         if url.path == "/api/v1/query_range":
             query = parse_qs(url.query)["query"][0]
-            metric = {"instance": "127.0.0.1:9100"} if "instance" in query else {}
+            labels = self.labels or [{"instance": "127.0.0.1:9100"} if "instance" in query
+                                     else {}]
             body = {"status": "success", "data": {"resultType": "matrix", "result": [
-                {"metric": metric, "values": [[1000, "1.5"], [1060, "2.5"], [1120, "NaN"]]}]}}
+                {"metric": metric, "values": [[1000, "1.5"], [1060, "2.5"], [1120, "NaN"]]}
+                for metric in labels]}}
         elif url.path == "/api/v2/alerts":
             body = [{"labels": {"alertname": "ServiceDown", "severity": "critical"},
                      "annotations": {"summary": "redis is down"},
@@ -143,7 +147,7 @@ class _Sources(BaseHTTPRequestHandler):
 @pytest.fixture
 def sources():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Sources)
-    _Sources.asked = []
+    _Sources.asked, _Sources.labels = [], None
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -182,6 +186,18 @@ def test_the_overview_reads_the_status_file_alerts_and_graphs(tmp_path, sources)
         assert int(asked["end"][0]) - int(asked["start"][0]) == 3600
         assert asked["step"] == ["60"]
     assert "active=true&silenced=false&inhibited=false" in " ".join(_Sources.asked)
+
+
+def test_with_several_hosts_a_graph_shows_only_the_series_of_the_deploy_s_targets(
+        tmp_path, sources):
+    """The package's own first config scraped `localhost:9100` on a new metrics host: no
+    `host` label, and no line of its own beside the host's."""
+    _Sources.labels = [{"instance": "localhost:9100"},
+                       {"instance": "10.210.0.2:9100", "host": "203.0.113.11"}]
+    found = _overview({"STATUS_FILE": str(tmp_path / "none.json"), "PROMETHEUS_URL": sources,
+                       "ALERTMANAGER_URL": ""})
+    cpu = {g["id"]: g for g in found["graphs"]}["cpu"]
+    assert [s["label"] for s in cpu["series"]] == ["203.0.113.11"]
 
 
 def test_the_overview_names_what_it_could_not_read(tmp_path):
