@@ -25,12 +25,15 @@ from operations import (
     security,
     snapshot,
     stack,
+    stack_order,
     supervisor,
     weaviate,
     wireguard,
 )
 from orchestra_infra import catalog
 from orchestra_infra.preflight import validate_host
+
+stack_order.known_to_inspect(__file__)
 
 config, secret_values = validate_host(host)
 wireguard.check_layout(config)

@@ -19,8 +19,10 @@ import os
 
 from pyinfra import host
 
-from operations import base, restore, runlock
+from operations import base, restore, runlock, stack_order
 from orchestra_infra.preflight import validate_host
+
+stack_order.known_to_inspect(__file__)
 
 config, _ = validate_host(host)
 runlock.guard(config, "restore.py")

@@ -8,8 +8,10 @@ makes the release of `app_source` live again.
 
 from pyinfra import host
 
-from operations import app, pm2, runlock, supervisor
+from operations import app, pm2, runlock, stack_order, supervisor
 from orchestra_infra.preflight import validate_host
+
+stack_order.known_to_inspect(__file__)
 
 config, _ = validate_host(host)
 runlock.guard(config, "rollback.py")
