@@ -609,3 +609,9 @@ ssh_user = "ubuntu"
 _sudo = True
 # Send each command's packets at once (TCP_NODELAY): 5x fewer seconds per remote command.
 ssh_paramiko_connect_kwargs = {"transport_factory": nodelay_transport}
+
+# What pyinfra reads from this file: every name but the imported one. Without `__all__`
+# pyinfra finds the imported names by parsing this file again for each of its 200 names,
+# 0.2-0.5 s of every run (docs/benchmarks.md, "The four-host no-op run").
+__all__ = [name for name in list(globals()) if not name.startswith("__")
+           and name != "nodelay_transport"]

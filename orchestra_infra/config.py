@@ -50,10 +50,15 @@ def environments(root: Path | None = None) -> list[str]:
 
 
 def read_group_data(path: Path) -> dict[str, Any]:
-    """A group data file's values, as pyinfra's CLI reads them (imports and dunders dropped)."""
+    """A group data file's values, as pyinfra's CLI reads them: its ``__all__``, or else
+    every name but the imported ones; never a dunder."""
     names = runpy.run_path(str(path))
-    imported = _imported_names(path)
-    return {k: v for k, v in names.items() if not k.startswith("__") and k not in imported}
+    if "__all__" in names:
+        keys = set(names["__all__"])
+    else:
+        imported = _imported_names(path)
+        keys = {k for k in names if k not in imported}
+    return {k: v for k, v in names.items() if k in keys and not k.startswith("__")}
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
