@@ -190,17 +190,9 @@ def _unattended_upgrades(config):
 
 def _service_user_and_directories(config):
     user = config.service_user
-    server.group(name=f"Create group {user}", group=user, system=True)
-    server.user(
-        name=f"Create service user {user}",
-        user=user,
-        group=user,
-        system=True,
-        shell="/usr/sbin/nologin",
-        home=config.install_root,
-        create_home=False,
-        ensure_home=False,  # install_root is root-owned; see the directories below
-    )
+    # install_root, its home, is root-owned: see the directories below.
+    system.service_account(name=f"Create service user {user}", user=user,
+                           home=config.install_root)
     for path, owner, group, mode in (
         (config.install_root, "root", user, "755"),
         (config.config_root, "root", user, "750"),

@@ -11,12 +11,29 @@ import json
 import re
 import shlex
 
+from pyinfra import host, state
 from pyinfra.api import FactBase
 
 # psql as the postgres superuser over the local socket (peer authentication), without the
 # user's ~/.psqlrc; from / because runuser keeps root's working directory, which postgres
 # may not enter (psql then warns on every call).
 PSQL = "cd / && runuser -u postgres -- psql -X"
+
+
+_planned: dict[tuple, object] = {}
+
+
+def planned(fact, on=None, **arguments):
+    """``get_fact`` of ``on`` (this host by default), asked once per host and arguments
+    while pyinfra plans, when no host has changed yet; every time while it executes. pyinfra
+    3 keeps no fact: the distribution alone was asked six times a plan."""
+    on = host if on is None else on
+    if getattr(state, "is_executing", False):
+        return on.get_fact(fact, **arguments)
+    key = (on.name, fact, tuple(sorted(arguments.items())))
+    if key not in _planned:
+        _planned[key] = on.get_fact(fact, **arguments)
+    return _planned[key]
 
 
 class GpuInfo(FactBase):
@@ -216,6 +233,36 @@ class ListeningSockets(FactBase):
                 if holder not in ports.setdefault(port, []):
                     ports[port].append(holder)
         return ports
+
+
+class ServiceAccount(FactBase):
+    """
+    A user and the group of the same name, from the name service (``getent``); ``None``
+    for either that does not exist. Two lookups, where pyinfra's ``Users`` fact runs five
+    programs for every account of the host (0.3 s of a no-op run each time it is asked).
+
+    .. code:: python
+
+        {"group": {"gid": 998},
+         "user": {"gid": 998, "home": "/opt/orchestra", "shell": "/usr/sbin/nologin"}}
+    """
+
+    def command(self, user: str) -> str:
+        user = shlex.quote(user)
+        return f"getent group {user} || true; echo ---; getent passwd {user} || true"
+
+    def default(self):
+        return {"group": None, "user": None}
+
+    def process(self, output):
+        group_lines, _, user_lines = "\n".join(output).partition("---")
+        group = next((line.split(":") for line in group_lines.splitlines() if line), None)
+        user = next((line.split(":") for line in user_lines.splitlines() if line), None)
+        return {
+            "group": {"gid": int(group[2])} if group and len(group) >= 3 else None,
+            "user": ({"gid": int(user[3]), "home": user[5], "shell": user[6]}
+                     if user and len(user) >= 7 else None),
+        }
 
 
 class SupervisorStatus(FactBase):

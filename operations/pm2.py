@@ -14,7 +14,7 @@ from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
-from operations import admin_status, app, prometheus, render, system, wireguard
+from operations import admin_status, app, facts, prometheus, render, system, wireguard
 from operations.facts import AptCandidate
 from orchestra_infra import catalog
 
@@ -46,10 +46,10 @@ def check_node(config) -> None:
     """Stop before any change when node_source is "distro" and the distro's Node is too old."""
     if config.node_source != "distro":
         return
-    distro = host.get_fact(LinuxDistribution)
+    distro = facts.planned(LinuxDistribution)
     major = DISTRO_NODE_MAJOR.get((distro["name"], distro["major"]))
     if major is None:
-        candidate = host.get_fact(AptCandidate, package="nodejs")
+        candidate = facts.planned(AptCandidate, package="nodejs")
         found = re.match(r"(?:\d+:)?(\d+)", candidate or "")
         major = int(found.group(1)) if found else None
     if major is not None and major < NODE_MIN_MAJOR:

@@ -8,7 +8,7 @@ from pyinfra.facts.hardware import Memory
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import postgres, server
 
-from operations import pgarchive, render, system
+from operations import facts, pgarchive, render, system
 from operations.facts import (
     PSQL,
     AptCandidate,
@@ -45,7 +45,7 @@ def major_version(config, on=None) -> int:
     if config.postgres_version:
         return config.postgres_version
     on = host if on is None else on
-    distro = on.get_fact(LinuxDistribution)
+    distro = facts.planned(LinuxDistribution, on=on)
     version = DISTRO_VERSIONS.get((distro["name"], distro["major"]))
     if version is None:
         raise DeployError(f"{on.name}: no default PostgreSQL for {distro['name']} "
@@ -84,7 +84,7 @@ def packages(config, groups) -> list[str]:
     """The server, its client and pgvector when asked for and a source offers it."""
     version = major_version(config)
     pgvector = config.postgres_pgvector and bool(
-        host.get_fact(AptCandidate, package=f"postgresql-{version}-pgvector")
+        facts.planned(AptCandidate, package=f"postgresql-{version}-pgvector")
     )
     for i, db in enumerate(config.postgres_databases):
         if "vector" in db.extensions and not pgvector:
@@ -103,7 +103,7 @@ def add_repository(config):
     if not config.postgres_apt_key_url:
         raise DeployError(f"{host.name}: postgres_apt_key_url is required with "
                           "postgres_apt_repository; nothing was changed")
-    codename = host.get_fact(LinuxDistribution)["release_meta"].get("VERSION_CODENAME", "")
+    codename = facts.planned(LinuxDistribution)["release_meta"].get("VERSION_CODENAME", "")
     return system.apt_repository(
         name="Add the PostgreSQL apt repository",
         url=config.postgres_apt_repository,

@@ -39,7 +39,7 @@ from pyinfra.api import (
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import apt
 
-from operations import postgres, render, system, wireguard
+from operations import facts, postgres, render, system, wireguard
 from operations.facts import PSQL, PostgresRoleMembership
 from orchestra_infra import catalog
 
@@ -84,7 +84,7 @@ FLAVOURS = {
 }
 
 def flavour() -> Flavour:
-    distro = host.get_fact(LinuxDistribution)
+    distro = facts.planned(LinuxDistribution)
     found = FLAVOURS.get((distro["name"], distro["major"]))
     if found is None:
         raise DeployError(f"{host.name}: metrics are set up for "

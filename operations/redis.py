@@ -8,7 +8,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.server import LinuxDistribution
 
-from operations import render, system
+from operations import facts, render, system
 from operations.facts import AptCandidate, LocalAddresses
 
 
@@ -53,11 +53,11 @@ def configure(config):
 def version() -> tuple[int, int]:
     """Redis's (major, minor) the host installs: apt's candidate, or, before the package lists
     exist, the distro's (Ubuntu 22.04 ships 6.0; Debian 12 ships 7.0)."""
-    candidate = host.get_fact(AptCandidate, package="redis-server")
+    candidate = facts.planned(AptCandidate, package="redis-server")
     if candidate:
         major, minor = (int(part) for part in re.findall(r"\d+", candidate.split(":")[-1])[:2])
         return major, minor
-    distro = host.get_fact(LinuxDistribution)
+    distro = facts.planned(LinuxDistribution)
     return (6, 0) if distro["name"] == "Ubuntu" and distro["major"] <= 22 else (7, 0)
 
 

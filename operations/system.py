@@ -9,6 +9,7 @@ from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.operations import files
 
 from operations import render, snapshot
+from operations.facts import ServiceAccount
 
 DROPIN = "systemd/etc/systemd/system/UNIT.service.d/10-orchestra.conf.j2"
 
@@ -103,6 +104,44 @@ SANDBOX: dict[str, tuple[str, ...]] = {
         "ProtectProc=invisible",
     ),
 }
+
+
+@operation()
+def service_account(user: str, home: str, shell: str = "/usr/sbin/nologin"):
+    """
+    Ensure a system user with a group of its own name, its home and its shell. The home is
+    never created here: who owns it is the caller's (a ``directory`` operation).
+
+    + user: the user's and its group's name
+    + home, shell: its home directory and login shell
+
+    **Example:**
+
+    .. code:: python
+
+        system.service_account(name="Create service user orchestra", user="orchestra",
+                               home="/opt/orchestra")
+    """
+    found = host.get_fact(ServiceAccount, user=user)
+    group, account = found["group"], found["user"]
+    if group is None:
+        yield StringCommand("groupadd", "--system", QuoteString(user))
+    if account is None:
+        yield StringCommand("useradd", "--system", "--gid", QuoteString(user),
+                            "--home-dir", QuoteString(home), "--no-create-home",
+                            "--shell", QuoteString(shell), QuoteString(user))
+        return
+    changes = []
+    if group is None or account["gid"] != group["gid"]:
+        changes += ["--gid", QuoteString(user)]
+    if account["home"] != home:
+        changes += ["--home", QuoteString(home)]
+    if account["shell"] != shell:
+        changes += ["--shell", QuoteString(shell)]
+    if changes:
+        yield StringCommand("usermod", *changes, QuoteString(user))
+    else:
+        host.noop(f"user {user} exists")
 
 
 @snapshot.registers("dirs", "path")

@@ -57,10 +57,8 @@ def release_dir(version: str) -> str:
 
 @deploy("Weaviate")
 def configure(config):
-    server.group(name="Create group weaviate", group="weaviate", system=True)
-    server.user(name="Create system user weaviate", user="weaviate", group="weaviate",
-                system=True, shell="/usr/sbin/nologin", home=config.weaviate_data_dir,
-                create_home=False, ensure_home=False)
+    system.service_account(name="Create system user weaviate", user="weaviate",
+                           home=config.weaviate_data_dir)
     for path, owner, mode in (
         (ROOT, "root", "755"),
         ("/etc/weaviate", "root", "750"),

@@ -13,7 +13,7 @@ from pyinfra.api import DeployError, deploy, operation
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import files
 
-from operations import render, system
+from operations import facts, render, system
 from orchestra_infra import catalog, mesh
 
 LOOPBACK = mesh.LOOPBACK
@@ -150,7 +150,7 @@ USERSPACE_PROGRAM = {"Ubuntu": "/usr/bin/wireguard"}
 def _userspace() -> None:
     """wg-quick falls back to `wireguard-go` when the kernel has no WireGuard: give it that
     name where the distro's package uses another."""
-    program = USERSPACE_PROGRAM.get(host.get_fact(LinuxDistribution)["name"])
+    program = USERSPACE_PROGRAM.get(facts.planned(LinuxDistribution)["name"])
     if program:
         files.link(name="Name the userspace WireGuard wireguard-go, as wg-quick expects",
                    path="/usr/local/sbin/wireguard-go", target=program)
