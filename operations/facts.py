@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import xmlrpc.client
+from xml.parsers.expat import ExpatError
 
 from pyinfra import host, state
 from pyinfra.api import FactBase
@@ -267,7 +269,9 @@ class ServiceAccount(FactBase):
 
 class SupervisorStatus(FactBase):
     """
-    Supervisor programs and their states (``supervisorctl status``); ``{}`` before
+    Supervisor programs and their states, from supervisord's XML-RPC interface on its
+    socket (curl: milliseconds, where ``supervisorctl status`` starts a Python, 0.3 s of
+    a no-op run), or ``supervisorctl status`` where curl is missing; ``{}`` before
     supervisord runs.
 
     .. code:: python
@@ -275,13 +279,25 @@ class SupervisorStatus(FactBase):
         {"orchestra:api-0": "RUNNING", "orchestra:mcp-task": "STOPPED"}
     """
 
-    def command(self) -> str:
-        return "supervisorctl status 2>/dev/null || true"
+    def command(self, socket: str) -> str:
+        socket = shlex.quote(socket)
+        call = ("<?xml version=\"1.0\"?><methodCall><methodName>supervisor.getAllProcessInfo"
+                "</methodName><params></params></methodCall>")
+        return (f"if [ -S {socket} ] && command -v curl >/dev/null; then curl -sf --max-time 10 "
+                f"--unix-socket {socket} -H 'Content-Type: text/xml' --data '{call}' "
+                "http://localhost/RPC2 || true; else supervisorctl status 2>/dev/null || true; fi")
 
     def default(self):
         return {}
 
     def process(self, output):
+        if output and output[0].startswith("<?xml"):
+            try:
+                (processes,), _ = xmlrpc.client.loads("\n".join(output))
+            except (xmlrpc.client.Error, ValueError, ExpatError):
+                return {}
+            return {(p["name"] if p["group"] == p["name"] else f"{p['group']}:{p['name']}"):
+                    p["statename"] for p in processes}
         return {line.split()[0]: line.split()[1] for line in output if len(line.split()) > 1}
 
 

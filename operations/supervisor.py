@@ -10,6 +10,7 @@ from pyinfra.operations.util import any_changed
 from operations import app, render, system, wireguard
 from operations.facts import SupervisorStatus
 from orchestra_infra import catalog
+from orchestra_infra.status_probe import SUPERVISOR_SOCKET as SOCKET
 
 CONF = "/etc/supervisor/conf.d/orchestra.conf"
 
@@ -71,7 +72,7 @@ def running(programs: list[str]):
 
     + programs: program names in the ``orchestra`` group
     """
-    status = host.get_fact(SupervisorStatus)
+    status = host.get_fact(SupervisorStatus, socket=SOCKET)
     stopped = [name for name in programs
                if status and status.get(f"orchestra:{name}", "RUNNING") not in
                ("RUNNING", "STARTING")]
