@@ -406,8 +406,21 @@ def test_the_layout_benchmark_names_its_hosts_and_refuses_too_few(monkeypatch):
     assert layout._names(4) == ("t-x-one", ["t-x-edge", "t-x-app1", "t-x-app2", "t-x-data"])
     with pytest.raises(RuntimeError, match="at least 3 hosts"):
         layout.run(count=2)
-    figures = layout.LayoutFigures(100.0, 2.0, 250.0, 2.8, 4)
+    figures = layout.LayoutFigures(100.0, 2.0, 250.0, 2.8, 4, 1.6, 2.0)
     assert "(1.40x; target <= 1.5x)" in figures.report()
+    assert "1.6 s one host, 2.0 s 4 hosts (1.25x)" in figures.report()
+
+
+def test_the_layout_benchmark_counts_the_pyinfra_process_s_cpu(monkeypatch):
+    from benchmarks import layout
+
+    def busy(*args, **kwargs):  # a child that spends a known share of a second on the CPU
+        return subprocess.run([sys.executable, "-c", "import time\nt = time.process_time()\n"
+                               "while time.process_time() - t < 0.3: pass"], check=False)
+
+    monkeypatch.setattr(layout, "run_pyinfra", busy)
+    wall, cpu = layout._deploy(["t-x-one"])
+    assert 0.3 <= cpu <= wall + 0.05
 
 
 def test_the_metrics_group_may_be_a_host_of_its_own():
