@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import weakref
 import xmlrpc.client
 from xml.parsers.expat import ExpatError
 
@@ -22,7 +23,8 @@ from pyinfra.api import FactBase
 PSQL = "cd / && runuser -u postgres -- psql -X"
 
 
-_planned: dict[tuple, object] = {}
+# pyinfra state (one run) -> (host, fact, arguments) -> value
+_planned: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def planned(fact, on=None, **arguments):
@@ -32,10 +34,11 @@ def planned(fact, on=None, **arguments):
     on = host if on is None else on
     if getattr(state, "is_executing", False):
         return on.get_fact(fact, **arguments)
+    known = _planned.setdefault(on.state, {})
     key = (on.name, fact, tuple(sorted(arguments.items())))
-    if key not in _planned:
-        _planned[key] = on.get_fact(fact, **arguments)
-    return _planned[key]
+    if key not in known:
+        known[key] = on.get_fact(fact, **arguments)
+    return known[key]
 
 
 class GpuInfo(FactBase):
@@ -283,9 +286,10 @@ class SupervisorStatus(FactBase):
         socket = shlex.quote(socket)
         call = ("<?xml version=\"1.0\"?><methodCall><methodName>supervisor.getAllProcessInfo"
                 "</methodName><params></params></methodCall>")
-        return (f"if [ -S {socket} ] && command -v curl >/dev/null; then curl -sf --max-time 10 "
-                f"--unix-socket {socket} -H 'Content-Type: text/xml' --data '{call}' "
-                "http://localhost/RPC2 || true; else supervisorctl status 2>/dev/null || true; fi")
+        return (f"if [ -S {socket} ] && command -v curl >/dev/null; then curl -sf "
+                f"--connect-timeout 5 --max-time 10 --unix-socket {socket} "
+                f"-H 'Content-Type: text/xml' --data '{call}' http://localhost/RPC2 || true; "
+                "else supervisorctl status 2>/dev/null || true; fi")
 
     def default(self):
         return {}
